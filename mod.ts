@@ -1,0 +1,97 @@
+/**
+ * # @bbits/core — Bayesian Bits for Deno
+ *
+ * Learn, by gradient descent, which bit width (0 = pruned, 2, 4, 8, 16, 32)
+ * every weight and activation tensor of a network needs, under a
+ * bit-operation (BOP) budget (van Baalen et al., "Bayesian Bits", NeurIPS
+ * 2020).
+ *
+ * This module is the core: immutable tensors, the residual quantizer and its
+ * straight-through gradients, hard-concrete gates, the BOP-aware prior, BOP
+ * accounting and a counter-based random generator, over a reference
+ * TypeScript backend and a WASM SIMD backend. The WebGPU backend lives in the
+ * `@bbits/core/gpu` subpath so that a plain import never loads GPU code.
+ *
+ * @example Quantize a weight tensor at 4 bits with one channel pruned
+ * ```ts
+ * import { initRange, quantize, Tensor, wasmBackend } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const w = Tensor.from([0.3, -0.7, 0.1, 0.9, -0.2, 0.5], [3, 2]);
+ * const range = initRange(w); // { xmax: 0.9, signed: true }
+ * const gates = { z2: [1, 0, 1], z4: 1, z8: 0, z16: 0, z32: 0 };
+ * const wq = quantize(w, range, gates, { backend: wasmBackend });
+ * assert.deepEqual([wq.get(1, 0), wq.get(1, 1)], [0, 0]); // channel 1 pruned
+ * ```
+ *
+ * @module
+ */
+
+export { roundHalfEven } from "./core/round.ts";
+export {
+  bitsToUniform,
+  foldIn,
+  randomBits,
+  type RandomKey,
+  randomKey,
+  splitKey,
+  threefry2x32,
+  uniform,
+} from "./core/rng.ts";
+export { type Shape, shapeSize, Tensor } from "./core/tensor.ts";
+export {
+  CLIP_FACTOR,
+  type QuantizerBackend,
+  type QuantizerConstants,
+  quantizerConstants,
+  type QuantizerGrads,
+  type QuantizerPass,
+} from "./core/backend.ts";
+export { float64ReferenceBackend, referenceBackend } from "./core/reference.ts";
+export {
+  BIT_WIDTHS,
+  type BitWidth,
+  gatesForBits,
+  type GateValues,
+  initRange,
+  makeQuantizerPass,
+  quantize,
+  quantizeGrad,
+  type QuantizeGradResult,
+  type QuantizeOptions,
+  type QuantizerRange,
+  uniformQuantize,
+} from "./core/quantizer.ts";
+export {
+  CHAIN_STOP_LOGIT,
+  deterministicGates,
+  type EffectiveBits,
+  effectiveBits,
+  EVAL_OFF_PROBABILITY,
+  gateIsOn,
+  type GateLogits,
+  gateNoise,
+  gateNoiseCount,
+  gateProbability,
+  gateProbabilityGrad,
+  HARD_CONCRETE,
+  type SampledGates,
+  sampleGate,
+  sampleGateGrad,
+  sampleGates,
+} from "./core/gates.ts";
+export {
+  prior,
+  type PriorMode,
+  type PriorOptions,
+  type PriorResult,
+} from "./core/prior.ts";
+export {
+  type BopReport,
+  bopReport,
+  chainBops,
+  type ChainLayer,
+  type LayerBops,
+  layerBops,
+  type LayerBopsInput,
+} from "./core/bops.ts";
