@@ -95,3 +95,36 @@ export {
   layerBops,
   type LayerBopsInput,
 } from "./core/bops.ts";
+export {
+  type Grads,
+  isRecording,
+  type Params,
+  recordOp,
+  valueAndGrad,
+  type Vjp,
+} from "./core/autodiff.ts";
+export { gemmReference, type GemmShape } from "./core/ops/gemm.ts";
+export {
+  add,
+  mean,
+  mul,
+  relu,
+  relu6,
+  reshape,
+  scale,
+  sum,
+} from "./core/ops/elementwise.ts";
+export { dense } from "./core/ops/dense.ts";
+export {
+  conv2d,
+  type Conv2dOptions,
+  convOutputSize,
+} from "./core/ops/conv2d.ts";
+export { globalAvgPool, maxPool2d } from "./core/ops/pool.ts";
+export {
+  batchNorm,
+  type BatchNormOptions,
+  type BatchNormStats,
+  foldBatchNorm,
+} from "./core/ops/batchnorm.ts";
+export { softmaxCrossEntropy } from "./core/ops/loss.ts";

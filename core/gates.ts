@@ -24,10 +24,10 @@ export const HARD_CONCRETE: {
 } = Object.freeze({ beta: 2 / 3, gamma: -0.1, zeta: 1.1 });
 
 /** A logit at or below this stops the chain: that gate and all above are 0. */
-export const CHAIN_STOP_LOGIT = -2;
+export const CHAIN_STOP_LOGIT: number = -2;
 
 /** Evaluation rule: a gate is on iff `1 - q(g) <` this. */
-export const EVAL_OFF_PROBABILITY = 0.34;
+export const EVAL_OFF_PROBABILITY: number = 0.34;
 
 /** The logits of one quantizer's gates. */
 export interface GateLogits {

@@ -1,0 +1,111 @@
+/**
+ * Pooling: max-pool and global average pool (NCHW).
+ *
+ * @module
+ */
+
+import { recordOp } from "../autodiff.ts";
+import { Tensor, tensorStorage } from "../tensor.ts";
+import { convOutputSize } from "./conv2d.ts";
+
+/**
+ * Max-pooling over `kernel x kernel` windows (stride defaults to the kernel,
+ * no padding). The gradient goes to the first maximum of each window.
+ *
+ * @param x `[N, C, H, W]`.
+ * @param kernel Window size.
+ * @param stride Stride (default `kernel`).
+ * @returns `[N, C, OH, OW]`.
+ * @throws {RangeError} On a non-4-D input or a window larger than the input.
+ *
+ * @example
+ * ```ts
+ * import { maxPool2d, Tensor } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const y = maxPool2d(Tensor.from([1, 5, 3, 2], [1, 1, 2, 2]), 2);
+ * assert.deepEqual([...y.toFloat32Array()], [5]);
+ * ```
+ */
+export function maxPool2d(x: Tensor, kernel: number, stride = kernel): Tensor {
+  if (x.shape.length !== 4) {
+    throw new RangeError(
+      `maxPool2d: input must be 4-D (NCHW), got [${x.shape.join(", ")}]`,
+    );
+  }
+  const [n, c, h, w] = x.shape;
+  const oh = convOutputSize(h, kernel, stride, 0);
+  const ow = convOutputSize(w, kernel, stride, 0);
+  if (!Number.isInteger(kernel) || kernel < 1 || oh < 1 || ow < 1) {
+    throw new RangeError(
+      `maxPool2d: a ${kernel}x${kernel} window does not fit ${h}x${w}`,
+    );
+  }
+  const xs = tensorStorage(x);
+  const y = new Float32Array(n * c * oh * ow);
+  const argmax = new Int32Array(y.length);
+  for (let plane = 0; plane < n * c; plane++) {
+    for (let oy = 0; oy < oh; oy++) {
+      for (let ox = 0; ox < ow; ox++) {
+        let best = -Infinity;
+        let at = -1;
+        for (let ky = 0; ky < kernel; ky++) {
+          for (let kx = 0; kx < kernel; kx++) {
+            const i = (plane * h + oy * stride + ky) * w + ox * stride + kx;
+            if (xs[i] > best || at < 0) {
+              best = xs[i];
+              at = i;
+            }
+          }
+        }
+        const o = (plane * oh + oy) * ow + ox;
+        y[o] = best;
+        argmax[o] = at;
+      }
+    }
+  }
+  return recordOp(Tensor.adopt(y, [n, c, oh, ow]), [x], (g) => {
+    const dx = new Float32Array(xs.length);
+    for (let o = 0; o < g.length; o++) dx[argmax[o]] += g[o];
+    return [dx];
+  });
+}
+
+/**
+ * Global average pooling: the mean of each channel's plane.
+ *
+ * @param x `[N, C, H, W]`.
+ * @returns `[N, C]`.
+ * @throws {RangeError} On a non-4-D input.
+ *
+ * @example
+ * ```ts
+ * import { globalAvgPool, Tensor } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual([...globalAvgPool(Tensor.from([1, 2, 3, 6], [1, 1, 2, 2])).toFloat32Array()], [3]);
+ * ```
+ */
+export function globalAvgPool(x: Tensor): Tensor {
+  if (x.shape.length !== 4) {
+    throw new RangeError(
+      `globalAvgPool: input must be 4-D (NCHW), got [${x.shape.join(", ")}]`,
+    );
+  }
+  const [n, c, h, w] = x.shape;
+  const area = h * w;
+  const xs = tensorStorage(x);
+  const y = new Float32Array(n * c);
+  for (let p = 0; p < n * c; p++) {
+    let s = 0;
+    for (let i = 0; i < area; i++) s += xs[p * area + i];
+    y[p] = s / area;
+  }
+  return recordOp(Tensor.adopt(y, [n, c]), [x], (g) => {
+    const dx = new Float32Array(xs.length);
+    for (let p = 0; p < n * c; p++) {
+      dx.fill(g[p] / area, p * area, (p + 1) * area);
+    }
+    return [dx];
+  });
+}
