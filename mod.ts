@@ -128,3 +128,15 @@ export {
   foldBatchNorm,
 } from "./core/ops/batchnorm.ts";
 export { softmaxCrossEntropy } from "./core/ops/loss.ts";
+export {
+  type Activation,
+  analyzeGraph,
+  type GraphInfo,
+  type GraphNode,
+  initGraph,
+  type LayerInfo,
+  type ModelGraph,
+  runGraph,
+  type RunOptions,
+} from "./core/graph.ts";
+export { lenet5, mobilenetV2, resnet18, vgg7 } from "./core/models.ts";

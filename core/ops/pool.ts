@@ -9,12 +9,14 @@ import { Tensor, tensorStorage } from "../tensor.ts";
 import { convOutputSize } from "./conv2d.ts";
 
 /**
- * Max-pooling over `kernel x kernel` windows (stride defaults to the kernel,
- * no padding). The gradient goes to the first maximum of each window.
+ * Max-pooling over `kernel x kernel` windows (stride defaults to the kernel;
+ * padding, if any, never wins the max). The gradient goes to the first
+ * maximum of each window.
  *
  * @param x `[N, C, H, W]`.
  * @param kernel Window size.
  * @param stride Stride (default `kernel`).
+ * @param padding Implicit `-Infinity` padding on each side (default 0).
  * @returns `[N, C, OH, OW]`.
  * @throws {RangeError} On a non-4-D input or a window larger than the input.
  *
@@ -27,16 +29,24 @@ import { convOutputSize } from "./conv2d.ts";
  * assert.deepEqual([...y.toFloat32Array()], [5]);
  * ```
  */
-export function maxPool2d(x: Tensor, kernel: number, stride = kernel): Tensor {
+export function maxPool2d(
+  x: Tensor,
+  kernel: number,
+  stride = kernel,
+  padding = 0,
+): Tensor {
   if (x.shape.length !== 4) {
     throw new RangeError(
       `maxPool2d: input must be 4-D (NCHW), got [${x.shape.join(", ")}]`,
     );
   }
   const [n, c, h, w] = x.shape;
-  const oh = convOutputSize(h, kernel, stride, 0);
-  const ow = convOutputSize(w, kernel, stride, 0);
-  if (!Number.isInteger(kernel) || kernel < 1 || oh < 1 || ow < 1) {
+  const oh = convOutputSize(h, kernel, stride, padding);
+  const ow = convOutputSize(w, kernel, stride, padding);
+  if (
+    !Number.isInteger(kernel) || kernel < 1 || oh < 1 || ow < 1 ||
+    padding > kernel / 2
+  ) {
     throw new RangeError(
       `maxPool2d: a ${kernel}x${kernel} window does not fit ${h}x${w}`,
     );
@@ -50,8 +60,12 @@ export function maxPool2d(x: Tensor, kernel: number, stride = kernel): Tensor {
         let best = -Infinity;
         let at = -1;
         for (let ky = 0; ky < kernel; ky++) {
+          const iy = oy * stride - padding + ky;
+          if (iy < 0 || iy >= h) continue;
           for (let kx = 0; kx < kernel; kx++) {
-            const i = (plane * h + oy * stride + ky) * w + ox * stride + kx;
+            const ix = ox * stride - padding + kx;
+            if (ix < 0 || ix >= w) continue;
+            const i = (plane * h + iy) * w + ix;
             if (xs[i] > best || at < 0) {
               best = xs[i];
               at = i;

@@ -1,0 +1,384 @@
+/**
+ * Models as small dataflow graphs of layers.
+ *
+ * A {@link ModelGraph} is a list of nodes in execution order; each node
+ * names its inputs (earlier nodes, or `"input"`). Shapes and MAC counts are
+ * inferred once, parameters are initialised from a key, and
+ * {@link runGraph} evaluates the graph with the differentiable ops, calling
+ * optional hooks on every conv/dense weight and every activation — which is
+ * where Bayesian Bits attaches its quantizers.
+ *
+ * @module
+ */
+
+import type { Params } from "./autodiff.ts";
+import { type RandomKey, splitKey, uniform } from "./rng.ts";
+import { type Shape, Tensor } from "./tensor.ts";
+import { add, relu, relu6, reshape } from "./ops/elementwise.ts";
+import { conv2d, convOutputSize } from "./ops/conv2d.ts";
+import { dense } from "./ops/dense.ts";
+import { globalAvgPool, maxPool2d } from "./ops/pool.ts";
+import { batchNorm, type BatchNormStats } from "./ops/batchnorm.ts";
+
+/** Activation applied after a layer. */
+export type Activation = "none" | "relu" | "relu6";
+
+/** A graph node. */
+export type GraphNode =
+  | {
+    readonly op: "conv";
+    readonly name: string;
+    readonly input: string;
+    readonly outChannels: number;
+    readonly kernel: number;
+    readonly stride?: number;
+    readonly padding?: number;
+    readonly groups?: number;
+    /** Followed by batch norm (foldable). */
+    readonly batchNorm?: boolean;
+    readonly activation?: Activation;
+  }
+  | {
+    readonly op: "dense";
+    readonly name: string;
+    readonly input: string;
+    readonly outFeatures: number;
+    readonly activation?: Activation;
+  }
+  | {
+    readonly op: "maxpool";
+    readonly name: string;
+    readonly input: string;
+    readonly kernel: number;
+    readonly stride?: number;
+    readonly padding?: number;
+  }
+  | { readonly op: "avgpool"; readonly name: string; readonly input: string }
+  | { readonly op: "flatten"; readonly name: string; readonly input: string }
+  | {
+    readonly op: "add";
+    readonly name: string;
+    readonly inputs: readonly [string, string];
+    readonly activation?: Activation;
+  };
+
+/** A model: input shape `[C, H, W]` and nodes in execution order; the last node is the output. */
+export interface ModelGraph {
+  /** Model name. */
+  readonly name: string;
+  /** Shape of one input sample, `[C, H, W]`. */
+  readonly inputShape: readonly [number, number, number];
+  /** The nodes. */
+  readonly nodes: readonly GraphNode[];
+}
+
+/** A conv or dense layer with its inferred shapes and MAC count. */
+export interface LayerInfo {
+  /** Node name; its parameters are `${name}.weight`, `${name}.bias`. */
+  readonly name: string;
+  /** `"conv"` or `"dense"`. */
+  readonly kind: "conv" | "dense";
+  /** Weight shape (output channels on axis 0). */
+  readonly weightShape: Shape;
+  /** Input channels (features for dense). */
+  readonly inChannels: number;
+  /** Output channels (features for dense). */
+  readonly outChannels: number;
+  /** Shape of one output sample. */
+  readonly outputShape: Shape;
+  /** Multiply-accumulates per sample. */
+  readonly macs: number;
+  /** Whether batch norm follows. */
+  readonly batchNorm: boolean;
+  /** The activation after the layer (and batch norm). */
+  readonly activation: Activation;
+}
+
+/** Per-sample output shapes of every node, and the conv/dense layers. */
+export interface GraphInfo {
+  /** Shape of one sample at each node's output. */
+  readonly shapes: ReadonlyMap<string, Shape>;
+  /** The conv/dense layers in execution order. */
+  readonly layers: readonly LayerInfo[];
+}
+
+function fail(node: { name: string }, message: string): never {
+  throw new RangeError(`Layer "${node.name}": ${message}`);
+}
+
+/**
+ * Infers every node's output shape and every layer's MAC count.
+ *
+ * @param graph The model.
+ * @returns Shapes and layer information.
+ * @throws {RangeError} On an unknown input, duplicate name or shapes that do not fit.
+ *
+ * @example
+ * ```ts
+ * import { analyzeGraph, lenet5 } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const macs = analyzeGraph(lenet5()).layers.map((l) => l.macs);
+ * assert.deepEqual(macs, [460800, 3276800, 524288, 5120]);
+ * ```
+ */
+export function analyzeGraph(graph: ModelGraph): GraphInfo {
+  const shapes = new Map<string, Shape>([["input", graph.inputShape]]);
+  const layers: LayerInfo[] = [];
+  const get = (node: { name: string }, input: string) => {
+    const s = shapes.get(input);
+    if (!s) fail(node, `unknown input "${input}"`);
+    return s;
+  };
+  for (const node of graph.nodes) {
+    if (shapes.has(node.name)) fail(node, "duplicate name");
+    let out: Shape;
+    switch (node.op) {
+      case "conv": {
+        const s = get(node, node.input);
+        if (s.length !== 3) {
+          fail(node, `conv needs a [C, H, W] input, got [${s.join(", ")}]`);
+        }
+        const [c, h, w] = s;
+        const stride = node.stride ?? 1;
+        const padding = node.padding ?? 0;
+        const groups = node.groups ?? 1;
+        if (c % groups !== 0 || node.outChannels % groups !== 0) {
+          fail(
+            node,
+            `${c} -> ${node.outChannels} channels do not divide into ${groups} groups`,
+          );
+        }
+        const oh = convOutputSize(h, node.kernel, stride, padding);
+        const ow = convOutputSize(w, node.kernel, stride, padding);
+        if (oh < 1 || ow < 1) {
+          fail(node, `kernel ${node.kernel} does not fit ${h}x${w}`);
+        }
+        out = [node.outChannels, oh, ow];
+        layers.push({
+          name: node.name,
+          kind: "conv",
+          weightShape: [node.outChannels, c / groups, node.kernel, node.kernel],
+          inChannels: c,
+          outChannels: node.outChannels,
+          outputShape: out,
+          macs: oh * ow * node.outChannels * (c / groups) * node.kernel *
+            node.kernel,
+          batchNorm: node.batchNorm ?? false,
+          activation: node.activation ?? "none",
+        });
+        break;
+      }
+      case "dense": {
+        const s = get(node, node.input);
+        if (s.length !== 1) {
+          fail(node, `dense needs a flat input, got [${s.join(", ")}]`);
+        }
+        out = [node.outFeatures];
+        layers.push({
+          name: node.name,
+          kind: "dense",
+          weightShape: [node.outFeatures, s[0]],
+          inChannels: s[0],
+          outChannels: node.outFeatures,
+          outputShape: out,
+          macs: s[0] * node.outFeatures,
+          batchNorm: false,
+          activation: node.activation ?? "none",
+        });
+        break;
+      }
+      case "maxpool": {
+        const [c, h, w] = get(node, node.input);
+        const stride = node.stride ?? node.kernel;
+        const padding = node.padding ?? 0;
+        out = [
+          c,
+          convOutputSize(h, node.kernel, stride, padding),
+          convOutputSize(w, node.kernel, stride, padding),
+        ];
+        break;
+      }
+      case "avgpool":
+        out = [get(node, node.input)[0]];
+        break;
+      case "flatten":
+        out = [get(node, node.input).reduce((a, b) => a * b, 1)];
+        break;
+      case "add": {
+        const a = get(node, node.inputs[0]);
+        const b = get(node, node.inputs[1]);
+        if (a.join() !== b.join()) {
+          fail(node, `cannot add [${a.join(", ")}] and [${b.join(", ")}]`);
+        }
+        out = a;
+        break;
+      }
+    }
+    shapes.set(node.name, out);
+  }
+  return { shapes, layers };
+}
+
+/**
+ * Initialises parameters the way PyTorch's default layer initialisation does:
+ * weights and biases uniform in `±1 / sqrt(fan_in)`; batch norm `gamma = 1`,
+ * `beta = 0`, running mean 0 and variance 1.
+ *
+ * @param graph The model.
+ * @param key The random key.
+ * @returns Parameters (`name.weight`, `name.bias`, `name.bn.gamma`,
+ *   `name.bn.beta`) and batch-norm statistics by layer name.
+ *
+ * @example
+ * ```ts
+ * import { initGraph, lenet5, randomKey } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const { params } = initGraph(lenet5(), randomKey(0));
+ * assert.deepEqual(params["conv1.weight"].shape, [32, 1, 5, 5]);
+ * ```
+ */
+export function initGraph(
+  graph: ModelGraph,
+  key: RandomKey,
+): { params: Params; stats: Readonly<Record<string, BatchNormStats>> } {
+  const { layers } = analyzeGraph(graph);
+  const keys = splitKey(key, layers.length * 2);
+  const params: Record<string, Tensor> = {};
+  const stats: Record<string, BatchNormStats> = {};
+  layers.forEach((layer, i) => {
+    const fanIn = layer.weightShape.slice(1).reduce((a, b) => a * b, 1);
+    const bound = 1 / Math.sqrt(fanIn);
+    const size = layer.weightShape.reduce((a, b) => a * b, 1);
+    const w = uniform(keys[2 * i], size).map((u) => (2 * u - 1) * bound);
+    const b = uniform(keys[2 * i + 1], layer.outChannels).map((u) =>
+      (2 * u - 1) * bound
+    );
+    params[`${layer.name}.weight`] = Tensor.from(w, layer.weightShape);
+    params[`${layer.name}.bias`] = Tensor.from(b, [layer.outChannels]);
+    if (layer.batchNorm) {
+      params[`${layer.name}.bn.gamma`] = Tensor.from(
+        new Float32Array(layer.outChannels).fill(1),
+      );
+      params[`${layer.name}.bn.beta`] = Tensor.zeros([layer.outChannels]);
+      stats[layer.name] = {
+        mean: Tensor.zeros([layer.outChannels]),
+        variance: Tensor.from(new Float32Array(layer.outChannels).fill(1)),
+      };
+    }
+  });
+  return { params, stats };
+}
+
+/** Hooks and mode of {@link runGraph}. */
+export interface RunOptions {
+  /** `"train"` uses batch statistics in batch norm; `"eval"` the running ones. */
+  readonly mode?: "train" | "eval";
+  /** Running batch-norm statistics by layer name. */
+  readonly stats?: Readonly<Record<string, BatchNormStats>>;
+  /** Transforms each conv/dense weight before use (e.g. a quantizer). */
+  readonly weight?: (layer: LayerInfo, w: Tensor) => Tensor;
+  /** Transforms each conv/dense output after its activation (e.g. a quantizer). */
+  readonly activation?: (layer: LayerInfo, a: Tensor) => Tensor;
+}
+
+function activate(a: Tensor, kind: Activation | undefined): Tensor {
+  return kind === "relu" ? relu(a) : kind === "relu6" ? relu6(a) : a;
+}
+
+/**
+ * Runs a model on a batch.
+ *
+ * @param graph The model.
+ * @param params Its parameters.
+ * @param x A batch `[N, C, H, W]`.
+ * @param options Mode, statistics and hooks.
+ * @returns The output (logits) and updated batch-norm statistics (train mode).
+ * @throws {RangeError} On a batch whose sample shape is not the model's input shape.
+ *
+ * @example
+ * ```ts
+ * import { initGraph, lenet5, randomKey, runGraph, Tensor } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const model = lenet5();
+ * const { params } = initGraph(model, randomKey(0));
+ * const { output } = runGraph(model, params, Tensor.zeros([2, 1, 28, 28]));
+ * assert.deepEqual(output.shape, [2, 10]);
+ * ```
+ */
+export function runGraph(
+  graph: ModelGraph,
+  params: Params,
+  x: Tensor,
+  options: RunOptions = {},
+): { output: Tensor; stats: Record<string, BatchNormStats> } {
+  const info = analyzeGraph(graph);
+  if (
+    x.shape.length !== 4 || x.shape.slice(1).join() !== graph.inputShape.join()
+  ) {
+    throw new RangeError(
+      `${graph.name} expects a batch [N, ${
+        graph.inputShape.join(", ")
+      }], got [${x.shape.join(", ")}]`,
+    );
+  }
+  const n = x.shape[0];
+  const layerOf = new Map(info.layers.map((l) => [l.name, l]));
+  const values = new Map<string, Tensor>([["input", x]]);
+  const stats: Record<string, BatchNormStats> = { ...options.stats };
+  const mode = options.mode ?? "eval";
+  const param = (name: string) => {
+    const p = params[name];
+    if (!p) throw new RangeError(`${graph.name}: missing parameter "${name}"`);
+    return p;
+  };
+  let last = x;
+  for (const node of graph.nodes) {
+    let out: Tensor;
+    if (node.op === "conv" || node.op === "dense") {
+      const layer = layerOf.get(node.name)!;
+      let w = param(`${node.name}.weight`);
+      if (options.weight) w = options.weight(layer, w);
+      const input = values.get(node.input)!;
+      out = node.op === "conv"
+        ? conv2d(input, w, param(`${node.name}.bias`), node)
+        : dense(input, w, param(`${node.name}.bias`));
+      if (layer.batchNorm) {
+        const bn = batchNorm(
+          out,
+          param(`${node.name}.bn.gamma`),
+          param(`${node.name}.bn.beta`),
+          {
+            mode,
+            stats: stats[node.name],
+          },
+        );
+        out = bn.output;
+        if (bn.stats) stats[node.name] = bn.stats;
+      }
+      out = activate(out, node.activation);
+      if (options.activation) out = options.activation(layer, out);
+    } else if (node.op === "maxpool") {
+      out = maxPool2d(
+        values.get(node.input)!,
+        node.kernel,
+        node.stride ?? node.kernel,
+        node.padding ?? 0,
+      );
+    } else if (node.op === "avgpool") {
+      out = globalAvgPool(values.get(node.input)!);
+    } else if (node.op === "flatten") {
+      out = reshape(values.get(node.input)!, [n, -1]);
+    } else {
+      out = activate(
+        add(values.get(node.inputs[0])!, values.get(node.inputs[1])!),
+        node.activation,
+      );
+    }
+    values.set(node.name, out);
+    last = out;
+  }
+  return { output: last, stats };
+}
