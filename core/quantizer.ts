@@ -172,15 +172,10 @@ export function makeQuantizerPass(
     );
   }
   checkRange(range, name);
-  const gateTuple = [gates?.z4, gates?.z8, gates?.z16, gates?.z32] as [
-    number,
-    number,
-    number,
-    number,
-  ];
-  ["z4", "z8", "z16", "z32"].forEach((g, i) =>
-    checkGate(gateTuple[i], g, name)
-  );
+  const given = [gates?.z4, gates?.z8, gates?.z16, gates?.z32];
+  ["z4", "z8", "z16", "z32"].forEach((g, i) => checkGate(given[i], g, name));
+  // Every backend multiplies by float32 gates: round them once, here.
+  const gateTuple = given.map(Math.fround) as [number, number, number, number];
   let z2: Float32Array | null = null;
   let channels = 1;
   if (gates.z2 !== undefined && gates.z2 !== null) {

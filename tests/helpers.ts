@@ -29,7 +29,7 @@ export function assertClose(
   );
 }
 
-/** Asserts two arrays are equal element for element (bit for bit for floats). */
+/** Asserts two arrays are equal element for element, bit for bit (-0 differs from +0). */
 export function assertBitwise(
   actual: ArrayLike<number>,
   expected: ArrayLike<number>,
@@ -37,7 +37,7 @@ export function assertBitwise(
 ): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
   for (let i = 0; i < actual.length; i++) {
-    if (!Object.is(actual[i], expected[i]) && actual[i] !== expected[i]) {
+    if (!Object.is(actual[i], expected[i])) {
       assert.fail(
         `${what}: element ${i} is ${actual[i]}, expected ${expected[i]}`,
       );

@@ -1,0 +1,740 @@
+/**
+ * Optimizers and learning-rate schedules, as pure functions.
+ *
+ * An {@link Optimizer} is a pair of pure functions in the style of JAX's
+ * optax: `init(params)` makes a state, and `update(params, grads, state)`
+ * returns `{ params, state }`: new parameters and a new state, never
+ * touching its inputs. Parameters and gradients are records of named
+ * Float32Arrays ({@link ParamArrays}).
+ *
+ * The state is plain data, ready for a checkpoint: a step counter (the
+ * number of updates done) and, per parameter, named Float32Array slots (the
+ * moments of Adam, the momentum buffer of SGD). Save `step` and every slot
+ * array; rebuild the same object to resume.
+ *
+ * Learning rates are numbers or {@link Schedule}s: pure functions of the
+ * step counter. {@link paramGroups} gives each group of parameters (weights,
+ * gate logits, quantizer ranges, ...) its own optimizer and learning rate.
+ *
+ * Arithmetic is float64 per element; every stored value (parameter, slot)
+ * is rounded to float32 once.
+ *
+ * @module
+ */
+
+/** Named parameter arrays, e.g. `{ "conv1.weight": ..., "conv1.g4": ... }`. */
+export type ParamArrays = Readonly<Record<string, Float32Array>>;
+
+/** Gradients: one array per parameter, with the parameter's name and length. */
+export type GradArrays = Readonly<Record<string, Float32Array>>;
+
+/** Optimizer state: plain numbers and typed arrays, serialisable as is. */
+export interface OptimizerState {
+  /** The number of updates done so far (0 after `init`). */
+  readonly step: number;
+  /** Per parameter name, the optimizer's named buffers for it. */
+  readonly slots: Readonly<
+    Record<string, Readonly<Record<string, Float32Array>>>
+  >;
+}
+
+/** The result of one optimizer update. */
+export interface OptimizerUpdate {
+  /** The new parameters (new arrays). */
+  readonly params: Record<string, Float32Array>;
+  /** The new state, with `step` one higher. */
+  readonly state: OptimizerState;
+}
+
+/**
+ * A learning rate as a function of the step counter `t` (updates done before
+ * the current one: 0 for the first update). Must return a finite number >= 0.
+ */
+export type Schedule = (step: number) => number;
+
+/** A fixed learning rate or a {@link Schedule}. */
+export type LearningRate = number | Schedule;
+
+/** An optimizer: pure `init` and `update` functions. */
+export interface Optimizer {
+  /**
+   * Makes the initial state for `params`: step 0 and zeroed slots.
+   *
+   * @param params The parameters to optimize.
+   * @returns A fresh state.
+   */
+  readonly init: (params: ParamArrays) => OptimizerState;
+  /**
+   * Applies one update.
+   *
+   * @param params The current parameters (not modified).
+   * @param grads A gradient for every parameter (not modified).
+   * @param state The current state (not modified).
+   * @returns New parameters and state.
+   * @throws {TypeError} On a missing gradient, a gradient for an unknown
+   *   parameter, or arrays that are not Float32Arrays.
+   * @throws {RangeError} On a gradient of the wrong length, a NaN or
+   *   infinite gradient element, a state that does not fit the parameters,
+   *   or a schedule that returns a bad learning rate.
+   */
+  readonly update: (
+    params: ParamArrays,
+    grads: GradArrays,
+    state: OptimizerState,
+  ) => OptimizerUpdate;
+}
+
+/** Options of {@link adam}, with PyTorch's names and defaults. */
+export interface AdamOptions {
+  /** Learning rate (PyTorch `lr`). */
+  readonly lr: LearningRate;
+  /** Decay of the first moment; default 0.9. */
+  readonly beta1?: number;
+  /** Decay of the second moment; default 0.999. */
+  readonly beta2?: number;
+  /** Added to the denominator; default 1e-8. */
+  readonly eps?: number;
+  /** L2 penalty added to the gradient (not decoupled as in AdamW); default 0. */
+  readonly weightDecay?: number;
+}
+
+/** Options of {@link sgd}, with PyTorch's names and defaults (dampening 0). */
+export interface SgdOptions {
+  /** Learning rate (PyTorch `lr`). */
+  readonly lr: LearningRate;
+  /** Momentum factor `mu`; default 0 (plain SGD). */
+  readonly momentum?: number;
+  /** Nesterov momentum (needs `momentum > 0`); default false. */
+  readonly nesterov?: boolean;
+  /** L2 penalty added to the gradient; default 0. */
+  readonly weightDecay?: number;
+}
+
+/** One group of {@link paramGroups}. */
+export interface ParamGroup {
+  /** The group's name, for error messages; unique among the groups. */
+  readonly name: string;
+  /** Whether a parameter (by name) belongs to this group. */
+  readonly match: (paramName: string) => boolean;
+  /** The optimizer of this group's parameters. */
+  readonly optimizer: Optimizer;
+}
+
+const describe = (value: unknown) => Object.prototype.toString.call(value);
+
+function checkOption(
+  what: string,
+  value: number,
+  ok: (v: number) => boolean,
+  rule: string,
+): void {
+  if (typeof value !== "number" || !ok(value)) {
+    throw new RangeError(`Invalid ${what} ${value}: it must be ${rule}`);
+  }
+}
+
+function checkLearningRate(what: string, lr: LearningRate): void {
+  if (typeof lr === "function") return;
+  checkOption(
+    `${what} lr`,
+    lr,
+    (v) => Number.isFinite(v) && v >= 0,
+    "a finite number >= 0 or a schedule",
+  );
+}
+
+function learningRateAt(lr: LearningRate, step: number): number {
+  if (typeof lr === "number") return lr;
+  const value = lr(step);
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new RangeError(
+      `The learning-rate schedule returned ${value} at step ${step}; it must return a finite number >= 0`,
+    );
+  }
+  return value;
+}
+
+function checkParamsAndGrads(params: ParamArrays, grads: GradArrays): void {
+  for (const name of Object.keys(grads)) {
+    if (!Object.hasOwn(params, name)) {
+      throw new TypeError(
+        `A gradient was given for "${name}", which is not a parameter (parameters: ${
+          Object.keys(params).join(", ")
+        })`,
+      );
+    }
+  }
+  for (const [name, param] of Object.entries(params)) {
+    if (!(param instanceof Float32Array)) {
+      throw new TypeError(
+        `Parameter "${name}" must be a Float32Array, got ${describe(param)}`,
+      );
+    }
+    if (!Object.hasOwn(grads, name)) {
+      throw new TypeError(`Missing gradient for parameter "${name}"`);
+    }
+    const grad = grads[name];
+    if (!(grad instanceof Float32Array)) {
+      throw new TypeError(
+        `Gradient of "${name}" must be a Float32Array, got ${describe(grad)}`,
+      );
+    }
+    if (grad.length !== param.length) {
+      throw new RangeError(
+        `Gradient of "${name}" has ${grad.length} elements, the parameter has ${param.length}`,
+      );
+    }
+    for (let i = 0; i < grad.length; i++) {
+      if (!Number.isFinite(grad[i])) {
+        throw new RangeError(
+          `Gradient of "${name}" is not finite: element ${i} is ${grad[i]}`,
+        );
+      }
+    }
+  }
+}
+
+function checkState(
+  params: ParamArrays,
+  state: OptimizerState,
+  slotNames: readonly string[],
+): void {
+  if (!Number.isSafeInteger(state?.step) || state.step < 0) {
+    throw new RangeError(
+      `Optimizer state step must be a non-negative integer, got ${state?.step}`,
+    );
+  }
+  for (const [name, param] of Object.entries(params)) {
+    const slots = state.slots?.[name];
+    if (slots === undefined) {
+      throw new RangeError(
+        `Optimizer state has no entry for parameter "${name}"; make the state with init(params)`,
+      );
+    }
+    for (const slot of slotNames) {
+      const buffer = slots[slot];
+      if (!(buffer instanceof Float32Array) || buffer.length !== param.length) {
+        throw new RangeError(
+          `Optimizer state slot "${slot}" of "${name}" must be a Float32Array of ${param.length} elements, got ${
+            buffer instanceof Float32Array
+              ? `${buffer.length} elements`
+              : describe(buffer)
+          }`,
+        );
+      }
+    }
+  }
+}
+
+function zeroSlots(
+  params: ParamArrays,
+  slotNames: readonly string[],
+): OptimizerState {
+  const slots: Record<string, Record<string, Float32Array>> = {};
+  for (const [name, param] of Object.entries(params)) {
+    if (!(param instanceof Float32Array)) {
+      throw new TypeError(
+        `Parameter "${name}" must be a Float32Array, got ${describe(param)}`,
+      );
+    }
+    slots[name] = Object.fromEntries(
+      slotNames.map((slot) => [slot, new Float32Array(param.length)]),
+    );
+  }
+  return { step: 0, slots };
+}
+
+/**
+ * Adam (Kingma & Ba), exactly as PyTorch's `torch.optim.Adam` (with
+ * `amsgrad = false`, weight decay as an L2 term).
+ *
+ * With `t = state.step + 1` and `lr = lr(state.step)` for a schedule, each
+ * element is updated as
+ *
+ * ```text
+ * g  = grad + weightDecay * theta
+ * m  = beta1 * m + (1 - beta1) * g
+ * v  = beta2 * v + (1 - beta2) * g^2
+ * theta = theta - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ * ```
+ *
+ * `m` and `v` start at 0 and are the slots `"m"` and `"v"`; the parameter
+ * update uses the stored (float32) `m` and `v`.
+ *
+ * @param options `lr` and optionally `beta1` (0.9), `beta2` (0.999), `eps`
+ *   (1e-8) and `weightDecay` (0).
+ * @returns The optimizer.
+ * @throws {RangeError} If `lr`, `eps` or `weightDecay` is negative or not
+ *   finite, or a beta is outside [0, 1).
+ *
+ * @example
+ * ```ts
+ * import { adam } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const optimizer = adam({ lr: 0.1 });
+ * const params = { w: new Float32Array([1, -1]) };
+ * const state = optimizer.init(params);
+ * const next = optimizer.update(params, { w: new Float32Array([3, -0.5]) }, state);
+ * // The first bias-corrected Adam step moves each element by lr against its gradient's sign.
+ * assert.deepEqual([...next.params.w], [Math.fround(0.9), Math.fround(-0.9)]);
+ * assert.equal(next.state.step, 1);
+ * assert.deepEqual([...params.w], [1, -1]); // inputs untouched
+ * ```
+ */
+export function adam(options: AdamOptions): Optimizer {
+  const {
+    lr,
+    beta1 = 0.9,
+    beta2 = 0.999,
+    eps = 1e-8,
+    weightDecay = 0,
+  } = options;
+  checkLearningRate("Adam", lr);
+  const isBeta = (v: number) => v >= 0 && v < 1;
+  checkOption("Adam beta1", beta1, isBeta, "in [0, 1)");
+  checkOption("Adam beta2", beta2, isBeta, "in [0, 1)");
+  const isNonNegative = (v: number) => Number.isFinite(v) && v >= 0;
+  checkOption("Adam eps", eps, isNonNegative, "a finite number >= 0");
+  checkOption(
+    "Adam weightDecay",
+    weightDecay,
+    isNonNegative,
+    "a finite number >= 0",
+  );
+  const slotNames = ["m", "v"] as const;
+  return {
+    init: (params) => zeroSlots(params, slotNames),
+    update: (params, grads, state) => {
+      checkParamsAndGrads(params, grads);
+      checkState(params, state, slotNames);
+      const rate = learningRateAt(lr, state.step);
+      const t = state.step + 1;
+      const stepSize = rate / (1 - beta1 ** t);
+      const sqrtCorrection2 = Math.sqrt(1 - beta2 ** t);
+      const newParams: Record<string, Float32Array> = {};
+      const newSlots: Record<string, Record<string, Float32Array>> = {};
+      for (const [name, theta] of Object.entries(params)) {
+        const grad = grads[name];
+        const { m: mOld, v: vOld } = state.slots[name];
+        const m = new Float32Array(theta.length);
+        const v = new Float32Array(theta.length);
+        const out = new Float32Array(theta.length);
+        for (let i = 0; i < theta.length; i++) {
+          const g = grad[i] + weightDecay * theta[i];
+          m[i] = beta1 * mOld[i] + (1 - beta1) * g;
+          v[i] = beta2 * vOld[i] + (1 - beta2) * g * g;
+          out[i] = theta[i] -
+            stepSize * m[i] / (Math.sqrt(v[i]) / sqrtCorrection2 + eps);
+        }
+        newParams[name] = out;
+        newSlots[name] = { m, v };
+      }
+      return { params: newParams, state: { step: t, slots: newSlots } };
+    },
+  };
+}
+
+/**
+ * Stochastic gradient descent with optional (Nesterov) momentum, exactly as
+ * PyTorch's `torch.optim.SGD` with dampening 0.
+ *
+ * With `lr = lr(state.step)` for a schedule, each element is updated as
+ *
+ * ```text
+ * g = grad + weightDecay * theta
+ * b = momentum * b + g                      (only if momentum > 0; b starts at 0,
+ *                                            so the first b is g, as in PyTorch)
+ * d = nesterov ? g + momentum * b : (momentum > 0 ? b : g)
+ * theta = theta - lr * d
+ * ```
+ *
+ * The buffer `b` is the slot `"momentum"` (absent when `momentum` is 0).
+ *
+ * @param options `lr` and optionally `momentum` (0), `nesterov` (false) and
+ *   `weightDecay` (0).
+ * @returns The optimizer.
+ * @throws {RangeError} If `lr`, `momentum` or `weightDecay` is negative or
+ *   not finite, or `nesterov` is set with `momentum` 0 (as PyTorch).
+ *
+ * @example
+ * ```ts
+ * import { sgd } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const optimizer = sgd({ lr: 0.5, momentum: 0.9, nesterov: true });
+ * const params = { w: new Float32Array([1]) };
+ * const next = optimizer.update(params, { w: new Float32Array([2]) }, optimizer.init(params));
+ * // b = 2; d = 2 + 0.9 * 2 = 3.8; w = 1 - 0.5 * 3.8
+ * assert.equal(next.params.w[0], Math.fround(1 - 0.5 * 3.8));
+ * ```
+ */
+export function sgd(options: SgdOptions): Optimizer {
+  const { lr, momentum = 0, nesterov = false, weightDecay = 0 } = options;
+  checkLearningRate("SGD", lr);
+  const isNonNegative = (v: number) => Number.isFinite(v) && v >= 0;
+  checkOption("SGD momentum", momentum, isNonNegative, "a finite number >= 0");
+  checkOption(
+    "SGD weightDecay",
+    weightDecay,
+    isNonNegative,
+    "a finite number >= 0",
+  );
+  if (nesterov && momentum === 0) {
+    throw new RangeError(
+      "Nesterov SGD needs momentum > 0, got momentum 0",
+    );
+  }
+  const slotNames = momentum > 0 ? ["momentum"] : [];
+  return {
+    init: (params) => zeroSlots(params, slotNames),
+    update: (params, grads, state) => {
+      checkParamsAndGrads(params, grads);
+      checkState(params, state, slotNames);
+      const rate = learningRateAt(lr, state.step);
+      const newParams: Record<string, Float32Array> = {};
+      const newSlots: Record<string, Record<string, Float32Array>> = {};
+      for (const [name, theta] of Object.entries(params)) {
+        const grad = grads[name];
+        const out = new Float32Array(theta.length);
+        if (momentum === 0) {
+          for (let i = 0; i < theta.length; i++) {
+            out[i] = theta[i] - rate * (grad[i] + weightDecay * theta[i]);
+          }
+          newParams[name] = out;
+          newSlots[name] = {};
+          continue;
+        }
+        const bOld = state.slots[name].momentum;
+        const b = new Float32Array(theta.length);
+        for (let i = 0; i < theta.length; i++) {
+          const g = grad[i] + weightDecay * theta[i];
+          b[i] = momentum * bOld[i] + g;
+          const d = nesterov ? g + momentum * b[i] : b[i];
+          out[i] = theta[i] - rate * d;
+        }
+        newParams[name] = out;
+        newSlots[name] = { momentum: b };
+      }
+      return {
+        params: newParams,
+        state: { step: state.step + 1, slots: newSlots },
+      };
+    },
+  };
+}
+
+/**
+ * Combines optimizers, one per group of parameters, into one optimizer,
+ * e.g. Adam at 1e-3 for weights and at 1e-2 for gate logits.
+ *
+ * Each parameter belongs to the first group whose `match` accepts its name
+ * (so a catch-all group goes last). The combined state has the usual form:
+ * one step counter, shared by all groups, and each parameter's slots from
+ * its group's optimizer.
+ *
+ * @param groups The groups, in matching order; at least one, names unique.
+ * @returns The combined optimizer; its `init` and `update` throw a
+ *   RangeError naming a parameter that matches no group.
+ * @throws {RangeError} If `groups` is empty or two groups share a name.
+ *
+ * @example
+ * ```ts
+ * import { paramGroups, sgd } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const optimizer = paramGroups([
+ *   { name: "gates", match: (name) => name.endsWith(".gates"), optimizer: sgd({ lr: 1 }) },
+ *   { name: "weights", match: () => true, optimizer: sgd({ lr: 0.5 }) },
+ * ]);
+ * const params = { "fc.weight": new Float32Array([0]), "fc.gates": new Float32Array([0]) };
+ * const grads = { "fc.weight": new Float32Array([1]), "fc.gates": new Float32Array([1]) };
+ * const next = optimizer.update(params, grads, optimizer.init(params));
+ * assert.equal(next.params["fc.weight"][0], -0.5);
+ * assert.equal(next.params["fc.gates"][0], -1);
+ * ```
+ */
+export function paramGroups(groups: readonly ParamGroup[]): Optimizer {
+  if (!Array.isArray(groups) || groups.length === 0) {
+    throw new RangeError(
+      `paramGroups needs at least one group, got ${JSON.stringify(groups)}`,
+    );
+  }
+  const names = groups.map((group) => group.name);
+  const duplicate = names.find((name, i) => names.indexOf(name) !== i);
+  if (duplicate !== undefined) {
+    throw new RangeError(
+      `Parameter group names must be unique; "${duplicate}" appears twice`,
+    );
+  }
+
+  const split = <T>(
+    record: Readonly<Record<string, T>>,
+    params: ParamArrays,
+  ) => {
+    const parts: Record<string, T>[] = groups.map(() => ({}));
+    for (const name of Object.keys(params)) {
+      const index = groups.findIndex((group) => group.match(name));
+      if (index < 0) {
+        throw new RangeError(
+          `Parameter "${name}" matches no parameter group (groups: ${
+            names.join(", ")
+          })`,
+        );
+      }
+      if (Object.hasOwn(record, name)) parts[index][name] = record[name];
+    }
+    return parts;
+  };
+
+  return {
+    init: (params) => {
+      const parts = split(params, params);
+      const slots = Object.assign(
+        {},
+        ...groups.map((group, i) => group.optimizer.init(parts[i]).slots),
+      );
+      return { step: 0, slots };
+    },
+    update: (params, grads, state) => {
+      for (const name of Object.keys(grads)) {
+        if (!Object.hasOwn(params, name)) {
+          throw new TypeError(
+            `A gradient was given for "${name}", which is not a parameter (parameters: ${
+              Object.keys(params).join(", ")
+            })`,
+          );
+        }
+      }
+      const paramParts = split(params, params);
+      const gradParts = split(grads, params);
+      const slotParts = split(state?.slots ?? {}, params);
+      const results = groups.map((group, i) =>
+        group.optimizer.update(paramParts[i], gradParts[i], {
+          step: state?.step,
+          slots: slotParts[i],
+        })
+      );
+      return {
+        params: Object.assign({}, ...results.map((r) => r.params)),
+        state: {
+          step: state.step + 1,
+          slots: Object.assign({}, ...results.map((r) => r.state.slots)),
+        },
+      };
+    },
+  };
+}
+
+function checkStep(step: number): void {
+  if (typeof step !== "number" || !Number.isFinite(step) || step < 0) {
+    throw new RangeError(
+      `A schedule's step must be a finite number >= 0, got ${step}`,
+    );
+  }
+}
+
+function checkTotal(what: string, total: number): void {
+  checkOption(
+    `${what} total`,
+    total,
+    (v) => Number.isFinite(v) && v > 0,
+    "a finite number > 0",
+  );
+}
+
+function checkBaseRate(what: string, lr: number): void {
+  checkOption(
+    `${what} lr`,
+    lr,
+    (v) => Number.isFinite(v) && v >= 0,
+    "a finite number >= 0",
+  );
+}
+
+/**
+ * A constant learning rate, as a schedule.
+ *
+ * @param lr The learning rate.
+ * @returns `t => lr`.
+ * @throws {RangeError} If `lr` is negative or not finite (the schedule
+ *   throws one for a negative or non-finite step).
+ *
+ * @example
+ * ```ts
+ * import { constantSchedule } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(constantSchedule(0.01)(1000), 0.01);
+ * ```
+ */
+export function constantSchedule(lr: number): Schedule {
+  checkBaseRate("constant schedule", lr);
+  return (step) => {
+    checkStep(step);
+    return lr;
+  };
+}
+
+/**
+ * Step decay (PyTorch's `StepLR`): `lr * gamma^floor(t / stepSize)`.
+ *
+ * @param options `lr`, `gamma` (> 0) and `stepSize` (a positive integer).
+ * @returns The schedule.
+ * @throws {RangeError} On a bad option (the schedule throws one for a
+ *   negative or non-finite step).
+ *
+ * @example
+ * ```ts
+ * import { stepSchedule } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const schedule = stepSchedule({ lr: 1, gamma: 0.5, stepSize: 10 });
+ * assert.deepEqual([0, 9, 10, 25].map(schedule), [1, 1, 0.5, 0.25]);
+ * ```
+ */
+export function stepSchedule(
+  options: {
+    readonly lr: number;
+    readonly gamma: number;
+    readonly stepSize: number;
+  },
+): Schedule {
+  const { lr, gamma, stepSize } = options;
+  checkBaseRate("step schedule", lr);
+  checkOption(
+    "step schedule gamma",
+    gamma,
+    (v) => Number.isFinite(v) && v > 0,
+    "a finite number > 0",
+  );
+  checkOption(
+    "step schedule stepSize",
+    stepSize,
+    (v) => Number.isInteger(v) && v > 0,
+    "a positive integer",
+  );
+  return (step) => {
+    checkStep(step);
+    return lr * gamma ** Math.floor(step / stepSize);
+  };
+}
+
+/**
+ * Cosine annealing (PyTorch's `CosineAnnealingLR`, closed form):
+ * `minLr + (lr - minLr) * (1 + cos(pi * t / total)) / 2` for `t < total`,
+ * and exactly `minLr` from `t = total` on.
+ *
+ * @param options `lr`, `total` (> 0) and `minLr` (default 0).
+ * @returns The schedule.
+ * @throws {RangeError} On a bad option (the schedule throws one for a
+ *   negative or non-finite step).
+ *
+ * @example
+ * ```ts
+ * import { cosineSchedule } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const schedule = cosineSchedule({ lr: 1, total: 100 });
+ * assert.equal(schedule(0), 1);
+ * assert.ok(Math.abs(schedule(50) - 0.5) < 1e-15);
+ * assert.equal(schedule(100), 0);
+ * ```
+ */
+export function cosineSchedule(
+  options: {
+    readonly lr: number;
+    readonly total: number;
+    readonly minLr?: number;
+  },
+): Schedule {
+  const { lr, total, minLr = 0 } = options;
+  checkBaseRate("cosine schedule", lr);
+  checkTotal("cosine schedule", total);
+  checkBaseRate("cosine schedule min", minLr);
+  return (step) => {
+    checkStep(step);
+    if (step >= total) return minLr;
+    return minLr + (lr - minLr) * (1 + Math.cos(Math.PI * step / total)) / 2;
+  };
+}
+
+/**
+ * Constant for the first two thirds of training, then linear to zero.
+ *
+ * With `start = 2 * total / 3`:
+ *
+ * ```text
+ * t <= start:         lr
+ * start < t < total:  lr * (total - t) / (total - start)
+ * t >= total:         0 (exactly)
+ * ```
+ *
+ * The decay starts right after `t = start` (which still gets the full `lr`)
+ * and reaches exactly 0 at `t = total`. `t` is the schedule's step: an
+ * optimizer update count, or an epoch through {@link perEpoch}. An
+ * optimizer evaluates its schedule at the number of updates already done,
+ * so over `total` updates the last one uses `t = total - 1`, i.e.
+ * `lr * 3 / total`; the rate is 0 once training is over.
+ *
+ * @param options `lr` and `total` (> 0; e.g. the number of epochs).
+ * @returns The schedule.
+ * @throws {RangeError} On a bad option (the schedule throws one for a
+ *   negative or non-finite step).
+ *
+ * @example
+ * ```ts
+ * import { constantThenLinearSchedule } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const schedule = constantThenLinearSchedule({ lr: 1, total: 30 });
+ * assert.deepEqual([0, 20, 25, 30].map(schedule), [1, 1, 0.5, 0]);
+ * ```
+ */
+export function constantThenLinearSchedule(
+  options: { readonly lr: number; readonly total: number },
+): Schedule {
+  const { lr, total } = options;
+  checkBaseRate("constant-then-linear schedule", lr);
+  checkTotal("constant-then-linear schedule", total);
+  const start = (2 * total) / 3;
+  return (step) => {
+    checkStep(step);
+    if (step <= start) return lr;
+    if (step >= total) return 0;
+    return lr * (total - step) / (total - start);
+  };
+}
+
+/**
+ * Turns a per-epoch schedule into a per-update one: every update of epoch
+ * `e` gets `schedule(e)`, as when PyTorch's scheduler steps once per epoch.
+ *
+ * @param schedule A schedule over epochs.
+ * @param stepsPerEpoch Updates per epoch, a positive integer.
+ * @returns `t => schedule(floor(t / stepsPerEpoch))`.
+ * @throws {RangeError} If `stepsPerEpoch` is not a positive integer.
+ *
+ * @example
+ * ```ts
+ * import { constantThenLinearSchedule, perEpoch } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * // 6 epochs of 100 updates: full rate in epochs 0..4, half in epoch 5.
+ * const perUpdate = perEpoch(constantThenLinearSchedule({ lr: 1, total: 6 }), 100);
+ * assert.deepEqual([0, 499, 500, 599].map(perUpdate), [1, 1, 0.5, 0.5]);
+ * assert.equal(perUpdate(600), 0); // epoch 6: training is over
+ * ```
+ */
+export function perEpoch(schedule: Schedule, stepsPerEpoch: number): Schedule {
+  checkOption(
+    "stepsPerEpoch",
+    stepsPerEpoch,
+    (v) => Number.isInteger(v) && v > 0,
+    "a positive integer",
+  );
+  return (step) => {
+    checkStep(step);
+    return schedule(Math.floor(step / stepsPerEpoch));
+  };
+}
