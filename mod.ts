@@ -140,3 +140,54 @@ export {
   type RunOptions,
 } from "./core/graph.ts";
 export { lenet5, mobilenetV2, resnet18, vgg7 } from "./core/models.ts";
+export {
+  createWasmBackend,
+  type WasmBackend,
+  wasmBackend,
+  type WasmBackendOptions,
+  type WasmF32Buffer,
+} from "./asm/backend.ts";
+export {
+  encodeIdx,
+  type IdxArray,
+  type IdxArrayOf,
+  type IdxDtype,
+  type IdxInput,
+  parseIdx,
+  type ParseIdxOptions,
+} from "./core/idx.ts";
+export {
+  type Batch,
+  batchCount,
+  batches,
+  type BatchOptions,
+  type Dataset,
+  DEFAULT_NORMALIZATION,
+  type ImageShape,
+  makeDataset,
+  MNIST_MEAN,
+  MNIST_STD,
+  type Normalization,
+  normalizePixels,
+  shuffledIndices,
+} from "./core/data.ts";
+export {
+  adam,
+  type AdamOptions,
+  constantSchedule,
+  constantThenLinearSchedule,
+  cosineSchedule,
+  type GradArrays,
+  type LearningRate,
+  type Optimizer,
+  type OptimizerState,
+  type OptimizerUpdate,
+  type ParamArrays,
+  type ParamGroup,
+  paramGroups,
+  perEpoch,
+  type Schedule,
+  sgd,
+  type SgdOptions,
+  stepSchedule,
+} from "./core/optim.ts";

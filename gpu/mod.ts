@@ -69,5 +69,9 @@ export {
   THREEFRY_WGSL,
   UNIFORM_FILL_WGSL,
 } from "./kernels/rng.ts";
-export type { QuantizerConstants, QuantizerGrads, QuantizerPass } from "../core/backend.ts";
+export type {
+  QuantizerConstants,
+  QuantizerGrads,
+  QuantizerPass,
+} from "../core/backend.ts";
 export type { RandomKey } from "../core/rng.ts";

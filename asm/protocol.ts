@@ -1,0 +1,82 @@
+/**
+ * The calling thread and the workers of a multi-threaded WASM backend share
+ * the first bytes of the module's memory: one control block of
+ * {@link CONTROL_WORDS} int32 per thread slot (its own cache line), then
+ * {@link MAX_ARGS} float64 kernel arguments per slot.
+ *
+ * A job: the caller writes the arguments, `op` and `argCount`, then stores a
+ * new `sequence` and notifies; the worker runs the kernel, sets `failed`,
+ * stores `done = sequence` and notifies. Both sides spin
+ * {@link SPIN_ITERATIONS} loads before blocking in `Atomics.wait`.
+ *
+ * Internal to `asm/backend.ts` and `asm/worker.ts`; not part of the public API.
+ *
+ * @module
+ */
+
+/** Int32 words per thread slot in the control block (64 bytes). */
+export const CONTROL_WORDS = 16;
+
+/** Word indices inside a slot. */
+export const CONTROL = Object.freeze({
+  sequence: 0,
+  done: 1,
+  op: 2,
+  argCount: 3,
+  failed: 4,
+});
+
+/** Float64 arguments per slot. */
+export const MAX_ARGS = 32;
+
+/** Loads to spin before sleeping in `Atomics.wait` (tens of microseconds). */
+export const SPIN_ITERATIONS = 20000;
+
+/** Kernel operations a worker runs. */
+export enum Op {
+  /** Leave the worker loop (sent by `dispose()`). */
+  quit = -1,
+  forward = 1,
+  backward = 2,
+  copy = 3,
+  uniform = 4,
+}
+
+/** Bytes of the control block and argument slots for `threads` threads. */
+export function headerBytes(threads: number): number {
+  return threads * CONTROL_WORDS * 4 + threads * MAX_ARGS * 8;
+}
+
+/** Byte offset of slot `slot`'s arguments. */
+export function argsOffset(slot: number, threads: number): number {
+  return threads * CONTROL_WORDS * 4 + slot * MAX_ARGS * 8;
+}
+
+/** The exports of the kernel module (`asm/src/index.ts`). */
+export interface KernelExports {
+  quantizeForward(...args: number[]): void;
+  quantizeBackward(...args: number[]): void;
+  copy(x: number, y: number, begin: number, end: number): void;
+  fillUniform(...args: number[]): void;
+}
+
+/** Runs kernel `op` with `args` (the argument order of the AssemblyScript export). */
+export function runOp(
+  kernels: KernelExports,
+  op: Op,
+  args: ArrayLike<number>,
+): void {
+  const a = Array.from(args);
+  switch (op) {
+    case Op.forward:
+      return kernels.quantizeForward(...a);
+    case Op.backward:
+      return kernels.quantizeBackward(...a);
+    case Op.copy:
+      return kernels.copy(a[0], a[1], a[2], a[3]);
+    case Op.uniform:
+      return kernels.fillUniform(...a);
+    default:
+      throw new RangeError(`Unknown WASM kernel op ${op}`);
+  }
+}

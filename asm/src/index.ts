@@ -1,0 +1,11 @@
+/**
+ * The one WASM module of the SIMD backend: every kernel, exported.
+ * Contracts are in each kernel's file.
+ */
+
+// @ts-nocheck: AssemblyScript, not TypeScript.
+
+export { quantizeBackward, quantizeForward } from "./quantizer";
+export { fillUniform, threefry2x32 } from "./rng";
+export { copy } from "./copy";
+export { gemm, gemmScratchBytes } from "./gemm";

@@ -1,0 +1,245 @@
+/**
+ * `deno task bench`: quantizer forward + backward throughput of every backend
+ * on 1M and 16M float32 elements, with the reference backend as the baseline
+ * and a WASM copy kernel (read x, write y) as the memory-bandwidth yardstick,
+ * all measured in the same run.
+ *
+ * Options: `--sizes 1M,16M`, `--threads 1,2`, `--no-gpu`, `--gpu-sizes 1M,16M`,
+ * `--min-seconds 1`, `--json FILE` (also write the rows as JSON).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  quantizerConstants,
+  type QuantizerPass,
+  referenceBackend,
+} from "../mod.ts";
+import { createWasmBackend } from "../asm/backend.ts";
+import { uniform } from "../core/rng.ts";
+
+interface Row {
+  backend: string;
+  threads: string;
+  elements: number;
+  elementsPerSecond: number;
+  /** Bytes the pass moves per second: forward reads x, writes xq; backward reads x, dy, writes dx. */
+  bytesPerSecond: number;
+  ratioToReference?: number;
+}
+
+const BYTES_PER_ELEMENT_FWD_BWD = 4 * (2 + 3);
+const BYTES_PER_ELEMENT_COPY = 4 * 2;
+
+function parseSize(text: string): number {
+  const m = /^(\d+)([KM]?)$/i.exec(text.trim());
+  if (!m) {
+    throw new RangeError(`Cannot parse size "${text}": use e.g. 1M, 16M, 4096`);
+  }
+  const unit = m[2].toUpperCase() === "M"
+    ? 1 << 20
+    : m[2].toUpperCase() === "K"
+    ? 1 << 10
+    : 1;
+  return Number(m[1]) * unit;
+}
+
+function label(n: number): string {
+  return n % (1 << 20) === 0 ? `${n >> 20}M` : `${n}`;
+}
+
+/** Median seconds per call of `run`, after one warm-up, over at least `minSeconds`. */
+async function timeIt(
+  run: () => unknown | Promise<unknown>,
+  minSeconds: number,
+): Promise<number> {
+  await run();
+  const samples: number[] = [];
+  const start = performance.now();
+  while (
+    samples.length < 3 || (performance.now() - start) / 1000 < minSeconds
+  ) {
+    const t0 = performance.now();
+    await run();
+    samples.push((performance.now() - t0) / 1000);
+    if (samples.length >= 200) break;
+  }
+  samples.sort((a, b) => a - b);
+  return samples[samples.length >> 1];
+}
+
+function makePass(): QuantizerPass {
+  // A typical weight quantizer: 8 bits, 64 output channels, pruning gates present.
+  const channels = 64;
+  const gates = [1, 1, 0, 0] as const;
+  return {
+    channels,
+    z2: new Float32Array(channels).fill(1),
+    gates,
+    constants: quantizerConstants(1, true, gates),
+  };
+}
+
+function makeData(n: number): { x: Float32Array; dy: Float32Array } {
+  const x = uniform([0, 1], n).map((u) => 2.4 * u - 1.2); // some values clip
+  const dy = uniform([0, 2], n).map((u) => u - 0.5);
+  return { x, dy };
+}
+
+const args = parseArgs({
+  options: {
+    sizes: { type: "string", default: "1M,16M" },
+    threads: { type: "string", default: "1,2" },
+    "gpu-sizes": { type: "string", default: "1M,16M" },
+    "no-gpu": { type: "boolean", default: false },
+    "min-seconds": { type: "string", default: "1" },
+    json: { type: "string" },
+  },
+});
+const sizes = args.values.sizes!.split(",").map(parseSize);
+const threadCounts = args.values.threads!.split(",").map(Number);
+const minSeconds = Number(args.values["min-seconds"]);
+const rows: Row[] = [];
+const copyRows: Row[] = [];
+
+for (const n of sizes) {
+  const pass = makePass();
+  const { x, dy } = makeData(n);
+  const refSeconds = await timeIt(() => {
+    referenceBackend.quantizeForward(x, pass);
+    referenceBackend.quantizeBackward(x, dy, pass);
+  }, minSeconds);
+  const reference: Row = {
+    backend: "reference (TS)",
+    threads: "1",
+    elements: n,
+    elementsPerSecond: n / refSeconds,
+    bytesPerSecond: (n * BYTES_PER_ELEMENT_FWD_BWD) / refSeconds,
+    ratioToReference: 1,
+  };
+  rows.push(reference);
+  console.error(
+    `reference ${label(n)}: ${(n / refSeconds / 1e6).toFixed(1)} M elements/s`,
+  );
+
+  for (const threads of threadCounts) {
+    const wasm = await createWasmBackend({ threads });
+    try {
+      const bx = wasm.alloc(n);
+      const bdy = wasm.alloc(n);
+      const bout = wasm.alloc(n);
+      bx.view().set(x);
+      bdy.view().set(dy);
+      const seconds = await timeIt(() => {
+        wasm.forwardResident(bx, bout, pass);
+        wasm.backwardResident(bx, bdy, bout, pass);
+      }, minSeconds);
+      rows.push({
+        backend: `wasm (${wasm.simd})`,
+        threads: String(wasm.threads),
+        elements: n,
+        elementsPerSecond: n / seconds,
+        bytesPerSecond: (n * BYTES_PER_ELEMENT_FWD_BWD) / seconds,
+        ratioToReference: refSeconds / seconds,
+      });
+      const copySeconds = await timeIt(
+        () => wasm.copyResident(bx, bout),
+        minSeconds,
+      );
+      copyRows.push({
+        backend: "wasm copy (read x, write y)",
+        threads: String(wasm.threads),
+        elements: n,
+        elementsPerSecond: n / copySeconds,
+        bytesPerSecond: (n * BYTES_PER_ELEMENT_COPY) / copySeconds,
+      });
+      console.error(
+        `wasm x${threads} ${label(n)}: ${
+          (n / seconds / 1e6).toFixed(1)
+        } M elements/s`,
+      );
+    } finally {
+      wasm.dispose();
+    }
+  }
+}
+
+let gpuNote = "";
+if (!args.values["no-gpu"]) {
+  try {
+    const { createGpuBackend } = await import("../gpu/mod.ts");
+    const gpu = await createGpuBackend();
+    const info = gpu.adapterInfo;
+    gpuNote = `WebGPU adapter: ${JSON.stringify(info)}`;
+    try {
+      for (const n of args.values["gpu-sizes"]!.split(",").map(parseSize)) {
+        const pass = makePass();
+        const { x, dy } = makeData(n);
+        const bx = gpu.upload(x);
+        const bdy = gpu.upload(dy);
+        const bout = gpu.allocate(n);
+        const seconds = await timeIt(async () => {
+          gpu.forwardResident(bx, bout, pass);
+          await gpu.backwardResident(bx, bdy, bout, pass);
+        }, minSeconds);
+        const ref = rows.find((r) =>
+          r.elements === n && r.backend.startsWith("reference")
+        );
+        rows.push({
+          backend: "webgpu",
+          threads: "-",
+          elements: n,
+          elementsPerSecond: n / seconds,
+          bytesPerSecond: (n * BYTES_PER_ELEMENT_FWD_BWD) / seconds,
+          ratioToReference: ref ? n / seconds / ref.elementsPerSecond : undefined,
+        });
+        console.error(
+          `webgpu ${label(n)}: ${(n / seconds / 1e6).toFixed(1)} M elements/s`,
+        );
+        bx.destroy();
+        bdy.destroy();
+        bout.destroy();
+      }
+    } finally {
+      gpu.destroy();
+    }
+  } catch (error) {
+    gpuNote = `WebGPU not measured: ${(error as Error).message}`;
+  }
+}
+
+const fmt = (v: number, digits = 1) => v.toFixed(digits);
+console.log(
+  "\nQuantizer forward + backward (8-bit gates, 64 channels with z2), float32, resident buffers\n",
+);
+console.log(
+  "| backend | threads | elements | elements/s | GB/s moved | vs reference |",
+);
+console.log("|---|---|---|---|---|---|");
+for (const r of rows) {
+  console.log(
+    `| ${r.backend} | ${r.threads} | ${label(r.elements)} | ${
+      (r.elementsPerSecond / 1e6).toFixed(1)
+    } M | ${fmt(r.bytesPerSecond / 1e9, 2)} | ${
+      r.ratioToReference === undefined ? "-" : fmt(r.ratioToReference) + "x"
+    } |`,
+  );
+}
+for (const r of copyRows) {
+  console.log(
+    `| ${r.backend} | ${r.threads} | ${label(r.elements)} | ${
+      (r.elementsPerSecond / 1e6).toFixed(1)
+    } M | ${fmt(r.bytesPerSecond / 1e9, 2)} | - |`,
+  );
+}
+console.log(
+  `\nBytes moved: forward+backward ${BYTES_PER_ELEMENT_FWD_BWD} B/element, copy ${BYTES_PER_ELEMENT_COPY} B/element.`,
+);
+if (gpuNote) console.log(gpuNote);
+if (args.values.json) {
+  await Deno.writeTextFile(
+    args.values.json,
+    JSON.stringify({ rows, copyRows, gpuNote }, null, 2),
+  );
+}

@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { gemmReference, type GemmShape } from "../core/ops/gemm.ts";
+import { gemmWasm } from "../asm/gemm_host.ts";
+
+/** Deterministic uniform [-1, 1) values (xorshift32). */
+function random(n: number, seed: number): Float32Array {
+  const x = new Float32Array(n);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    x[i] = s / 2 ** 31 - 1;
+  }
+  return x;
+}
+
+/**
+ * Checks `gemmWasm` against `gemmReference` elementwise with a relative
+ * tolerance of 1e-5 against the scale `sum_p |a_ip b_pj|` (float32 blocked
+ * accumulation, FMA or not, stays well inside it).
+ */
+function check(shape: GemmShape, seed: number): void {
+  const { m, n, k } = shape;
+  const a = random(m * k, seed);
+  const b = random(k * n, seed + 7919);
+  const got = gemmWasm(shape, a, b);
+  const want = gemmReference(shape, a, b);
+  const absA = a.map(Math.abs);
+  const absB = b.map(Math.abs);
+  const scale = gemmReference(shape, absA, absB);
+  assert.equal(got.length, m * n);
+  for (let i = 0; i < m * n; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    if (!(err <= 1e-5 * scale[i] + 1e-30)) {
+      assert.fail(
+        `${JSON.stringify(shape)}: C[${Math.floor(i / n)}, ${i % n}] = ${
+          got[i]
+        }, expected ${want[i]} (scale ${scale[i]})`,
+      );
+    }
+  }
+}
+
+const variants: readonly { name: string; transA: boolean; transB: boolean }[] =
+  [
+    { name: "plain (grad-input)", transA: false, transB: false },
+    { name: "transB (forward)", transA: false, transB: true },
+    { name: "transA (grad-weight)", transA: true, transB: false },
+    { name: "transA and transB", transA: true, transB: true },
+  ];
+
+Deno.test("gemmWasm matches gemmReference on small and odd shapes", () => {
+  const sizes = [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 16, 17, 24, 25, 31];
+  let seed = 1;
+  for (const v of variants) {
+    for (const m of [1, 3, 4, 5, 13]) {
+      for (const n of sizes) {
+        for (const k of [1, 2, 5, 12]) {
+          check({ m, n, k, transA: v.transA, transB: v.transB }, seed++);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("gemmWasm matches gemmReference on random shapes", () => {
+  let s = 12345;
+  const next = (max: number) => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    return 1 + (s >>> 8) % max;
+  };
+  for (let t = 0; t < 60; t++) {
+    const v = variants[t % variants.length];
+    check({
+      m: next(70),
+      n: next(70),
+      k: next(600),
+      transA: v.transA,
+      transB: v.transB,
+    }, 100 + t);
+  }
+});
+
+Deno.test("gemmWasm handles k above one k-block and n above one column block", () => {
+  // k = 513 gives three balanced k-blocks; n = 1040 > 1032 gives two column blocks.
+  for (const v of variants) {
+    check({ m: 6, n: 13, k: 513, transA: v.transA, transB: v.transB }, 7);
+    check({ m: 5, n: 1040, k: 9, transA: v.transA, transB: v.transB }, 8);
+  }
+});
+
+Deno.test("gemmWasm on the LeNet-5 training products, scaled down", () => {
+  // Batch 2 instead of 128: conv1 (im2col 24x24 positions, K 25, 32 channels),
+  // conv2 (8x8 positions, K 800, 64 channels), fc1 (1024 -> 512), fc2 (512 -> 10).
+  const layers = [
+    { rows: 2 * 24 * 24, inF: 25, outF: 32 },
+    { rows: 2 * 8 * 8, inF: 800, outF: 64 },
+    { rows: 2, inF: 1024, outF: 512 },
+    { rows: 2, inF: 512, outF: 10 },
+  ];
+  let seed = 1000;
+  for (const { rows, inF, outF } of layers) {
+    // forward Y = X W^T, grad-input dX = dY W, grad-weight dW = dY^T X
+    check({ m: rows, n: outF, k: inF, transB: true }, seed++);
+    check({ m: rows, n: inF, k: outF }, seed++);
+    check({ m: outF, n: inF, k: rows, transA: true }, seed++);
+  }
+});
+
+Deno.test("gemmWasm edge cases: zero sizes, k = 0, length errors", () => {
+  assert.deepEqual([
+    ...gemmWasm({ m: 2, n: 2, k: 0 }, new Float32Array(0), new Float32Array(0)),
+  ], [0, 0, 0, 0]);
+  assert.equal(
+    gemmWasm({ m: 0, n: 3, k: 2 }, new Float32Array(0), new Float32Array(6))
+      .length,
+    0,
+  );
+  assert.throws(
+    () =>
+      gemmWasm({ m: 2, n: 2, k: 2 }, new Float32Array(3), new Float32Array(4)),
+    RangeError,
+  );
+  // Special values propagate like the reference.
+  const c = gemmWasm(
+    { m: 1, n: 2, k: 1 },
+    new Float32Array([Infinity]),
+    new Float32Array([1, 0]),
+  );
+  assert.equal(c[0], Infinity);
+  assert.ok(Number.isNaN(c[1]));
+});
