@@ -192,7 +192,9 @@ if (!args.values["no-gpu"]) {
           elements: n,
           elementsPerSecond: n / seconds,
           bytesPerSecond: (n * BYTES_PER_ELEMENT_FWD_BWD) / seconds,
-          ratioToReference: ref ? n / seconds / ref.elementsPerSecond : undefined,
+          ratioToReference: ref
+            ? n / seconds / ref.elementsPerSecond
+            : undefined,
         });
         console.error(
           `webgpu ${label(n)}: ${(n / seconds / 1e6).toFixed(1)} M elements/s`,
