@@ -29,6 +29,7 @@
 
 export { roundHalfEven } from "./core/round.ts";
 export {
+  assertRandomKey,
   bitsToUniform,
   foldIn,
   randomBits,

@@ -18,7 +18,7 @@ import type {
   QuantizerGrads,
   QuantizerPass,
 } from "../core/backend.ts";
-import type { RandomKey } from "../core/rng.ts";
+import { assertRandomKey, type RandomKey } from "../core/rng.ts";
 import { decodeBase64 } from "./base64.ts";
 import { KERNELS_WASM_BASE64 } from "./kernels.generated.ts";
 import {
@@ -556,16 +556,7 @@ class Engine implements WasmBackend {
 
   uniformInto(key: RandomKey, offset: number, out: WasmF32Buffer): void {
     this.checkBuffer(out, "draw uniforms");
-    if (
-      !Array.isArray(key) || key.length !== 2 ||
-      !key.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
-    ) {
-      throw new TypeError(
-        `Invalid random key ${
-          JSON.stringify(key)
-        }: expected two unsigned 32-bit integers`,
-      );
-    }
+    assertRandomKey(key);
     if (
       !Number.isInteger(offset) || offset < 0 || offset + out.length > 2 ** 33
     ) {

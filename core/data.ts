@@ -12,7 +12,7 @@
  * @module
  */
 
-import { randomBits, type RandomKey } from "./rng.ts";
+import { assertRandomKey, randomBits, type RandomKey } from "./rng.ts";
 
 /**
  * How raw 8-bit pixels `x` in 0..255 become network inputs.
@@ -239,16 +239,7 @@ export function shuffledIndices(n: number, key: RandomKey): Int32Array {
       `Cannot shuffle ${n} indices: n must be an integer in [0, 2^31)`,
     );
   }
-  if (
-    !Array.isArray(key) || key.length !== 2 ||
-    !key.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
-  ) {
-    throw new TypeError(
-      `Invalid random key ${
-        JSON.stringify(key)
-      }: expected two unsigned 32-bit integers`,
-    );
-  }
+  assertRandomKey(key);
   const order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   let position = 0;

@@ -62,7 +62,22 @@ export function threefry2x32(
   return [x0, x1];
 }
 
-function checkKey(key: RandomKey): void {
+/**
+ * Checks that a value is a {@link RandomKey}: two unsigned 32-bit integers.
+ *
+ * @param key The value to check.
+ * @throws {TypeError} Naming the value, if it is not a key.
+ *
+ * @example
+ * ```ts
+ * import { assertRandomKey } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * assertRandomKey([0, 42]);
+ * assert.throws(() => assertRandomKey([1, 2, 3] as unknown as [number, number]), TypeError);
+ * ```
+ */
+export function assertRandomKey(key: RandomKey): void {
   if (
     !Array.isArray(key) || key.length !== 2 ||
     !key.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
@@ -116,7 +131,7 @@ export function randomKey(seed: number): RandomKey {
  * ```
  */
 export function splitKey(key: RandomKey, count = 2): RandomKey[] {
-  checkKey(key);
+  assertRandomKey(key);
   if (!Number.isInteger(count) || count < 0) {
     throw new RangeError(`Cannot split a key into ${count} keys`);
   }
@@ -141,7 +156,7 @@ export function splitKey(key: RandomKey, count = 2): RandomKey[] {
  * ```
  */
 export function foldIn(key: RandomKey, data: number): RandomKey {
-  checkKey(key);
+  assertRandomKey(key);
   if (!Number.isInteger(data) || data < 0 || data > 0xffffffff) {
     throw new RangeError(
       `Cannot fold ${data} into a key: expected an unsigned 32-bit integer`,
@@ -213,7 +228,7 @@ export function uniform(
   count: number,
   offset = 0,
 ): Float32Array {
-  checkKey(key);
+  assertRandomKey(key);
   if (!Number.isInteger(count) || count < 0) {
     throw new RangeError(
       `Cannot draw ${count} uniforms: count must be a non-negative integer`,

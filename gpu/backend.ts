@@ -16,7 +16,7 @@
  */
 
 import type { QuantizerGrads, QuantizerPass } from "../core/backend.ts";
-import type { RandomKey } from "../core/rng.ts";
+import { assertRandomKey, type RandomKey } from "../core/rng.ts";
 import {
   type GpuAdapterSummary,
   requestGpuDevice,
@@ -623,16 +623,7 @@ async function buildBackend(
     offset = 0,
   ): Promise<Float32Array> => {
     live("uniform()");
-    if (
-      !Array.isArray(key) || key.length !== 2 ||
-      !key.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
-    ) {
-      throw new TypeError(
-        `Invalid random key ${
-          JSON.stringify(key)
-        }: expected two unsigned 32-bit integers`,
-      );
-    }
+    assertRandomKey(key);
     if (!Number.isInteger(count) || count < 0) {
       throw new RangeError(
         `Cannot draw ${count} uniforms: count must be a non-negative integer`,
