@@ -104,7 +104,13 @@ export {
   valueAndGrad,
   type Vjp,
 } from "./core/autodiff.ts";
-export { gemmReference, type GemmShape } from "./core/ops/gemm.ts";
+export {
+  currentGemm,
+  type GemmFn,
+  gemmReference,
+  type GemmShape,
+  withGemm,
+} from "./core/ops/gemm.ts";
 export {
   add,
   mean,
@@ -147,6 +153,7 @@ export {
   wasmBackend,
   type WasmBackendOptions,
   type WasmF32Buffer,
+  wasmGemm,
 } from "./asm/backend.ts";
 export {
   encodeIdx,
@@ -201,3 +208,10 @@ export {
   type TrainProgress,
   type TrainResult,
 } from "./core/train.ts";
+export {
+  gatesOp,
+  type GateTensors,
+  type LogitTensors,
+  priorOp,
+  quantizerOp,
+} from "./core/ops/bayesian.ts";
