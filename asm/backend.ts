@@ -19,6 +19,7 @@ import type {
   QuantizerPass,
 } from "../core/backend.ts";
 import { assertRandomKey, type RandomKey } from "../core/rng.ts";
+import type { GemmShape } from "../core/ops/gemm.ts";
 import { decodeBase64 } from "./base64.ts";
 import { KERNELS_WASM_BASE64 } from "./kernels.generated.ts";
 import {
@@ -42,6 +43,16 @@ const DEFAULT_PARALLEL_THRESHOLD = 32768;
 /** Threads split work at multiples of this many elements (a cache line of float32). */
 const SPLIT_GRAIN = 16;
 const MAX_THREADS = 64;
+/**
+ * A GEMM of fewer than `threads * parallelThreshold * GEMM_FLOPS_PER_ELEMENT`
+ * flops uses fewer threads (at least that many flops each): 32768 * 64 is
+ * about 2 MFLOP, below which waking a worker costs more than it saves.
+ */
+const GEMM_FLOPS_PER_ELEMENT = 64;
+/** Row splits of a GEMM fall on multiples of the micro-tile's 4 rows. */
+const GEMM_ROW_GRAIN = 4;
+/** Column splits fall on multiples of the micro-tile's 12 columns. */
+const GEMM_COL_GRAIN = 12;
 
 let compiledModule: WebAssembly.Module | undefined;
 
@@ -159,6 +170,27 @@ export interface WasmBackend extends QuantizerBackend {
   copyResident(x: WasmF32Buffer, y: WasmF32Buffer): void;
   /** Fills `out` with uniforms from stream position `offset` of `key` (as `core/rng.ts`'s `uniform`). */
   uniformInto(key: RandomKey, offset: number, out: WasmF32Buffer): void;
+  /**
+   * `C[m x n] = op(A) * op(B)` with the WASM SIMD GEMM kernel, synchronous:
+   * copies `a` and `b` into the backend's memory, splits `C` by rows
+   * (multiples of 4, when `m >= n`) or columns (multiples of 12) over the
+   * threads (one thread below about 2 MFLOP per thread, see
+   * {@link WasmBackendOptions.parallelThreshold}), and copies the product out
+   * into a new array. Same contract as `gemmReference`; results differ from
+   * it only by float32 rounding (blocked float32 accumulation). The
+   * temporaries are freed on return (the memory grows once to the largest
+   * call and is reused); resident buffers from `alloc` are untouched.
+   *
+   * A bound function property: it can be passed as is, e.g. to `withGemm`.
+   *
+   * @throws {RangeError} If a size is not a non-negative integer or an
+   *   array's length does not match the shape.
+   */
+  readonly gemm: (
+    shape: GemmShape,
+    a: Float32Array,
+    b: Float32Array,
+  ) => Float32Array;
   /** Terminates the workers; the backend must not be used afterwards. */
   dispose(): void;
   /** Same as {@link WasmBackend.dispose}, for `using`. */
@@ -578,6 +610,97 @@ class Engine implements WasmBackend {
     });
   }
 
+  readonly gemm = (
+    shape: GemmShape,
+    a: Float32Array,
+    b: Float32Array,
+  ): Float32Array => this.#gemm(shape, a, b);
+
+  #gemm(shape: GemmShape, a: Float32Array, b: Float32Array): Float32Array {
+    const { m, n, k } = shape;
+    for (const [name, v] of [["m", m], ["n", n], ["k", k]] as const) {
+      if (!Number.isInteger(v) || v < 0) {
+        throw new RangeError(
+          `gemm: ${name} must be a non-negative integer, got ${v}`,
+        );
+      }
+    }
+    if (a.length !== m * k || b.length !== k * n) {
+      throw new RangeError(
+        `gemm: A has ${a.length} elements (expected ${
+          m * k
+        }), B has ${b.length} (expected ${k * n})`,
+      );
+    }
+    if (this.#disposed) {
+      throw new Error("Cannot run gemm: the WASM backend was disposed");
+    }
+    if (m * n === 0 || k === 0) return new Float32Array(m * n);
+    const transA = shape.transA === true;
+    const transB = shape.transB === true;
+    return this.#scoped(() => {
+      const pa = this.#reserve(a.length * 4);
+      const pb = this.#reserve(b.length * 4);
+      const pc = this.#reserve(m * n * 4);
+      const jobs = this.#gemmJobs(m, n, k);
+      const byRows = m >= n;
+      const scratch = jobs.map((job) =>
+        this.#reserve(
+          this.#kernels.gemmScratchBytes(k, byRows ? n : job.end - job.begin),
+        )
+      );
+      // Views after every reserve: growth replaces the buffer.
+      const buffer = this.memory.buffer;
+      new Float32Array(buffer, pa, a.length).set(a);
+      new Float32Array(buffer, pb, b.length).set(b);
+      const flags = (transA ? 1 : 0) | (transB ? 2 : 0);
+      this.#run(Op.gemm, jobs, (job, t) => [
+        pa,
+        pb,
+        pc,
+        m,
+        n,
+        k,
+        transA ? m : k,
+        transB ? k : n,
+        n,
+        flags,
+        byRows ? job.begin : 0,
+        byRows ? job.end : m,
+        byRows ? 0 : job.begin,
+        byRows ? n : job.end,
+        scratch[t],
+      ]);
+      return new Float32Array(this.memory.buffer, pc, m * n).slice();
+    });
+  }
+
+  /**
+   * Splits `C`'s rows (when `m >= n`, in multiples of 4) or columns (in
+   * multiples of 12) over the threads a GEMM of `2 m n k` flops deserves.
+   */
+  #gemmJobs(m: number, n: number, k: number): Job[] {
+    const flops = 2 * m * n * k;
+    const perThread = this.#parallelThreshold * GEMM_FLOPS_PER_ELEMENT;
+    const byRows = m >= n;
+    const length = byRows ? m : n;
+    const grain = byRows ? GEMM_ROW_GRAIN : GEMM_COL_GRAIN;
+    const used = Math.max(
+      1,
+      Math.min(
+        this.threads,
+        Math.floor(flops / perThread),
+        Math.ceil(length / grain),
+      ),
+    );
+    const chunk = Math.ceil(length / used / grain) * grain;
+    const jobs: Job[] = [];
+    for (let begin = 0; begin < length; begin += chunk) {
+      jobs.push({ begin, end: Math.min(length, begin + chunk) });
+    }
+    return jobs;
+  }
+
   quantizeForward(x: Float32Array, pass: QuantizerPass): Float32Array {
     return this.#scoped(() => {
       const bx = this.alloc(x.length);
@@ -683,6 +806,38 @@ export async function createWasmBackend(
 }
 
 let shared: Engine | undefined;
+
+/**
+ * `C[m x n] = op(A) * op(B)` on the single-threaded WASM backend (the engine
+ * behind {@link wasmBackend}, instantiated on first use): the same contract
+ * as `gemmReference` and {@link WasmBackend.gemm}. Pass it to `withGemm` to
+ * run `dense` and `conv2d` on the SIMD kernel.
+ *
+ * @param shape Sizes and transposes.
+ * @param a `A`, `m x k` (or `k x m` with `transA`).
+ * @param b `B`, `k x n` (or `n x k` with `transB`).
+ * @returns A new `m x n` Float32Array.
+ * @throws {RangeError} If a size is not a non-negative integer or an array's
+ *   length does not match the shape.
+ *
+ * @example
+ * ```ts
+ * import { wasmGemm } from "./backend.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // x W^T with W stored [out x in]
+ * const y = wasmGemm({ m: 1, n: 2, k: 2, transB: true }, new Float32Array([1, 2]), new Float32Array([1, 3, 2, 4]));
+ * assert.deepEqual([...y], [7, 10]);
+ * ```
+ */
+export function wasmGemm(
+  shape: GemmShape,
+  a: Float32Array,
+  b: Float32Array,
+): Float32Array {
+  shared ??= new Engine(1, DEFAULT_PARALLEL_THRESHOLD);
+  return shared.gemm(shape, a, b);
+}
 
 /**
  * The single-threaded WASM SIMD backend: synchronous, instantiated on first

@@ -40,6 +40,8 @@ export enum Op {
   backward = 2,
   copy = 3,
   uniform = 4,
+  /** `gemm` on one row or column block of `C` (`asm/src/gemm.ts`). */
+  gemm = 5,
 }
 
 /** Bytes of the control block and argument slots for `threads` threads. */
@@ -58,6 +60,10 @@ export interface KernelExports {
   quantizeBackward(...args: number[]): void;
   copy(x: number, y: number, begin: number, end: number): void;
   fillUniform(...args: number[]): void;
+  /** `(a, b, c, m, n, k, lda, ldb, ldc, flags, i0, i1, j0, j1, scratch)`. */
+  gemm(...args: number[]): void;
+  /** Scratch bytes one `gemm` call needs for `k` and `cols` columns of `C`. */
+  gemmScratchBytes(k: number, cols: number): number;
 }
 
 /** Runs kernel `op` with `args` (the argument order of the AssemblyScript export). */
@@ -76,6 +82,8 @@ export function runOp(
       return kernels.copy(a[0], a[1], a[2], a[3]);
     case Op.uniform:
       return kernels.fillUniform(...a);
+    case Op.gemm:
+      return kernels.gemm(...a);
     default:
       throw new RangeError(`Unknown WASM kernel op ${op}`);
   }

@@ -4,14 +4,25 @@
  * and a WASM copy kernel (read x, write y) as the memory-bandwidth yardstick,
  * all measured in the same run.
  *
+ * Then a GEMM table: GFLOP/s of the three products of a training step
+ * (forward `Y = X W^T`, grad-input `dX = dY W`, grad-weight `dW = dY^T X`)
+ * for LeNet-5's layers at batch 128 (convolutions as their im2col GEMMs), on
+ * `WasmBackend.gemm` with each thread count, timed with the copies in and
+ * out included (what `dense` and `conv2d` pay), and `gemmReference` as the
+ * baseline on the same product with its largest dimension cut down to at
+ * most 16 MFLOP (one timed repetition after a warm-up).
+ *
  * Options: `--sizes 1M,16M`, `--threads 1,2`, `--no-gpu`, `--gpu-sizes 1M,16M`,
- * `--min-seconds 1`, `--json FILE` (also write the rows as JSON).
+ * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--json FILE`
+ * (also write the rows as JSON).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import {
+  gemmReference,
+  type GemmShape,
   quantizerConstants,
   type QuantizerPass,
   referenceBackend,
@@ -94,6 +105,8 @@ const args = parseArgs({
     "gpu-sizes": { type: "string", default: "1M,16M" },
     "no-gpu": { type: "boolean", default: false },
     "min-seconds": { type: "string", default: "1" },
+    "no-gemm": { type: "boolean", default: false },
+    "gemm-min-seconds": { type: "string", default: "0.3" },
     json: { type: "string" },
   },
 });
@@ -239,9 +252,117 @@ console.log(
   `\nBytes moved: forward+backward ${BYTES_PER_ELEMENT_FWD_BWD} B/element, copy ${BYTES_PER_ELEMENT_COPY} B/element.`,
 );
 if (gpuNote) console.log(gpuNote);
+
+interface GemmRow {
+  layer: string;
+  product: string;
+  shape: GemmShape;
+  /** GFLOP/s of gemmReference (on the cut-down product). */
+  reference: number;
+  /** GFLOP/s of WasmBackend.gemm per thread count, copies included. */
+  wasm: Record<string, number>;
+}
+
+const gemmRows: GemmRow[] = [];
+if (!args.values["no-gemm"]) {
+  const gemmMinSeconds = Number(args.values["gemm-min-seconds"]);
+  // [layer, M, N, K]: a layer computing Y[M x N] = X[M x K] W[N x K]^T.
+  const layers: [string, number, number, number][] = [
+    ["conv1 (im2col)", 73728, 32, 25],
+    ["conv2 (im2col)", 8192, 64, 800],
+    ["fc1", 128, 512, 1024],
+    ["fc2", 128, 10, 512],
+  ];
+  const products: [string, GemmShape][] = [];
+  for (const [layer, m, n, k] of layers) {
+    products.push(
+      [`${layer} forward X W^T`, { m, n, k, transB: true }],
+      [`${layer} grad-input dY W`, { m, n: k, k: n }],
+      [`${layer} grad-weight dY^T X`, { m: n, n: k, k: m, transA: true }],
+    );
+  }
+  const flopsOf = (s: GemmShape) => 2 * s.m * s.n * s.k;
+  const operands = (s: GemmShape) => ({
+    a: uniform([1, 1], s.m * s.k).map((u) => u - 0.5),
+    b: uniform([1, 2], s.k * s.n).map((u) => u - 0.5),
+  });
+  for (const [name, shape] of products) {
+    // The reference on the same product with its largest dimension cut to <= 16 MFLOP.
+    const cut = { ...shape };
+    const big = (["m", "n", "k"] as const).reduce((x, y) =>
+      cut[x] >= cut[y] ? x : y
+    );
+    cut[big] = Math.max(
+      1,
+      Math.min(
+        cut[big],
+        Math.floor(16e6 / (flopsOf(shape) / shape[big])),
+      ),
+    );
+    const small = operands(cut);
+    gemmReference(cut, small.a, small.b);
+    const t0 = performance.now();
+    gemmReference(cut, small.a, small.b);
+    const refSeconds = (performance.now() - t0) / 1000;
+    gemmRows.push({
+      layer: name.split(" ")[0],
+      product: name,
+      shape,
+      reference: flopsOf(cut) / refSeconds / 1e9,
+      wasm: {},
+    });
+  }
+  for (const threads of threadCounts) {
+    const wasm = await createWasmBackend({ threads });
+    try {
+      for (const row of gemmRows) {
+        const { a, b } = operands(row.shape);
+        const seconds = await timeIt(
+          () => wasm.gemm(row.shape, a, b),
+          gemmMinSeconds,
+        );
+        row.wasm[String(threads)] = flopsOf(row.shape) / seconds / 1e9;
+        console.error(
+          `gemm x${threads} ${row.product}: ${
+            fmt(row.wasm[String(threads)])
+          } GFLOP/s`,
+        );
+      }
+    } finally {
+      wasm.dispose();
+    }
+  }
+  console.log(
+    "\nGEMM, LeNet-5 training products at batch 128, float32, GFLOP/s (2 m n k flops per product)\n",
+  );
+  console.log(
+    `| product | m x n x k | reference (TS) | ${
+      threadCounts.map((t) => `wasm x${t}`).join(" | ")
+    } |`,
+  );
+  console.log(`|---|---|---|${threadCounts.map(() => "---|").join("")}`);
+  for (const r of gemmRows) {
+    const s = r.shape;
+    const flags = [s.transA ? "A^T" : "", s.transB ? "B^T" : ""].filter((
+      f,
+    ) => f).join(", ");
+    console.log(
+      `| ${r.product} | ${s.m} x ${s.n} x ${s.k}${
+        flags ? ` (${flags})` : ""
+      } | ${fmt(r.reference, 2)} | ${
+        threadCounts.map((t) => fmt(r.wasm[String(t)] ?? NaN)).join(" | ")
+      } |`,
+    );
+  }
+  console.log(
+    "\nWASM times include copying A and B into the backend's memory and C out (what dense and conv2d pay); " +
+      "the reference runs the same product with its largest dimension cut to at most 16 MFLOP, one timed repetition after a warm-up.",
+  );
+}
+
 if (args.values.json) {
   await Deno.writeTextFile(
     args.values.json,
-    JSON.stringify({ rows, copyRows, gpuNote }, null, 2),
+    JSON.stringify({ rows, copyRows, gpuNote, gemmRows }, null, 2),
   );
 }

@@ -7,6 +7,14 @@
 
 import { recordOp } from "../autodiff.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
+import { currentGemm, type GemmFn } from "./gemm.ts";
+import {
+  col2im,
+  type ConvGeometry,
+  im2col,
+  nchwToRows,
+  rowsToNchw,
+} from "./im2col.ts";
 
 /** Options of {@link conv2d}. */
 export interface Conv2dOptions {
@@ -46,6 +54,13 @@ export function convOutputSize(
 
 /**
  * A 2-D convolution: `x` `[N, C, H, W]`, `w` `[O, C / groups, KH, KW]`, `b` `[O]`.
+ *
+ * Outside a `withGemm` scope it runs the direct loop (the oracle). Inside
+ * one, with groups 1, it runs on the scoped GEMM (captured when the op
+ * runs, so the VJP uses the same one): the whole batch's im2col matrix
+ * `cols` `[N OH OW, C KH KW]`, forward `Y = cols W^T`, input gradient
+ * `col2im(dY W)`, weight gradient `dY^T cols`. Grouped convolutions
+ * (groups > 1) always run the direct loop.
  *
  * @param x Input batch.
  * @param w Kernel; axis 0 holds the output channels.
@@ -114,6 +129,21 @@ export function conv2d(
   const xs = tensorStorage(x);
   const ws = tensorStorage(w);
   const bs = b ? tensorStorage(b) : null;
+  const gemm = currentGemm();
+  if (gemm !== null && groups === 1) {
+    return conv2dGemm(gemm, x, w, b, xs, ws, bs, {
+      n,
+      c,
+      h,
+      w: wd,
+      kh,
+      kw,
+      oh,
+      ow,
+      stride,
+      padding,
+    }, o);
+  }
   const og = o / groups;
   const y = new Float32Array(n * o * oh * ow);
   // Visits every (output, kernel tap, input) triple once; `body` gets flat indices.
@@ -169,6 +199,44 @@ export function conv2d(
         const base = (s * o + oc) * oh * ow;
         for (let p = 0; p < oh * ow; p++) db[oc] += gy[base + p];
       }
+    }
+    return [dx, dw, db];
+  });
+}
+
+/** The GEMM path of {@link conv2d} (groups 1); see its documentation. */
+function conv2dGemm(
+  gemm: GemmFn,
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | undefined,
+  xs: Float32Array,
+  ws: Float32Array,
+  bs: Float32Array | null,
+  geometry: ConvGeometry,
+  o: number,
+): Tensor {
+  const { n, oh, ow } = geometry;
+  const p = oh * ow;
+  const rows = n * p;
+  const taps = ws.length / o;
+  const cols = im2col(xs, geometry);
+  const yRows = gemm({ m: rows, n: o, k: taps, transB: true }, cols, ws);
+  const y = rowsToNchw(yRows, n, p, o, bs);
+  const inputs = b ? [x, w, b] : [x, w];
+  return recordOp(Tensor.adopt(y, [n, o, oh, ow]), inputs, (gy) => {
+    const dyRows = nchwToRows(gy, n, p, o);
+    const dcols = gemm({ m: rows, n: taps, k: o }, dyRows, ws);
+    const dx = col2im(dcols, geometry);
+    const dw = gemm(
+      { m: o, n: taps, k: rows, transA: true },
+      dyRows,
+      cols,
+    );
+    if (!b) return [dx, dw];
+    const db = new Float32Array(o);
+    for (let r = 0; r < rows; r++) {
+      for (let oc = 0; oc < o; oc++) db[oc] += dyRows[r * o + oc];
     }
     return [dx, dw, db];
   });

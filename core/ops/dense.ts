@@ -6,11 +6,15 @@
 
 import { recordOp } from "../autodiff.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
-import { gemmReference } from "./gemm.ts";
+import { currentGemm, gemmReference } from "./gemm.ts";
 
 /**
  * A dense layer. `x` is `[N, I]`, `w` is `[O, I]` (rows are output
  * channels, as in the spec's pruning convention), `b` is `[O]`.
+ *
+ * The three products run on the GEMM of the enclosing `withGemm` scope
+ * (captured when the op runs, so the VJP uses the same one), else on
+ * {@link gemmReference}.
  *
  * @param x Input batch.
  * @param w Weights.
@@ -46,7 +50,8 @@ export function dense(x: Tensor, w: Tensor, b?: Tensor): Tensor {
   }
   const xs = tensorStorage(x);
   const ws = tensorStorage(w);
-  const y = gemmReference(
+  const gemm = currentGemm() ?? gemmReference;
+  const y = gemm(
     { m: n, n: outputs, k: inputs, transB: true },
     xs,
     ws,
@@ -59,8 +64,8 @@ export function dense(x: Tensor, w: Tensor, b?: Tensor): Tensor {
   }
   const inputsList = b ? [x, w, b] : [x, w];
   return recordOp(Tensor.adopt(y, [n, outputs]), inputsList, (g) => {
-    const dx = gemmReference({ m: n, n: inputs, k: outputs }, g, ws);
-    const dw = gemmReference(
+    const dx = gemm({ m: n, n: inputs, k: outputs }, g, ws);
+    const dw = gemm(
       { m: outputs, n: inputs, k: n, transA: true },
       g,
       xs,
