@@ -15,6 +15,7 @@
 import { parseArgs } from "node:util";
 import {
   adam,
+  createWasmBackend,
   initGraph,
   lenet5,
   randomKey,
@@ -35,6 +36,7 @@ Options:
   --seed N          random seed for initialisation and shuffling (default 0)
   --limit N         use only the first N training and test images (default: all)
   --progress-every N  steps between progress lines (default 50)
+  --threads N       WASM threads for the matrix work (default: all cores)
   -h, --help        this text
 `;
 
@@ -92,6 +94,7 @@ export async function main(args: string[]): Promise<number> {
       seed: { type: "string" },
       limit: { type: "string" },
       "progress-every": { type: "string" },
+      threads: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -107,19 +110,28 @@ export async function main(args: string[]): Promise<number> {
   const limit = parsePositive("limit", values.limit, true);
   const progressEvery =
     parsePositive("progress-every", values["progress-every"], true) ?? 50;
+  const threads = parsePositive("threads", values.threads, true) ??
+    navigator.hardwareConcurrency;
   const seed = values.seed === undefined ? 0 : Number(values.seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new RangeError(
+      `--seed must be a non-negative integer, got "${values.seed}"`,
+    );
+  }
   const [initKey, shuffleKey] = splitKey(randomKey(seed));
   const data = await loadMnist({ limit });
   const model = lenet5();
+  using wasm = await createWasmBackend({ threads });
   console.error(
     `LeNet-5 float training: ${data.train.count} train / ${data.test.count} test images, ` +
-      `${epochs} epoch(s), batch ${batchSize}, Adam lr ${lr}, seed ${seed}`,
+      `${epochs} epoch(s), batch ${batchSize}, Adam lr ${lr}, seed ${seed}, ${wasm.threads} WASM thread(s)`,
   );
   const result = trainFloat(model, initGraph(model, initKey), data, {
     epochs,
     batchSize,
     optimizer: adam({ lr }),
     key: shuffleKey,
+    gemm: wasm.gemm,
     progressEvery,
     onProgress: (p: TrainProgress) =>
       console.error(

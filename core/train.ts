@@ -12,6 +12,7 @@ import { valueAndGrad } from "./autodiff.ts";
 import { type Batch, batchCount, batches, type Dataset } from "./data.ts";
 import { analyzeGraph, type ModelGraph, runGraph } from "./graph.ts";
 import type { BatchNormStats } from "./ops/batchnorm.ts";
+import { type GemmFn, withGemm } from "./ops/gemm.ts";
 import { softmaxCrossEntropy } from "./ops/loss.ts";
 import { adam, type Optimizer, type OptimizerState } from "./optim.ts";
 import { foldIn, type RandomKey } from "./rng.ts";
@@ -70,6 +71,11 @@ export interface TrainFloatOptions {
   readonly onEpoch?: (record: EpochRecord) => void;
   /** A clock in milliseconds (default `performance.now`). */
   readonly now?: () => number;
+  /**
+   * The matrix multiply the conv/dense ops use (e.g. `wasmGemm`, or a
+   * threaded `WasmBackend.gemm`); default: the plain-TypeScript reference.
+   */
+  readonly gemm?: GemmFn;
 }
 
 /** What {@link trainFloat} returns. */
@@ -94,7 +100,7 @@ function batchTensor(batch: Batch, shape: readonly number[]): Tensor {
  * @param model The model.
  * @param params Its parameters.
  * @param data The dataset.
- * @param options Batch size (default 500) and batch-norm statistics.
+ * @param options Batch size (default 500), batch-norm statistics, GEMM.
  * @returns The fraction of correctly classified samples.
  * @throws {RangeError} On an empty dataset.
  *
@@ -116,6 +122,7 @@ export function evaluate(
   options: {
     batchSize?: number;
     stats?: Readonly<Record<string, BatchNormStats>>;
+    gemm?: GemmFn;
   } = {},
 ): number {
   if (data.count === 0) {
@@ -123,10 +130,14 @@ export function evaluate(
   }
   let correct = 0;
   for (const batch of batches(data, options.batchSize ?? 500)) {
-    const { output } = runGraph(model, params, batchTensor(batch, data.shape), {
-      mode: "eval",
-      stats: options.stats,
-    });
+    const { output } = withGemm(
+      options.gemm ?? null,
+      () =>
+        runGraph(model, params, batchTensor(batch, data.shape), {
+          mode: "eval",
+          stats: options.stats,
+        }),
+    );
     const logits = tensorStorage(output);
     const k = output.shape[1];
     for (let i = 0; i < batch.size; i++) {
@@ -228,11 +239,12 @@ export function trainFloat(
       const batch of batches(data.train, batchSize, { key: foldIn(key, epoch) })
     ) {
       step++;
-      const { value, grads } = lossAndGrad(
-        params,
-        batchTensor(batch, data.train.shape),
-        batch.labels,
-      );
+      const { value, grads } = withGemm(options.gemm ?? null, () =>
+        lossAndGrad(
+          params,
+          batchTensor(batch, data.train.shape),
+          batch.labels,
+        ));
       const update = optimizer.update(arrays(params), arrays(grads), state);
       state = update.state;
       params = tensors(update.params, params);
@@ -258,7 +270,10 @@ export function trainFloat(
     const record: EpochRecord = {
       epoch,
       loss: lossSum / seen,
-      testAccuracy: evaluate(model, params, data.test, { stats }),
+      testAccuracy: evaluate(model, params, data.test, {
+        stats,
+        gemm: options.gemm,
+      }),
       seconds,
       samplesPerSecond: seen / Math.max(seconds, 1e-9),
     };

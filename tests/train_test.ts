@@ -3,12 +3,15 @@ import {
   adam,
   evaluate,
   initGraph,
+  lenet5,
   makeDataset,
   type ModelGraph,
   randomKey,
   trainFloat,
   uniform,
+  wasmGemm,
 } from "../mod.ts";
+import { loadMnist } from "../io/mnist.ts";
 import { main } from "../cli/main.ts";
 
 /** Two Gaussian-ish blobs in 4 pixels: class 0 bright on the left, class 1 on the right. */
@@ -130,4 +133,25 @@ Deno.test("the CLI rejects unknown commands and bad flags", async () => {
   } finally {
     console.error = original;
   }
+});
+
+Deno.test("LeNet-5 trained on 2,048 MNIST images for one epoch classifies well above chance", async () => {
+  const { train, test } = await loadMnist({ limit: 2048 });
+  const testSubset = makeDataset(
+    test.images.slice(0, 1000 * 784),
+    test.labels.slice(0, 1000),
+    [1, 28, 28],
+  );
+  const model = lenet5();
+  const result = trainFloat(model, initGraph(model, randomKey(0)), {
+    train,
+    test: testSubset,
+  }, {
+    epochs: 1,
+    batchSize: 64,
+    key: randomKey(1),
+    gemm: wasmGemm,
+  });
+  const accuracy = result.history[0].testAccuracy;
+  assert.ok(accuracy > 0.8, `test accuracy ${accuracy}`); // chance is 0.1
 });
