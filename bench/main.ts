@@ -13,7 +13,8 @@
  * most 16 MFLOP (one timed repetition after a warm-up).
  *
  * Options: `--sizes 1M,16M`, `--threads 1,2`, `--no-gpu`, `--gpu-sizes 1M,16M`,
- * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--json FILE`
+ * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--no-train`,
+ * `--train-samples 3840`, `--json FILE`
  * (also write the rows as JSON).
  *
  * @module
@@ -23,9 +24,14 @@ import { parseArgs } from "node:util";
 import {
   gemmReference,
   type GemmShape,
+  initGraph,
+  lenet5,
+  makeDataset,
   quantizerConstants,
   type QuantizerPass,
+  randomKey,
   referenceBackend,
+  trainFloat,
 } from "../mod.ts";
 import { createWasmBackend } from "../asm/backend.ts";
 import { uniform } from "../core/rng.ts";
@@ -107,6 +113,8 @@ const args = parseArgs({
     "min-seconds": { type: "string", default: "1" },
     "no-gemm": { type: "boolean", default: false },
     "gemm-min-seconds": { type: "string", default: "0.3" },
+    "no-train": { type: "boolean", default: false },
+    "train-samples": { type: "string", default: "3840" },
     json: { type: "string" },
   },
 });
@@ -360,9 +368,56 @@ if (!args.values["no-gemm"]) {
   );
 }
 
+const trainRows: { threads: string; samplesPerSecond: number }[] = [];
+if (!args.values["no-train"]) {
+  // Float LeNet-5 training steps (forward, backward, Adam) at batch 128 on
+  // synthetic MNIST-shaped data: the timing does not depend on pixel values.
+  const count = Number(args.values["train-samples"]);
+  const images = uniform([0, 3], count * 784).map((u) => 4 * u - 1);
+  const labels = Int32Array.from(
+    uniform([0, 4], count),
+    (u) => Math.floor(10 * u),
+  );
+  const train = makeDataset(images, labels, [1, 28, 28]);
+  const test = makeDataset(images.slice(0, 784), labels.slice(0, 1), [
+    1,
+    28,
+    28,
+  ]);
+  const model = lenet5();
+  for (const threads of threadCounts) {
+    const wasm = await createWasmBackend({ threads });
+    try {
+      const run = () =>
+        trainFloat(model, initGraph(model, randomKey(0)), { train, test }, {
+          epochs: 1,
+          batchSize: 128,
+          key: randomKey(1),
+          gemm: wasm.gemm,
+        }).history[0].samplesPerSecond;
+      run(); // warm-up
+      const samplesPerSecond = Math.max(run(), run());
+      trainRows.push({ threads: String(wasm.threads), samplesPerSecond });
+      console.error(
+        `train x${threads}: ${samplesPerSecond.toFixed(0)} samples/s`,
+      );
+    } finally {
+      wasm.dispose();
+    }
+  }
+  console.log(
+    `\nLeNet-5 float training step (forward + backward + Adam), batch 128, ${count} samples per timed epoch, best of 2\n`,
+  );
+  console.log("| threads | samples/s |");
+  console.log("|---|---|");
+  for (const r of trainRows) {
+    console.log(`| ${r.threads} | ${r.samplesPerSecond.toFixed(0)} |`);
+  }
+}
+
 if (args.values.json) {
   await Deno.writeTextFile(
     args.values.json,
-    JSON.stringify({ rows, copyRows, gpuNote, gemmRows }, null, 2),
+    JSON.stringify({ rows, copyRows, gpuNote, gemmRows, trainRows }, null, 2),
   );
 }
