@@ -15,18 +15,31 @@
 
 import { Tensor, tensorStorage } from "./tensor.ts";
 
-/** Maps the gradient of an op's output to the gradients of its inputs. */
+/**
+ * Maps the gradient of an op's output to the gradients of its inputs.
+ * `needsGrad[k]` says whether input `k` depends on a parameter; a VJP may
+ * return `null` for the others and skip computing them (e.g. the gradient of
+ * a network's input image).
+ */
 export type Vjp = (
   outputGrad: Float32Array,
+  needsGrad: readonly boolean[],
 ) => readonly (Float32Array | null)[];
 
 interface TapeEntry {
   readonly output: Tensor;
   readonly inputs: readonly Tensor[];
+  readonly needsGrad: readonly boolean[];
   readonly vjp: Vjp;
 }
 
-let activeTape: TapeEntry[] | null = null;
+interface Tape {
+  readonly entries: TapeEntry[];
+  /** The parameters and every tensor computed from one. */
+  readonly differentiable: WeakSet<Tensor>;
+}
+
+let activeTape: Tape | null = null;
 
 /**
  * Registers an op's output, its inputs and its VJP on the active tape. A
@@ -53,7 +66,12 @@ export function recordOp(
   inputs: readonly Tensor[],
   vjp: Vjp,
 ): Tensor {
-  if (activeTape) activeTape.push({ output, inputs, vjp });
+  if (!activeTape) return output;
+  const needsGrad = inputs.map((t) => activeTape!.differentiable.has(t));
+  // An op on constants only (data, fixed statistics) needs no backward pass.
+  if (!needsGrad.includes(true)) return output;
+  activeTape.differentiable.add(output);
+  activeTape.entries.push({ output, inputs, needsGrad, vjp });
   return output;
 }
 
@@ -98,7 +116,10 @@ export function valueAndGrad<P extends Params, A extends unknown[]>(
   return (params: P, ...args: A) => {
     const outer = activeTape;
     const tape: TapeEntry[] = [];
-    activeTape = tape;
+    activeTape = {
+      entries: tape,
+      differentiable: new WeakSet(Object.values(params)),
+    };
     let loss: Tensor;
     try {
       loss = lossFn(params, ...args);
@@ -123,10 +144,10 @@ export function valueAndGrad<P extends Params, A extends unknown[]>(
       const entry = tape[i];
       const g = grad.get(entry.output);
       if (!g) continue;
-      const inputGrads = entry.vjp(g);
+      const inputGrads = entry.vjp(g, entry.needsGrad);
       entry.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
-        if (!gi) return;
+        if (!gi || !entry.needsGrad[k]) return;
         const acc = grad.get(input);
         if (!acc) {
           grad.set(input, gi);

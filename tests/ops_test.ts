@@ -10,6 +10,7 @@ import {
   maxPool2d,
   mean,
   mul,
+  recordOp,
   relu,
   relu6,
   reshape,
@@ -302,4 +303,24 @@ Deno.test("ops reject mismatched shapes with clear errors", () => {
     /shapes \[2\] and \[3\] differ/,
   );
   assert.throws(() => maxPool2d(Tensor.zeros([2, 2]), 2), /must be 4-D/);
+});
+
+Deno.test("valueAndGrad() skips the backward pass of inputs that do not depend on a parameter", () => {
+  const x = Tensor.from(randomValues(90, 6), [2, 3]);
+  const needs: boolean[][] = [];
+  const { grads } = valueAndGrad((p: { w: Tensor }) => {
+    const y = dense(x, p.w);
+    return sum(recordOp(Tensor.from([0], [1]), [x, y], (g, n) => {
+      needs.push([...n]);
+      return [null, new Float32Array(y.size).fill(g[0])];
+    }));
+  })({ w: Tensor.from(randomValues(91, 12), [4, 3]) });
+  assert.deepEqual(needs, [[false, true]]);
+  // d/dw of sum(x w^T) = column sums of x, repeated per output row
+  const xs = x.toFloat32Array();
+  for (let o = 0; o < 4; o++) {
+    for (let i = 0; i < 3; i++) {
+      assertClose(grads.w.get(o, i), xs[i] + xs[3 + i], 1e-6, 1e-7);
+    }
+  }
 });

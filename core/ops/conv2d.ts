@@ -224,10 +224,11 @@ function conv2dGemm(
   const yRows = gemm({ m: rows, n: o, k: taps, transB: true }, cols, ws);
   const y = rowsToNchw(yRows, n, p, o, bs);
   const inputs = b ? [x, w, b] : [x, w];
-  return recordOp(Tensor.adopt(y, [n, o, oh, ow]), inputs, (gy) => {
+  return recordOp(Tensor.adopt(y, [n, o, oh, ow]), inputs, (gy, needsGrad) => {
     const dyRows = nchwToRows(gy, n, p, o);
-    const dcols = gemm({ m: rows, n: taps, k: o }, dyRows, ws);
-    const dx = col2im(dcols, geometry);
+    const dx = needsGrad[0]
+      ? col2im(gemm({ m: rows, n: taps, k: o }, dyRows, ws), geometry)
+      : null;
     const dw = gemm(
       { m: o, n: taps, k: rows, transA: true },
       dyRows,

@@ -63,8 +63,10 @@ export function dense(x: Tensor, w: Tensor, b?: Tensor): Tensor {
     }
   }
   const inputsList = b ? [x, w, b] : [x, w];
-  return recordOp(Tensor.adopt(y, [n, outputs]), inputsList, (g) => {
-    const dx = gemm({ m: n, n: inputs, k: outputs }, g, ws);
+  return recordOp(Tensor.adopt(y, [n, outputs]), inputsList, (g, needsGrad) => {
+    const dx = needsGrad[0]
+      ? gemm({ m: n, n: inputs, k: outputs }, g, ws)
+      : null;
     const dw = gemm(
       { m: outputs, n: inputs, k: n, transA: true },
       g,
