@@ -180,6 +180,18 @@ const convCases: ConvCase[] = [
   },
   { name: "1x1", n: 3, c: 5, h: 4, w: 3, o: 13, kh: 1, kw: 1, bias: true },
   {
+    name: "stride 2, no padding, 3x3 kernel on 7x6",
+    n: 2,
+    c: 3,
+    h: 7,
+    w: 6,
+    o: 5,
+    kh: 3,
+    kw: 3,
+    stride: 2,
+    bias: true,
+  },
+  {
     name: "kernel as large as the input",
     n: 2,
     c: 2,

@@ -36,6 +36,7 @@ export function im2col(x: Float32Array, g: ConvGeometry): Float32Array {
   const { n, c, h, w, kh, kw, oh, ow, stride, padding } = g;
   const taps = c * kh * kw;
   const cols = new Float32Array(n * oh * ow * taps);
+  if (padding === 0) return im2colUnpadded(x, g, cols);
   let r = 0;
   for (let s = 0; s < n; s++) {
     for (let oy = 0; oy < oh; oy++) {
@@ -60,6 +61,29 @@ export function im2col(x: Float32Array, g: ConvGeometry): Float32Array {
   return cols;
 }
 
+/** {@link im2col} without padding: every tap is inside the input, no bounds checks. */
+function im2colUnpadded(
+  x: Float32Array,
+  g: ConvGeometry,
+  cols: Float32Array,
+): Float32Array {
+  const { n, c, h, w, kh, kw, oh, ow, stride } = g;
+  let q = 0;
+  for (let s = 0; s < n; s++) {
+    for (let oy = 0; oy < oh; oy++) {
+      for (let ox = 0; ox < ow; ox++) {
+        for (let ch = 0; ch < c; ch++) {
+          let row = ((s * c + ch) * h + oy * stride) * w + ox * stride;
+          for (let ky = 0; ky < kh; ky++, row += w) {
+            for (let kx = 0; kx < kw; kx++) cols[q++] = x[row + kx];
+          }
+        }
+      }
+    }
+  }
+  return cols;
+}
+
 /**
  * The adjoint of {@link im2col}: sums every column-matrix entry back into
  * the input pixel it was read from (padding taps are dropped).
@@ -72,6 +96,7 @@ export function col2im(cols: Float32Array, g: ConvGeometry): Float32Array {
   const { n, c, h, w, kh, kw, oh, ow, stride, padding } = g;
   const taps = c * kh * kw;
   const x = new Float32Array(n * c * h * w);
+  if (padding === 0) return col2imUnpadded(cols, g, x);
   let r = 0;
   for (let s = 0; s < n; s++) {
     for (let oy = 0; oy < oh; oy++) {
@@ -88,6 +113,29 @@ export function col2im(cols: Float32Array, g: ConvGeometry): Float32Array {
               const ix = x0 + kx;
               if (ix >= 0 && ix < w) x[row + ix] += cols[q + kx];
             }
+          }
+        }
+      }
+    }
+  }
+  return x;
+}
+
+/** {@link col2im} without padding: every tap is inside the input, no bounds checks. */
+function col2imUnpadded(
+  cols: Float32Array,
+  g: ConvGeometry,
+  x: Float32Array,
+): Float32Array {
+  const { n, c, h, w, kh, kw, oh, ow, stride } = g;
+  let q = 0;
+  for (let s = 0; s < n; s++) {
+    for (let oy = 0; oy < oh; oy++) {
+      for (let ox = 0; ox < ow; ox++) {
+        for (let ch = 0; ch < c; ch++) {
+          let row = ((s * c + ch) * h + oy * stride) * w + ox * stride;
+          for (let ky = 0; ky < kh; ky++, row += w) {
+            for (let kx = 0; kx < kw; kx++) x[row + kx] += cols[q++];
           }
         }
       }
