@@ -15,6 +15,9 @@
 import { parseArgs } from "node:util";
 import {
   adam,
+  batchCount,
+  constantThenLinearSchedule,
+  cosineSchedule,
   createWasmBackend,
   initGraph,
   lenet5,
@@ -33,6 +36,8 @@ Options:
   --epochs N        epochs (default 1)
   --batch-size N    mini-batch size (default 128)
   --lr X            Adam learning rate (default 1e-3)
+  --schedule S      learning-rate schedule over all steps: constant (default),
+                    two-thirds (constant for 2/3 of the run, then linear to 0), cosine
   --seed N          random seed for initialisation and shuffling (default 0)
   --limit N         use only the first N training and test images (default: all)
   --progress-every N  steps between progress lines (default 50)
@@ -91,6 +96,7 @@ export async function main(args: string[]): Promise<number> {
       epochs: { type: "string" },
       "batch-size": { type: "string" },
       lr: { type: "string" },
+      schedule: { type: "string" },
       seed: { type: "string" },
       limit: { type: "string" },
       "progress-every": { type: "string" },
@@ -119,17 +125,29 @@ export async function main(args: string[]): Promise<number> {
     );
   }
   const [initKey, shuffleKey] = splitKey(randomKey(seed));
+  const scheduleName = values.schedule ?? "constant";
+  if (!["constant", "two-thirds", "cosine"].includes(scheduleName)) {
+    throw new RangeError(
+      `--schedule must be constant, two-thirds or cosine, got "${scheduleName}"`,
+    );
+  }
   const data = await loadMnist({ limit });
+  const total = epochs * batchCount(data.train.count, batchSize);
+  const schedule = scheduleName === "two-thirds"
+    ? constantThenLinearSchedule({ lr, total })
+    : scheduleName === "cosine"
+    ? cosineSchedule({ lr, total })
+    : lr;
   const model = lenet5();
   using wasm = await createWasmBackend({ threads });
   console.error(
     `LeNet-5 float training: ${data.train.count} train / ${data.test.count} test images, ` +
-      `${epochs} epoch(s), batch ${batchSize}, Adam lr ${lr}, seed ${seed}, ${wasm.threads} WASM thread(s)`,
+      `${epochs} epoch(s), batch ${batchSize}, Adam lr ${lr} (${scheduleName}), seed ${seed}, ${wasm.threads} WASM thread(s)`,
   );
   const result = trainFloat(model, initGraph(model, initKey), data, {
     epochs,
     batchSize,
-    optimizer: adam({ lr }),
+    optimizer: adam({ lr: schedule }),
     key: shuffleKey,
     gemm: wasm.gemm,
     progressEvery,

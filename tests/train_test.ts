@@ -155,3 +155,10 @@ Deno.test("LeNet-5 trained on 2,048 MNIST images for one epoch classifies well a
   const accuracy = result.history[0].testAccuracy;
   assert.ok(accuracy > 0.8, `test accuracy ${accuracy}`); // chance is 0.1
 });
+
+Deno.test("the CLI rejects an unknown learning-rate schedule", async () => {
+  await assert.rejects(
+    main(["train", "--schedule", "sawtooth"]),
+    /--schedule must be constant, two-thirds or cosine, got "sawtooth"/,
+  );
+});
