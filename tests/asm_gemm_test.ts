@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gemmReference, type GemmShape } from "../core/ops/gemm.ts";
-import { gemmWasm } from "../asm/gemm_host.ts";
+import { wasmGemm as gemmWasm } from "../asm/backend.ts";
 
 /** Deterministic uniform [-1, 1) values (xorshift32). */
 function random(n: number, seed: number): Float32Array {
@@ -18,7 +18,7 @@ function random(n: number, seed: number): Float32Array {
 }
 
 /**
- * Checks `gemmWasm` against `gemmReference` elementwise with a relative
+ * Checks `wasmGemm` (the single-thread backend GEMM) against `gemmReference` elementwise with a relative
  * tolerance of 1e-5 against the scale `sum_p |a_ip b_pj|` (float32 blocked
  * accumulation, FMA or not, stays well inside it).
  */
