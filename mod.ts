@@ -215,3 +215,11 @@ export {
   priorOp,
   quantizerOp,
 } from "./core/ops/bayesian.ts";
+export {
+  type DecodedSafetensors,
+  decodeSafetensors,
+  encodeSafetensors,
+  type SafetensorsDtype,
+  type SafetensorsInput,
+  type SafetensorsTensor,
+} from "./core/safetensors.ts";

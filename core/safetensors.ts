@@ -1,0 +1,440 @@
+/**
+ * The safetensors file format: encode and decode, in memory.
+ *
+ * A safetensors file is:
+ *
+ * 1. `N`, the header length, as an 8-byte little-endian unsigned integer;
+ * 2. `N` bytes of UTF-8 JSON, an object mapping each tensor name to
+ *    `{ "dtype": "F32" | "I32", "shape": [...], "data_offsets": [begin, end] }`,
+ *    plus an optional `"__metadata__"` object of string values;
+ * 3. the data section: every tensor's elements, row-major and little-endian,
+ *    at `[begin, end)` relative to the start of the section.
+ *
+ * {@link encodeSafetensors} pads the header with spaces to a multiple of 8
+ * bytes (so the data section is 8-aligned in the file) and lays tensors out
+ * back to back in name order (UTF-16 code-unit order, JavaScript's default
+ * sort). {@link decodeSafetensors} accepts any order but, like the reference
+ * implementation, requires the data section to be covered exactly: no
+ * overlaps, no holes, no trailing bytes.
+ *
+ * Only the dtypes this library uses are supported: `F32` (Float32Array) and
+ * `I32` (Int32Array). Elements are copied bit for bit (NaN payloads, `-0`
+ * included). This module is pure (no file access): `io/checkpoint.ts` reads
+ * and writes files.
+ *
+ * @module
+ */
+
+/** The dtypes {@link decodeSafetensors} and {@link encodeSafetensors} support. */
+export type SafetensorsDtype = "F32" | "I32";
+
+/** A tensor to encode: its shape and its row-major elements. */
+export interface SafetensorsInput {
+  /** The dimension sizes, outermost first; `[]` for a scalar. */
+  readonly shape: readonly number[];
+  /**
+   * The elements; the class picks the dtype (Float32Array: `F32`,
+   * Int32Array: `I32`) and its length must be the product of `shape`.
+   */
+  readonly data: Float32Array | Int32Array;
+}
+
+/**
+ * A decoded tensor: `dtype` tells the class of `data`, a fresh array in
+ * native byte order whose length is the product of `shape`.
+ */
+export type SafetensorsTensor =
+  | { dtype: "F32"; shape: number[]; data: Float32Array }
+  | { dtype: "I32"; shape: number[]; data: Int32Array };
+
+/** What {@link decodeSafetensors} returns. */
+export interface DecodedSafetensors {
+  /** The tensors, by name. */
+  tensors: Record<string, SafetensorsTensor>;
+  /** The `__metadata__` strings; `{}` when the file has none. */
+  metadata: Record<string, string>;
+}
+
+const METADATA_KEY = "__metadata__";
+const ITEM_SIZE = 4; // bytes per element of both F32 and I32
+const HEADER_ALIGNMENT = 8;
+
+/**
+ * Encodes tensors (and optional string metadata) as a safetensors file.
+ *
+ * Tensors are laid out in sorted name order; the header is padded with
+ * spaces to a multiple of 8 bytes. The result never shares memory with the
+ * inputs. The `__metadata__` object is written only when `metadata` has at
+ * least one key.
+ *
+ * @param tensors The tensors, by name.
+ * @param metadata Optional strings stored under `"__metadata__"`.
+ * @returns The bytes of the file.
+ * @throws {TypeError} If a tensor's `data` is not a Float32Array or an
+ *   Int32Array, or a metadata value is not a string.
+ * @throws {RangeError} If a name is empty or `"__metadata__"`, a shape entry
+ *   is not a non-negative safe integer, or a tensor's element count does
+ *   not match the product of its shape; the message names the tensor.
+ *
+ * @example
+ * ```ts
+ * import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeSafetensors(
+ *   { w: { shape: [2], data: new Float32Array([1.5, -2]) } },
+ *   { author: "me" },
+ * );
+ * assert.equal(bytes.length % 8, 0);
+ * const { tensors, metadata } = decodeSafetensors(bytes);
+ * assert.equal(tensors.w.dtype, "F32");
+ * assert.deepEqual(tensors.w.shape, [2]);
+ * assert.deepEqual([...tensors.w.data], [1.5, -2]);
+ * assert.deepEqual(metadata, { author: "me" });
+ * ```
+ */
+export function encodeSafetensors(
+  tensors: Readonly<Record<string, SafetensorsInput>>,
+  metadata?: Readonly<Record<string, string>>,
+): Uint8Array {
+  const names = Object.keys(tensors).sort();
+  // Entries, not assignments: a tensor named "__proto__" must stay a key.
+  const header: [string, unknown][] = [];
+  if (metadata !== undefined && Object.keys(metadata).length > 0) {
+    for (const [key, value] of Object.entries(metadata)) {
+      if (typeof value !== "string") {
+        throw new TypeError(
+          `Cannot encode safetensors metadata "${key}": values must be strings, got ${typeof value}`,
+        );
+      }
+    }
+    header.push([METADATA_KEY, { ...metadata }]);
+  }
+  const arrays: (Float32Array | Int32Array)[] = [];
+  let offset = 0;
+  for (const name of names) {
+    if (name === "" || name === METADATA_KEY) {
+      throw new RangeError(
+        `Cannot encode tensor ${
+          JSON.stringify(name)
+        }: the name is reserved or empty`,
+      );
+    }
+    const { shape, data } = tensors[name];
+    const dtype = dtypeOf(name, data);
+    const count = elementCount(`tensor "${name}"`, shape);
+    if (data.length !== count) {
+      throw new RangeError(
+        `Cannot encode tensor "${name}": shape [${
+          shape.join(", ")
+        }] needs ${count} elements, got ${data.length}`,
+      );
+    }
+    const begin = offset;
+    offset += data.length * ITEM_SIZE;
+    header.push([name, {
+      dtype,
+      shape: [...shape],
+      data_offsets: [begin, offset],
+    }]);
+    arrays.push(data);
+  }
+  const json = new TextEncoder().encode(
+    JSON.stringify(Object.fromEntries(header)),
+  );
+  const headerLength = Math.ceil(json.length / HEADER_ALIGNMENT) *
+    HEADER_ALIGNMENT;
+  const dataStart = 8 + headerLength;
+  const bytes = new Uint8Array(dataStart + offset);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(0, BigInt(headerLength), true);
+  bytes.set(json, 8);
+  bytes.fill(0x20, 8 + json.length, dataStart); // spaces
+  let position = dataStart;
+  for (const data of arrays) {
+    // Copying through 32-bit words keeps NaN payloads bit-exact, which a
+    // round trip through setFloat32 does not promise.
+    const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < words.length; i++) {
+      view.setUint32(position, words[i], true);
+      position += ITEM_SIZE;
+    }
+  }
+  return bytes;
+}
+
+/**
+ * Decodes the bytes of a safetensors file.
+ *
+ * The result never shares memory with `bytes`. Every check fails with a
+ * RangeError that says what is wrong and the offending value.
+ *
+ * @param bytes The whole file.
+ * @returns The tensors by name and the `__metadata__` strings.
+ * @throws {TypeError} If `bytes` is not a Uint8Array.
+ * @throws {RangeError} If the file is shorter than the 8-byte header length;
+ *   the header length runs past the end of the file; the header is not
+ *   UTF-8 JSON of an object; a metadata value is not a string; a tensor entry
+ *   has an unknown dtype, a bad shape, or `data_offsets` that are out of
+ *   range or do not match `shape` times the item size; tensors overlap or
+ *   leave holes; or bytes trail the last tensor.
+ *
+ * @example
+ * ```ts
+ * import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeSafetensors({
+ *   step: { shape: [], data: new Int32Array([7]) },
+ * });
+ * assert.deepEqual(decodeSafetensors(bytes).tensors.step.data, new Int32Array([7]));
+ * assert.throws(
+ *   () => decodeSafetensors(bytes.subarray(0, bytes.length - 1)),
+ *   RangeError,
+ * );
+ * ```
+ */
+export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError(
+      `Cannot decode safetensors: expected a Uint8Array, got ${
+        Object.prototype.toString.call(bytes)
+      }`,
+    );
+  }
+  if (bytes.length < 8) {
+    throw new RangeError(
+      `Cannot decode safetensors: truncated file of ${bytes.length} bytes, fewer than the 8 of the header length`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = Number(view.getBigUint64(0, true));
+  if (headerLength > bytes.length - 8) {
+    throw new RangeError(
+      `Cannot decode safetensors: the header length is ${headerLength} bytes but only ${
+        bytes.length - 8
+      } follow it (truncated file or bad header length)`,
+    );
+  }
+  const dataStart = 8 + headerLength;
+  const dataLength = bytes.length - dataStart;
+  const header = parseHeader(bytes.subarray(8, dataStart));
+
+  let metadata: Record<string, string> = {};
+  const entries: TensorEntry[] = [];
+  for (const [name, value] of Object.entries(header)) {
+    if (name === METADATA_KEY) {
+      metadata = Object.fromEntries(Object.entries(checkMetadata(value)));
+    } else {
+      entries.push(checkEntry(name, value, dataLength));
+    }
+  }
+
+  // The data section must be covered exactly. Sorting by [begin, end] puts
+  // empty tensors before a non-empty one at the same offset.
+  const byOffset = [...entries].sort((a, b) =>
+    a.begin - b.begin || a.end - b.end
+  );
+  let covered = 0;
+  let previous: TensorEntry | undefined;
+  for (const entry of byOffset) {
+    if (entry.begin < covered) {
+      throw new RangeError(
+        `Cannot decode safetensors: tensor "${entry.name}" data_offsets [${entry.begin}, ${entry.end}] overlap tensor "${previous?.name}" [${previous?.begin}, ${previous?.end}]`,
+      );
+    }
+    if (entry.begin > covered) {
+      throw new RangeError(
+        `Cannot decode safetensors: bytes [${covered}, ${entry.begin}) of the data section before tensor "${entry.name}" belong to no tensor`,
+      );
+    }
+    covered = entry.end;
+    previous = entry;
+  }
+  if (covered !== dataLength) {
+    throw new RangeError(
+      `Cannot decode safetensors: ${
+        dataLength - covered
+      } trailing bytes after the last tensor (data section is ${dataLength} bytes, tensors cover ${covered})`,
+    );
+  }
+
+  const tensors = Object.fromEntries(
+    entries.map((entry) => {
+      const words = new Uint32Array(entry.shapeCount);
+      for (let i = 0; i < words.length; i++) {
+        words[i] = view.getUint32(
+          dataStart + entry.begin + i * ITEM_SIZE,
+          true,
+        );
+      }
+      const tensor: SafetensorsTensor = entry.dtype === "F32"
+        ? {
+          dtype: "F32",
+          shape: entry.shape,
+          data: new Float32Array(words.buffer),
+        }
+        : {
+          dtype: "I32",
+          shape: entry.shape,
+          data: new Int32Array(words.buffer),
+        };
+      return [entry.name, tensor];
+    }),
+  );
+  return { tensors, metadata };
+}
+
+interface TensorEntry {
+  readonly name: string;
+  readonly dtype: SafetensorsDtype;
+  readonly shape: number[];
+  readonly shapeCount: number;
+  readonly begin: number;
+  readonly end: number;
+}
+
+function dtypeOf(name: string, data: unknown): SafetensorsDtype {
+  if (data instanceof Float32Array) return "F32";
+  if (data instanceof Int32Array) return "I32";
+  throw new TypeError(
+    `Cannot encode tensor "${name}": data must be a Float32Array or an Int32Array, got ${
+      Object.prototype.toString.call(data)
+    }`,
+  );
+}
+
+/** The product of `shape`, after checking it is a list of sizes. */
+function elementCount(what: string, shape: unknown): number {
+  if (!Array.isArray(shape)) {
+    throw new RangeError(
+      `Bad shape for ${what}: expected an array, got ${JSON.stringify(shape)}`,
+    );
+  }
+  let count = 1;
+  for (const size of shape) {
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new RangeError(
+        `Bad shape for ${what}: [${
+          shape.join(", ")
+        }] has ${size}, sizes must be non-negative integers`,
+      );
+    }
+    count *= size;
+  }
+  if (!Number.isSafeInteger(count * ITEM_SIZE)) {
+    throw new RangeError(
+      `Bad shape for ${what}: [${shape.join(", ")}] is too large`,
+    );
+  }
+  return count;
+}
+
+function parseHeader(headerBytes: Uint8Array): Record<string, unknown> {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+  } catch (error) {
+    throw new RangeError(
+      `Cannot decode safetensors: the ${headerBytes.length}-byte header is not valid UTF-8`,
+      { cause: error },
+    );
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (error) {
+    throw new RangeError(
+      `Cannot decode safetensors: the header is not valid JSON (${
+        (error as Error).message
+      }); it starts ${JSON.stringify(text.slice(0, 40))}`,
+      { cause: error },
+    );
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    throw new RangeError(
+      `Cannot decode safetensors: the header must be a JSON object, got ${
+        JSON.stringify(text.slice(0, 40))
+      }`,
+    );
+  }
+  return header as Record<string, unknown>;
+}
+
+function checkMetadata(value: unknown): Record<string, string> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new RangeError(
+      `Cannot decode safetensors: "__metadata__" must be an object, got ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  for (const [key, item] of Object.entries(value)) {
+    if (typeof item !== "string") {
+      throw new RangeError(
+        `Cannot decode safetensors: metadata "${key}" must be a string, got ${
+          JSON.stringify(item)
+        }`,
+      );
+    }
+  }
+  return value as Record<string, string>;
+}
+
+function checkEntry(
+  name: string,
+  value: unknown,
+  dataLength: number,
+): TensorEntry {
+  const where = `Cannot decode safetensors tensor "${name}"`;
+  if (typeof value !== "object" || value === null) {
+    throw new RangeError(
+      `${where}: the entry must be an object, got ${JSON.stringify(value)}`,
+    );
+  }
+  const { dtype, shape, data_offsets: offsets } = value as Record<
+    string,
+    unknown
+  >;
+  if (dtype !== "F32" && dtype !== "I32") {
+    throw new RangeError(
+      `${where}: unknown dtype ${
+        JSON.stringify(dtype)
+      }, supported are "F32" and "I32"`,
+    );
+  }
+  const count = elementCount(`safetensors tensor "${name}"`, shape);
+  if (
+    !Array.isArray(offsets) || offsets.length !== 2 ||
+    !offsets.every((x) => Number.isSafeInteger(x) && x >= 0)
+  ) {
+    throw new RangeError(
+      `${where}: data_offsets must be two non-negative integers, got ${
+        JSON.stringify(offsets)
+      }`,
+    );
+  }
+  const [begin, end] = offsets as [number, number];
+  if (begin > end || end > dataLength) {
+    throw new RangeError(
+      `${where}: data_offsets [${begin}, ${end}] are out of range of the ${dataLength}-byte data section`,
+    );
+  }
+  if (end - begin !== count * ITEM_SIZE) {
+    throw new RangeError(
+      `${where}: data_offsets [${begin}, ${end}] span ${
+        end - begin
+      } bytes but ${dtype} shape [${(shape as number[]).join(", ")}] needs ${
+        count * ITEM_SIZE
+      }`,
+    );
+  }
+  return {
+    name,
+    dtype,
+    shape: [...(shape as number[])],
+    shapeCount: count,
+    begin,
+    end,
+  };
+}

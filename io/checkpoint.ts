@@ -1,0 +1,352 @@
+/**
+ * Training checkpoints: tensors plus JSON state in one safetensors file,
+ * written atomically and checked on load.
+ *
+ * A checkpoint file is a plain safetensors file (see `core/safetensors.ts`)
+ * whose `__metadata__` holds three strings:
+ *
+ * - `"bbits.version"`: the format version, `"1"`;
+ * - `"bbits.state"`: the caller's state as JSON (epoch, RNG key, options...);
+ * - `"bbits.sha256"`: the lowercase hex SHA-256 of the tensors encoded alone
+ *   (`encodeSafetensors(tensors)`, no metadata: header length, names, dtypes,
+ *   shapes, offsets and the little-endian payload) followed by the UTF-8 bytes
+ *   of `"bbits.state"`. A flipped byte anywhere in the file is thus caught:
+ *   in the payload, a tensor name or shape, or the state.
+ *
+ * Optimizer state (`{ step, slots }` from `core/optim.ts`) goes in with
+ * {@link flattenOptimizerState} and comes back with
+ * {@link unflattenOptimizerState}: each slot array becomes a 1-D F32 tensor
+ * named `"opt/<param>/<slot>"`, and `step` goes in the JSON state.
+ *
+ * {@link saveCheckpoint} needs `--allow-read` and `--allow-write` (for
+ * `Deno.rename`); {@link loadCheckpoint} needs `--allow-read`.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  type SafetensorsInput,
+  type SafetensorsTensor,
+} from "../core/safetensors.ts";
+import type { OptimizerState } from "../core/optim.ts";
+
+// Re-exported so that this module documents on its own as an entry point.
+export type { OptimizerState } from "../core/optim.ts";
+export type {
+  SafetensorsInput,
+  SafetensorsTensor,
+} from "../core/safetensors.ts";
+
+/** The format version {@link saveCheckpoint} writes and {@link loadCheckpoint} reads. */
+export const CHECKPOINT_VERSION = "1";
+
+/** The `__metadata__` keys of a checkpoint file. */
+export const CHECKPOINT_KEYS: {
+  readonly version: string;
+  readonly state: string;
+  readonly sha256: string;
+} = Object.freeze({
+  version: "bbits.version",
+  state: "bbits.state",
+  sha256: "bbits.sha256",
+});
+
+/** What {@link saveCheckpoint} writes. */
+export interface Checkpoint {
+  /** Tensors by name (parameters, optimizer slots, ...). */
+  readonly tensors: Readonly<Record<string, SafetensorsInput>>;
+  /**
+   * JSON-serialisable state. It goes through `JSON.stringify`, so its
+   * rules apply: `NaN` and `Infinity` become `null`, `undefined` members
+   * vanish, and typed arrays become objects; put arrays in `tensors`.
+   */
+  readonly state: unknown;
+}
+
+/** What {@link loadCheckpoint} returns. */
+export interface LoadedCheckpoint {
+  /** Tensors by name, each with its dtype; fresh arrays. */
+  tensors: Record<string, SafetensorsTensor>;
+  /** The state, parsed from JSON. */
+  state: unknown;
+}
+
+/**
+ * Writes a checkpoint to `path`, atomically.
+ *
+ * The bytes go to a new temporary file `path + ".tmp-<random>"` in the same
+ * directory, which is flushed to disk (`FsFile.sync`) and then renamed over
+ * `path`. Readers see the old file or the new one, never a mix. On any
+ * error the temporary file is removed and the previous file at `path`, if
+ * any, is left as it was. (The directory entry itself is not fsynced, so
+ * after a power cut the rename may be lost, but never half done.)
+ *
+ * @param path Where to write; its directory must exist.
+ * @param checkpoint The tensors and the JSON state.
+ * @returns A promise that resolves once the file is in place.
+ * @throws {TypeError} If `state` cannot be turned into JSON (`undefined`, a
+ *   function, a BigInt, a cycle), or a tensor's data is not a Float32Array
+ *   or Int32Array.
+ * @throws {RangeError} If a tensor's shape is bad or does not match its data.
+ * @throws {Deno.errors.NotFound} If the directory of `path` does not exist.
+ * @throws {Deno.errors.PermissionDenied} Without `--allow-read` and
+ *   `--allow-write`.
+ *
+ * @example
+ * ```ts
+ * import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/model.safetensors`;
+ * await saveCheckpoint(path, {
+ *   tensors: { w: { shape: [2], data: new Float32Array([0.5, -1]) } },
+ *   state: { epoch: 3, rngKey: [1, 2] },
+ * });
+ * const { tensors, state } = await loadCheckpoint(path);
+ * assert.deepEqual([...tensors.w.data], [0.5, -1]);
+ * assert.deepEqual(state, { epoch: 3, rngKey: [1, 2] });
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function saveCheckpoint(
+  path: string,
+  checkpoint: Checkpoint,
+): Promise<void> {
+  // Everything that can fail on the inputs fails here, before any file exists.
+  const stateJson = JSON.stringify(checkpoint.state);
+  if (stateJson === undefined) {
+    throw new TypeError(
+      `Cannot save checkpoint "${path}": the state is not JSON-serialisable (got ${typeof checkpoint
+        .state})`,
+    );
+  }
+  const sha256 = checksum(encodeSafetensors(checkpoint.tensors), stateJson);
+  const bytes = encodeSafetensors(checkpoint.tensors, {
+    [CHECKPOINT_KEYS.version]: CHECKPOINT_VERSION,
+    [CHECKPOINT_KEYS.state]: stateJson,
+    [CHECKPOINT_KEYS.sha256]: sha256,
+  });
+
+  const tempPath = `${path}.tmp-${crypto.randomUUID()}`;
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(tempPath, { write: true, createNew: true });
+    let written = 0;
+    while (written < bytes.length) {
+      written += await file.write(bytes.subarray(written));
+    }
+    await file.sync();
+    file.close();
+    file = undefined;
+    await Deno.rename(tempPath, path);
+  } catch (error) {
+    file?.close();
+    try {
+      await Deno.remove(tempPath);
+    } catch {
+      // Not created, or already gone: nothing to clean up.
+    }
+    throw error;
+  }
+}
+
+/**
+ * Reads and checks a checkpoint written by {@link saveCheckpoint}.
+ *
+ * @param path The checkpoint file.
+ * @returns The tensors (fresh arrays, with dtypes) and the parsed state.
+ * @throws {Deno.errors.NotFound} If there is no file at `path`; the message
+ *   names it.
+ * @throws {RangeError} If the file is not a valid safetensors file
+ *   (truncated, bad header length, bad JSON...), lacks the checkpoint
+ *   metadata, has an unknown `"bbits.version"`, or its contents do not
+ *   match `"bbits.sha256"` (corruption); every message names `path`.
+ * @throws {Deno.errors.PermissionDenied} Without `--allow-read`.
+ *
+ * @example
+ * ```ts
+ * import { loadCheckpoint } from "./checkpoint.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await assert.rejects(
+ *   loadCheckpoint("/no/such/dir/model.safetensors"),
+ *   /Cannot load checkpoint "\/no\/such\/dir\/model.safetensors": no such file/,
+ * );
+ * ```
+ */
+export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
+  const where = `Cannot load checkpoint "${path}"`;
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`${where}: no such file`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  let decoded;
+  try {
+    decoded = decodeSafetensors(bytes);
+  } catch (error) {
+    throw new RangeError(
+      `${where}: the file is corrupt: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const { tensors, metadata } = decoded;
+  const version = metadata[CHECKPOINT_KEYS.version];
+  if (version !== CHECKPOINT_VERSION) {
+    throw new RangeError(
+      version === undefined
+        ? `${where}: it has no "${CHECKPOINT_KEYS.version}" metadata; it is not a bbits checkpoint`
+        : `${where}: unknown version ${
+          JSON.stringify(version)
+        }, this library reads version "${CHECKPOINT_VERSION}"`,
+    );
+  }
+  const stateJson = metadata[CHECKPOINT_KEYS.state];
+  const expected = metadata[CHECKPOINT_KEYS.sha256];
+  if (stateJson === undefined || expected === undefined) {
+    throw new RangeError(
+      `${where}: the metadata lacks "${CHECKPOINT_KEYS.state}" or "${CHECKPOINT_KEYS.sha256}"`,
+    );
+  }
+  const actual = checksum(encodeSafetensors(tensors), stateJson);
+  if (actual !== expected) {
+    throw new RangeError(
+      `${where}: checksum mismatch, the file is corrupt: "${CHECKPOINT_KEYS.sha256}" is ${expected} but the contents hash to ${actual}`,
+    );
+  }
+  // The checksum passed, so the JSON is what saveCheckpoint wrote.
+  return { tensors, state: JSON.parse(stateJson) };
+}
+
+/**
+ * Turns optimizer state into tensors and a step count for a checkpoint:
+ * slot `slot` of parameter `param` becomes the 1-D tensor
+ * `"<prefix><param>/<slot>"`. Parameter names may contain `/`; slot names
+ * may not.
+ *
+ * The tensors' `data` are the state's own arrays (no copy):
+ * {@link saveCheckpoint} copies them into the file.
+ *
+ * @param state The optimizer state (`{ step, slots }`).
+ * @param prefix Put before each tensor name; `"opt/"` unless given.
+ * @returns `tensors` to merge into the checkpoint's tensors, and `step` to
+ *   put in its JSON state.
+ * @throws {RangeError} If a slot name is empty or contains `/`.
+ *
+ * @example
+ * ```ts
+ * import { flattenOptimizerState, unflattenOptimizerState } from "./checkpoint.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const state = { step: 5, slots: { "fc/w": { m: new Float32Array([1, 2]) } } };
+ * const { tensors, step } = flattenOptimizerState(state);
+ * assert.deepEqual(Object.keys(tensors), ["opt/fc/w/m"]);
+ * assert.deepEqual(tensors["opt/fc/w/m"].shape, [2]);
+ * assert.deepEqual(unflattenOptimizerState(tensors, step), state);
+ * ```
+ */
+export function flattenOptimizerState(
+  state: OptimizerState,
+  prefix = "opt/",
+): { tensors: Record<string, SafetensorsInput>; step: number } {
+  const tensors: [string, SafetensorsInput][] = [];
+  for (const [param, slots] of Object.entries(state.slots)) {
+    for (const [slot, data] of Object.entries(slots)) {
+      if (slot === "" || slot.includes("/")) {
+        throw new RangeError(
+          `Cannot flatten optimizer slot ${
+            JSON.stringify(slot)
+          } of "${param}": slot names must be non-empty and contain no "/"`,
+        );
+      }
+      tensors.push([`${prefix}${param}/${slot}`, {
+        shape: [data.length],
+        data,
+      }]);
+    }
+  }
+  return { tensors: Object.fromEntries(tensors), step: state.step };
+}
+
+/**
+ * Rebuilds optimizer state from checkpoint tensors: the inverse of
+ * {@link flattenOptimizerState}. Tensors whose names do not start with
+ * `prefix` are ignored; the rest are split at their last `/` into
+ * parameter and slot.
+ *
+ * The slot arrays are the tensors' own arrays (no copy).
+ *
+ * @param tensors Tensors by name, e.g. {@link loadCheckpoint}'s.
+ * @param step The step count saved with them.
+ * @param prefix The prefix given to {@link flattenOptimizerState}.
+ * @returns The optimizer state.
+ * @throws {RangeError} If `step` is not a non-negative integer, or a
+ *   prefixed tensor is not F32 data or has no `/` after the prefix.
+ *
+ * @example
+ * ```ts
+ * import { unflattenOptimizerState } from "./checkpoint.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const tensors = {
+ *   "fc.w": { shape: [1], data: new Float32Array([9]) }, // a parameter: ignored
+ *   "opt/fc.w/v": { shape: [1], data: new Float32Array([0.25]) },
+ * };
+ * const state = unflattenOptimizerState(tensors, 2);
+ * assert.deepEqual(state, { step: 2, slots: { "fc.w": { v: new Float32Array([0.25]) } } });
+ * ```
+ */
+export function unflattenOptimizerState(
+  tensors: Readonly<Record<string, { readonly data: unknown }>>,
+  step: number,
+  prefix = "opt/",
+): OptimizerState {
+  if (!Number.isSafeInteger(step) || step < 0) {
+    throw new RangeError(
+      `Cannot unflatten optimizer state: step must be a non-negative integer, got ${step}`,
+    );
+  }
+  const slots = new Map<string, [string, Float32Array][]>();
+  for (const [name, { data }] of Object.entries(tensors)) {
+    if (!name.startsWith(prefix)) continue;
+    const rest = name.slice(prefix.length);
+    const cut = rest.lastIndexOf("/");
+    if (cut <= 0 || cut === rest.length - 1) {
+      throw new RangeError(
+        `Cannot unflatten optimizer tensor "${name}": expected "${prefix}<param>/<slot>"`,
+      );
+    }
+    if (!(data instanceof Float32Array)) {
+      throw new RangeError(
+        `Cannot unflatten optimizer tensor "${name}": slots must be F32, got ${
+          Object.prototype.toString.call(data)
+        }`,
+      );
+    }
+    const param = rest.slice(0, cut);
+    if (!slots.has(param)) slots.set(param, []);
+    slots.get(param)!.push([rest.slice(cut + 1), data]);
+  }
+  return {
+    step,
+    slots: Object.fromEntries(
+      [...slots].map(([param, list]) => [param, Object.fromEntries(list)]),
+    ),
+  };
+}
+
+/** Lowercase hex SHA-256 of the bare tensor encoding followed by the state JSON. */
+function checksum(bareTensors: Uint8Array, stateJson: string): string {
+  return createHash("sha256").update(bareTensors).update(stateJson, "utf8")
+    .digest("hex");
+}
