@@ -15,33 +15,11 @@ import {
   type QuantizerPass,
   referenceBackend,
 } from "../mod.ts";
-import {
-  createGpuBackend,
-  type GpuBackend,
-  GpuUnavailableError,
-  requestGpuDevice,
-} from "../gpu/mod.ts";
+import { GpuUnavailableError, requestGpuDevice } from "../gpu/mod.ts";
 import { assertBitwise, assertClose, randomValues } from "./helpers.ts";
+import { backend, onFallbackAdapter } from "./gpu_helpers.ts";
 
 type Gates = [number, number, number, number];
-
-let gpu: GpuBackend | undefined;
-let setupError: unknown;
-try {
-  gpu = await createGpuBackend();
-} catch (error) {
-  setupError = error;
-}
-
-function backend(): GpuBackend {
-  if (gpu === undefined) {
-    throw new Error(
-      `The WebGPU tests need a WebGPU adapter (a software one such as llvmpipe will do) and none could be used: ${setupError}`,
-      { cause: setupError },
-    );
-  }
-  return gpu;
-}
 
 /** Gate patterns for 1 to 5 levels, and fractional ones (float32 values). */
 const GATE_PATTERNS: Gates[] = [
@@ -72,7 +50,7 @@ const ALL_RANGES = [
  * are normal float32 numbers are compared.
  */
 const RANGES = ALL_RANGES.filter(({ xmax, signed }) =>
-  gpu?.adapterInfo.isFallbackAdapter !== false ||
+  onFallbackAdapter() ||
   quantizerConstants(xmax, signed, [1, 1, 1, 1]).scales[4] >= 2 ** -126
 );
 

@@ -7,30 +7,9 @@
 
 import assert from "node:assert/strict";
 import { type RandomKey, randomKey, threefry2x32, uniform } from "../mod.ts";
-import {
-  createGpuBackend,
-  type GpuBackend,
-  THREEFRY_WGSL,
-} from "../gpu/mod.ts";
+import { THREEFRY_WGSL } from "../gpu/mod.ts";
 import { assertBitwise } from "./helpers.ts";
-
-let gpu: GpuBackend | undefined;
-let setupError: unknown;
-try {
-  gpu = await createGpuBackend();
-} catch (error) {
-  setupError = error;
-}
-
-function backend(): GpuBackend {
-  if (gpu === undefined) {
-    throw new Error(
-      `The WebGPU tests need a WebGPU adapter (a software one such as llvmpipe will do) and none could be used: ${setupError}`,
-      { cause: setupError },
-    );
-  }
-  return gpu;
-}
+import { backend } from "./gpu_helpers.ts";
 
 /** Runs THREEFRY_WGSL on (key, counter) rows; returns the output words. */
 async function threefryOnGpu(
