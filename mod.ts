@@ -112,6 +112,16 @@ export {
   withGemm,
 } from "./core/ops/gemm.ts";
 export {
+  type AdamResult,
+  type AdamStep,
+  type ChannelLayout,
+  type ConvGeometry,
+  currentKernels,
+  type OpKernels,
+  type PoolGeometry,
+  withKernels,
+} from "./core/ops/kernels.ts";
+export {
   add,
   mean,
   mul,
@@ -154,6 +164,7 @@ export {
   type WasmBackendOptions,
   type WasmF32Buffer,
   wasmGemm,
+  wasmKernels,
 } from "./asm/backend.ts";
 export {
   encodeIdx,
@@ -223,3 +234,5 @@ export {
   type SafetensorsInput,
   type SafetensorsTensor,
 } from "./core/safetensors.ts";
+export * from "./core/bayesian_bits.ts";
+export * from "./core/report.ts";

@@ -2,7 +2,9 @@
  * The WASM SIMD backend: the fused quantizer kernels of `asm/src/` (compiled
  * by `asm/build.ts` into `asm/kernels.generated.ts`), single-threaded as
  * {@link wasmBackend} or split over Web Workers sharing one
- * `WebAssembly.Memory` with {@link createWasmBackend}.
+ * `WebAssembly.Memory` with {@link createWasmBackend}; the same module's
+ * GEMM ({@link wasmGemm}, {@link WasmBackend.gemm}) and training-op kernels
+ * ({@link wasmKernels}, {@link WasmBackend.kernels}).
  *
  * The forward output and `dx` are bit-for-bit those of the reference backend
  * (`core/reference.ts`); the reductions (`dxmax`, `dz2`, `dgates`) are summed
@@ -20,6 +22,14 @@ import type {
 } from "../core/backend.ts";
 import { assertRandomKey, type RandomKey } from "../core/rng.ts";
 import type { GemmShape } from "../core/ops/gemm.ts";
+import type {
+  AdamResult,
+  AdamStep,
+  ChannelLayout,
+  ConvGeometry,
+  OpKernels,
+  PoolGeometry,
+} from "../core/ops/kernels.ts";
 import { decodeBase64 } from "./base64.ts";
 import { KERNELS_WASM_BASE64 } from "./kernels.generated.ts";
 import {
@@ -191,6 +201,20 @@ export interface WasmBackend extends QuantizerBackend {
     a: Float32Array,
     b: Float32Array,
   ) => Float32Array;
+  /**
+   * The WASM SIMD kernels of every training op (`asm/src/ops.ts`), for
+   * `withKernels` or the `kernels` option of `trainFloat`: each copies its
+   * inputs into the backend's memory, splits the work over the threads
+   * (one thread below {@link WasmBackendOptions.parallelThreshold} elements
+   * per thread; softmax cross-entropy always on one) and copies the results
+   * out into new arrays. The fused `conv2dGemmForward` /
+   * `conv2dGemmBackward` keep the column matrix in the memory and run this
+   * backend's GEMM on it (what `conv2d` then uses in place of the scoped
+   * GEMM). Results are the references' bit for bit, up to the two float64
+   * roundings that `OpKernels` names (batch-norm statistics, softmax), and
+   * the thread count never changes a result.
+   */
+  readonly kernels: Required<OpKernels>;
   /** Terminates the workers; the backend must not be used afterwards. */
   dispose(): void;
   /** Same as {@link WasmBackend.dispose}, for `using`. */
@@ -355,6 +379,40 @@ class Engine implements WasmBackend {
     }
   }
 
+  /** Copies `values` into a temporary of the same type; returns its byte offset. */
+  #put(values: Float32Array | Int32Array | Float64Array): number {
+    const offset = this.#reserve(values.byteLength);
+    const buffer = this.memory.buffer;
+    if (values instanceof Float32Array) {
+      new Float32Array(buffer, offset, values.length).set(values);
+    } else if (values instanceof Int32Array) {
+      new Int32Array(buffer, offset, values.length).set(values);
+    } else {
+      new Float64Array(buffer, offset, values.length).set(values);
+    }
+    return offset;
+  }
+
+  /**
+   * A copy of `length` float32 elements at byte `offset`. (`new` + `set`:
+   * `slice()` of a view into the WASM memory measured 3x slower.)
+   */
+  #take(offset: number, length: number): Float32Array {
+    const out = new Float32Array(length);
+    out.set(new Float32Array(this.memory.buffer, offset, length));
+    return out;
+  }
+
+  /** A scoped buffer holding a copy of `values` (no zero fill first). */
+  #temporaryBuffer(values: Float32Array): Buffer {
+    return new Buffer(
+      this,
+      this.#generation,
+      this.#temporary(values),
+      values.length,
+    );
+  }
+
   #temporary(values: ArrayLike<number>): number {
     const offset = this.#reserve(values.length * 4);
     new Float32Array(this.memory.buffer, offset, values.length).set(values);
@@ -373,6 +431,22 @@ class Engine implements WasmBackend {
       const begin = Math.min(length, t * chunk);
       const end = Math.min(length, begin + chunk);
       jobs.push({ begin, end });
+    }
+    return jobs;
+  }
+
+  /**
+   * Splits `units` (planes, samples, channels, rows: each `perUnit`
+   * elements of work) into contiguous ranges, one per thread used, with at
+   * least `parallelThreshold` elements per thread.
+   */
+  #splitUnits(units: number, perUnit: number): Job[] {
+    const byThreshold = Math.floor(units * perUnit / this.#parallelThreshold);
+    const used = Math.max(1, Math.min(this.threads, byThreshold, units));
+    const chunk = Math.ceil(units / used);
+    const jobs: Job[] = [];
+    for (let begin = 0; begin < units || jobs.length === 0; begin += chunk) {
+      jobs.push({ begin, end: Math.min(units, begin + chunk) });
     }
     return jobs;
   }
@@ -636,43 +710,50 @@ class Engine implements WasmBackend {
       throw new Error("Cannot run gemm: the WASM backend was disposed");
     }
     if (m * n === 0 || k === 0) return new Float32Array(m * n);
+    return this.#scoped(() => {
+      const pa = this.#put(a);
+      const pb = this.#put(b);
+      const pc = this.#reserve(m * n * 4);
+      this.#gemmResident(shape, pa, pb, pc);
+      return this.#take(pc, m * n);
+    });
+  }
+
+  /**
+   * `C = op(A) op(B)` on operands already in the memory (byte offsets `pa`,
+   * `pb`, `pc`), split over the threads; reserves the packing scratch, so
+   * it runs inside `#scoped`. Sizes are trusted.
+   */
+  #gemmResident(shape: GemmShape, pa: number, pb: number, pc: number): void {
+    const { m, n, k } = shape;
+    if (m * n === 0) return;
     const transA = shape.transA === true;
     const transB = shape.transB === true;
-    return this.#scoped(() => {
-      const pa = this.#reserve(a.length * 4);
-      const pb = this.#reserve(b.length * 4);
-      const pc = this.#reserve(m * n * 4);
-      const jobs = this.#gemmJobs(m, n, k);
-      const byRows = m >= n;
-      const scratch = jobs.map((job) =>
-        this.#reserve(
-          this.#kernels.gemmScratchBytes(k, byRows ? n : job.end - job.begin),
-        )
-      );
-      // Views after every reserve: growth replaces the buffer.
-      const buffer = this.memory.buffer;
-      new Float32Array(buffer, pa, a.length).set(a);
-      new Float32Array(buffer, pb, b.length).set(b);
-      const flags = (transA ? 1 : 0) | (transB ? 2 : 0);
-      this.#run(Op.gemm, jobs, (job, t) => [
-        pa,
-        pb,
-        pc,
-        m,
-        n,
-        k,
-        transA ? m : k,
-        transB ? k : n,
-        n,
-        flags,
-        byRows ? job.begin : 0,
-        byRows ? job.end : m,
-        byRows ? 0 : job.begin,
-        byRows ? n : job.end,
-        scratch[t],
-      ]);
-      return new Float32Array(this.memory.buffer, pc, m * n).slice();
-    });
+    const jobs = this.#gemmJobs(m, n, k);
+    const byRows = m >= n;
+    const scratch = jobs.map((job) =>
+      this.#reserve(
+        this.#kernels.gemmScratchBytes(k, byRows ? n : job.end - job.begin),
+      )
+    );
+    const flags = (transA ? 1 : 0) | (transB ? 2 : 0);
+    this.#run(Op.gemm, jobs, (job, t) => [
+      pa,
+      pb,
+      pc,
+      m,
+      n,
+      k,
+      transA ? m : k,
+      transB ? k : n,
+      n,
+      flags,
+      byRows ? job.begin : 0,
+      byRows ? job.end : m,
+      byRows ? 0 : job.begin,
+      byRows ? n : job.end,
+      scratch[t],
+    ]);
   }
 
   /**
@@ -701,12 +782,632 @@ class Engine implements WasmBackend {
     return jobs;
   }
 
+  // --- training-op kernels (asm/src/ops.ts) --------------------------------
+
+  readonly kernels: Required<OpKernels> = Object.freeze({
+    relu: (x: Float32Array) => this.#activation(0, x, null),
+    reluBackward: (x: Float32Array, dy: Float32Array) =>
+      this.#activation(1, x, dy),
+    relu6: (x: Float32Array) => this.#activation(2, x, null),
+    relu6Backward: (x: Float32Array, dy: Float32Array) =>
+      this.#activation(3, x, dy),
+    maxPool2d: (x: Float32Array, g: PoolGeometry) => this.#maxPool(x, g),
+    maxPool2dBackward: (
+      dy: Float32Array,
+      argmax: Int32Array,
+      g: PoolGeometry,
+    ) => this.#maxPoolBackward(dy, argmax, g),
+    globalAvgPool: (x: Float32Array, planes: number, area: number) =>
+      this.#avgPool(Op.avgPoolForward, x, planes, area, planes),
+    globalAvgPoolBackward: (dy: Float32Array, planes: number, area: number) =>
+      this.#avgPool(Op.avgPoolBackward, dy, planes, area, planes * area),
+    batchNormStatistics: (x: Float32Array, layout: ChannelLayout) =>
+      this.#batchNormStatistics(x, layout),
+    batchNormNormalize: (
+      x: Float32Array,
+      layout: ChannelLayout,
+      mean: Float64Array,
+      invStd: Float64Array,
+      gamma: Float32Array,
+      beta: Float32Array,
+    ) => this.#batchNormNormalize(x, layout, mean, invStd, gamma, beta),
+    batchNormBackward: (
+      dy: Float32Array,
+      xhat: Float32Array,
+      layout: ChannelLayout,
+      gamma: Float32Array,
+      invStd: Float64Array,
+      train: boolean,
+    ) => this.#batchNormBackward(dy, xhat, layout, gamma, invStd, train),
+    softmaxCrossEntropy: (
+      logits: Float32Array,
+      labels: Int32Array,
+      k: number,
+    ) => this.#softmax(logits, labels, k),
+    softmaxCrossEntropyBackward: (
+      probs: Float32Array,
+      labels: Int32Array,
+      k: number,
+      scale: number,
+    ) => this.#softmaxBackward(probs, labels, k, scale),
+    conv2dGemmForward: (
+      x: Float32Array,
+      w: Float32Array,
+      bias: Float32Array | null,
+      g: ConvGeometry,
+    ) => this.#convForward(x, w, bias, g),
+    conv2dGemmBackward: (
+      x: Float32Array,
+      w: Float32Array,
+      dy: Float32Array,
+      g: ConvGeometry,
+      needInput: boolean,
+      needBias: boolean,
+    ) => this.#convBackward(x, w, dy, g, needInput, needBias),
+    im2col: (x: Float32Array, g: ConvGeometry) => this.#im2col(x, g),
+    col2im: (cols: Float32Array, g: ConvGeometry) => this.#col2im(cols, g),
+    rowsToNchw: (
+      rows: Float32Array,
+      n: number,
+      p: number,
+      o: number,
+      bias: Float32Array | null,
+    ) => this.#rowsToNchw(rows, n, p, o, bias),
+    nchwToRows: (y: Float32Array, n: number, p: number, o: number) =>
+      this.#nchwToRows(y, n, p, o),
+    addBias: (a: Float32Array, cols: number, bias: Float32Array) =>
+      this.#addBias(a, cols, bias),
+    biasGrad: (a: Float32Array, cols: number) => this.#biasGrad(a, cols),
+    adamUpdate: (step: AdamStep) => this.#adam(step),
+  });
+
+  /** Throws a RangeError naming `what` unless `array` has `length` elements. */
+  #expect(
+    what: string,
+    array: { readonly length: number },
+    length: number,
+  ): void {
+    if (array.length !== length) {
+      throw new RangeError(
+        `${what} has ${array.length} elements, expected ${length}`,
+      );
+    }
+  }
+
+  #activation(
+    kind: number,
+    x: Float32Array,
+    dy: Float32Array | null,
+  ): Float32Array {
+    if (dy) this.#expect("activation backward: dy", dy, x.length);
+    return this.#scoped(() => {
+      const px = this.#put(x);
+      const pg = dy ? this.#put(dy) : 0;
+      const out = this.#reserve(x.length * 4);
+      this.#run(Op.activation, this.#split(x.length), (job) => [
+        kind,
+        px,
+        pg,
+        out,
+        job.begin,
+        job.end,
+      ]);
+      return this.#take(out, x.length);
+    });
+  }
+
+  #maxPool(
+    x: Float32Array,
+    g: PoolGeometry,
+  ): { y: Float32Array; argmax: Int32Array } {
+    const planes = g.n * g.c;
+    const outLength = planes * g.oh * g.ow;
+    this.#expect("maxPool2d: x", x, planes * g.h * g.w);
+    return this.#scoped(() => {
+      const px = this.#put(x);
+      const py = this.#reserve(outLength * 4);
+      const pa = this.#reserve(outLength * 4);
+      this.#run(
+        Op.maxPoolForward,
+        this.#splitUnits(planes, g.h * g.w),
+        (job) => [
+          px,
+          py,
+          pa,
+          job.begin,
+          job.end,
+          g.h,
+          g.w,
+          g.oh,
+          g.ow,
+          g.kernel,
+          g.stride,
+          g.padding,
+        ],
+      );
+      const argmax = new Int32Array(outLength);
+      argmax.set(new Int32Array(this.memory.buffer, pa, outLength));
+      return { y: this.#take(py, outLength), argmax };
+    });
+  }
+
+  #maxPoolBackward(
+    dy: Float32Array,
+    argmax: Int32Array,
+    g: PoolGeometry,
+  ): Float32Array {
+    const planes = g.n * g.c;
+    const inPerPlane = g.h * g.w;
+    const outPerPlane = g.oh * g.ow;
+    this.#expect("maxPool2d backward: dy", dy, planes * outPerPlane);
+    this.#expect("maxPool2d backward: argmax", argmax, planes * outPerPlane);
+    return this.#scoped(() => {
+      const pg = this.#put(dy);
+      const pa = this.#put(argmax);
+      const pdx = this.#reserve(planes * inPerPlane * 4);
+      this.#run(
+        Op.maxPoolBackward,
+        this.#splitUnits(planes, inPerPlane),
+        (job) => [pg, pa, pdx, job.begin, job.end, inPerPlane, outPerPlane],
+      );
+      return this.#take(pdx, planes * inPerPlane);
+    });
+  }
+
+  #avgPool(
+    op: Op.avgPoolForward | Op.avgPoolBackward,
+    input: Float32Array,
+    planes: number,
+    area: number,
+    outLength: number,
+  ): Float32Array {
+    const forward = op === Op.avgPoolForward;
+    this.#expect(
+      `globalAvgPool${forward ? "" : " backward"}: input`,
+      input,
+      forward ? planes * area : planes,
+    );
+    return this.#scoped(() => {
+      const pin = this.#put(input);
+      const pout = this.#reserve(outLength * 4);
+      this.#run(
+        op,
+        this.#splitUnits(planes, area),
+        (job) => [pin, pout, job.begin, job.end, area],
+      );
+      return this.#take(pout, outLength);
+    });
+  }
+
+  #batchNormStatistics(
+    x: Float32Array,
+    layout: ChannelLayout,
+  ): { mean: Float64Array; variance: Float64Array } {
+    const { n, c, area } = layout;
+    this.#expect("batchNorm statistics: x", x, n * c * area);
+    return this.#scoped(() => {
+      const px = this.#put(x);
+      const pm = this.#reserve(c * 8);
+      const pv = this.#reserve(c * 8);
+      this.#run(
+        Op.batchNormStats,
+        this.#splitUnits(c, n * area),
+        (job) => [px, pm, pv, job.begin, job.end, n, c, area],
+      );
+      const mean = new Float64Array(c);
+      const variance = new Float64Array(c);
+      mean.set(new Float64Array(this.memory.buffer, pm, c));
+      variance.set(new Float64Array(this.memory.buffer, pv, c));
+      return { mean, variance };
+    });
+  }
+
+  #batchNormNormalize(
+    x: Float32Array,
+    layout: ChannelLayout,
+    mean: Float64Array,
+    invStd: Float64Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+  ): { xhat: Float32Array; y: Float32Array } {
+    const { n, c, area } = layout;
+    this.#expect("batchNorm: x", x, n * c * area);
+    for (
+      const [name, v] of [
+        ["mean", mean],
+        ["invStd", invStd],
+        ["gamma", gamma],
+        ["beta", beta],
+      ] as const
+    ) {
+      this.#expect(`batchNorm: ${name}`, v, c);
+    }
+    return this.#scoped(() => {
+      const args = [x, mean, invStd, gamma, beta].map((v) => this.#put(v));
+      const pxhat = this.#reserve(x.length * 4);
+      const py = this.#reserve(x.length * 4);
+      this.#run(
+        Op.batchNormApply,
+        this.#splitUnits(c, n * area),
+        (job) => [
+          args[0],
+          pxhat,
+          py,
+          ...args.slice(1),
+          job.begin,
+          job.end,
+          n,
+          c,
+          area,
+        ],
+      );
+      return { xhat: this.#take(pxhat, x.length), y: this.#take(py, x.length) };
+    });
+  }
+
+  #batchNormBackward(
+    dy: Float32Array,
+    xhat: Float32Array,
+    layout: ChannelLayout,
+    gamma: Float32Array,
+    invStd: Float64Array,
+    train: boolean,
+  ): { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array } {
+    const { n, c, area } = layout;
+    this.#expect("batchNorm backward: dy", dy, n * c * area);
+    this.#expect("batchNorm backward: xhat", xhat, n * c * area);
+    this.#expect("batchNorm backward: gamma", gamma, c);
+    this.#expect("batchNorm backward: invStd", invStd, c);
+    return this.#scoped(() => {
+      const pg = this.#put(dy);
+      const ph = this.#put(xhat);
+      const pgamma = this.#put(gamma);
+      const pis = this.#put(invStd);
+      const pdx = this.#reserve(dy.length * 4);
+      const pdgamma = this.#reserve(c * 4);
+      const pdbeta = this.#reserve(c * 4);
+      this.#run(
+        Op.batchNormBackward,
+        this.#splitUnits(c, n * area),
+        (job) => [
+          pg,
+          ph,
+          pdx,
+          pgamma,
+          pis,
+          pdgamma,
+          pdbeta,
+          job.begin,
+          job.end,
+          n,
+          c,
+          area,
+          train ? 1 : 0,
+        ],
+      );
+      return {
+        dx: this.#take(pdx, dy.length),
+        dgamma: this.#take(pdgamma, c),
+        dbeta: this.#take(pdbeta, c),
+      };
+    });
+  }
+
+  #softmax(
+    logits: Float32Array,
+    labels: Int32Array,
+    k: number,
+  ): { total: number; probs: Float32Array } {
+    const n = labels.length;
+    this.#expect("softmaxCrossEntropy: logits", logits, n * k);
+    return this.#scoped(() => {
+      const pz = this.#put(logits);
+      const pl = this.#put(labels);
+      const pp = this.#reserve(logits.length * 4);
+      const total = this.#kernels.softmaxForward(pz, pl, pp, n, k);
+      return { total, probs: this.#take(pp, logits.length) };
+    });
+  }
+
+  #softmaxBackward(
+    probs: Float32Array,
+    labels: Int32Array,
+    k: number,
+    scale: number,
+  ): Float32Array {
+    const n = labels.length;
+    this.#expect("softmaxCrossEntropy backward: probs", probs, n * k);
+    return this.#scoped(() => {
+      const pp = this.#put(probs);
+      const pl = this.#put(labels);
+      const pdz = this.#reserve(probs.length * 4);
+      this.#kernels.softmaxBackward(pp, pl, pdz, n, k, scale);
+      return this.#take(pdz, probs.length);
+    });
+  }
+
+  /** The kernel arguments of a convolution's geometry after the range. */
+  #convArgs(g: ConvGeometry): number[] {
+    return [g.c, g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.stride, g.padding];
+  }
+
+  #im2col(x: Float32Array, g: ConvGeometry): Float32Array {
+    this.#expect("im2col: x", x, g.n * g.c * g.h * g.w);
+    const length = g.n * g.oh * g.ow * g.c * g.kh * g.kw;
+    return this.#scoped(() =>
+      this.#take(this.#im2colResident(this.#put(x), g), length)
+    );
+  }
+
+  /** Output channels of a conv weight `w` for geometry `g`; checks `x` too. */
+  #convChannels(
+    what: string,
+    x: Float32Array,
+    w: Float32Array,
+    g: ConvGeometry,
+  ): number {
+    this.#expect(`${what}: x`, x, g.n * g.c * g.h * g.w);
+    const taps = g.c * g.kh * g.kw;
+    const o = w.length / taps;
+    if (!Number.isInteger(o) || o < 1) {
+      throw new RangeError(
+        `${what}: the weight's ${w.length} elements are not whole output channels of ${taps} taps`,
+      );
+    }
+    return o;
+  }
+
+  /** Writes the column matrix of the resident `px` into a new temporary; returns it. */
+  #im2colResident(px: number, g: ConvGeometry): number {
+    const rows = g.n * g.oh * g.ow;
+    const taps = g.c * g.kh * g.kw;
+    const pcols = this.#reserve(rows * taps * 4);
+    const geometry = this.#convArgs(g);
+    this.#run(
+      Op.im2col,
+      this.#splitUnits(rows, taps),
+      (job) => [px, pcols, job.begin, job.end, ...geometry],
+    );
+    return pcols;
+  }
+
+  #convForward(
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array | null,
+    g: ConvGeometry,
+  ): Float32Array {
+    const o = this.#convChannels("conv2dGemmForward", x, w, g);
+    if (bias) this.#expect("conv2dGemmForward: bias", bias, o);
+    const p = g.oh * g.ow;
+    const rows = g.n * p;
+    const taps = g.c * g.kh * g.kw;
+    return this.#scoped(() => {
+      const px = this.#put(x);
+      const pw = this.#put(w);
+      const pb = bias ? this.#put(bias) : 0;
+      const pcols = this.#im2colResident(px, g);
+      const pRows = this.#reserve(rows * o * 4);
+      this.#gemmResident(
+        { m: rows, n: o, k: taps, transB: true },
+        pcols,
+        pw,
+        pRows,
+      );
+      const py = this.#reserve(rows * o * 4);
+      this.#run(
+        Op.rowsToNchw,
+        this.#splitUnits(g.n, p * o),
+        (job) => [pRows, py, pb, bias ? 1 : 0, job.begin, job.end, p, o],
+      );
+      return this.#take(py, rows * o);
+    });
+  }
+
+  #convBackward(
+    x: Float32Array,
+    w: Float32Array,
+    dy: Float32Array,
+    g: ConvGeometry,
+    needInput: boolean,
+    needBias: boolean,
+  ): { dx: Float32Array | null; dw: Float32Array; db: Float32Array | null } {
+    const o = this.#convChannels("conv2dGemmBackward", x, w, g);
+    const p = g.oh * g.ow;
+    const rows = g.n * p;
+    const taps = g.c * g.kh * g.kw;
+    this.#expect("conv2dGemmBackward: dy", dy, rows * o);
+    return this.#scoped(() => {
+      const pdy = this.#put(dy);
+      const pRows = this.#reserve(rows * o * 4);
+      this.#run(
+        Op.nchwToRows,
+        this.#splitUnits(g.n, p * o),
+        (job) => [pdy, pRows, job.begin, job.end, p, o],
+      );
+      let db: Float32Array | null = null;
+      if (needBias) {
+        const pdb = this.#reserve(o * 4);
+        this.#run(
+          Op.columnSums,
+          this.#splitUnits(Math.ceil(o / 4), rows * 4),
+          (job) => [
+            pRows,
+            pdb,
+            rows,
+            o,
+            Math.min(o, job.begin * 4),
+            Math.min(o, job.end * 4),
+          ],
+        );
+        db = this.#take(pdb, o);
+      }
+      // The column matrix again, from x: cheaper than keeping it since the forward pass.
+      const pcols = this.#im2colResident(this.#put(x), g);
+      const pdw = this.#reserve(o * taps * 4);
+      this.#gemmResident(
+        { m: o, n: taps, k: rows, transA: true },
+        pRows,
+        pcols,
+        pdw,
+      );
+      const dw = this.#take(pdw, o * taps);
+      let dx: Float32Array | null = null;
+      if (needInput) {
+        const pw = this.#put(w);
+        const pdcols = this.#reserve(rows * taps * 4);
+        this.#gemmResident({ m: rows, n: taps, k: o }, pRows, pw, pdcols);
+        const length = g.n * g.c * g.h * g.w;
+        const pdx = this.#reserve(length * 4);
+        const geometry = this.#convArgs(g);
+        this.#run(
+          Op.col2im,
+          this.#splitUnits(g.n, p * taps),
+          (job) => [pdcols, pdx, job.begin, job.end, ...geometry],
+        );
+        dx = this.#take(pdx, length);
+      }
+      return { dx, dw, db };
+    });
+  }
+
+  #col2im(cols: Float32Array, g: ConvGeometry): Float32Array {
+    const taps = g.c * g.kh * g.kw;
+    this.#expect("col2im: cols", cols, g.n * g.oh * g.ow * taps);
+    const length = g.n * g.c * g.h * g.w;
+    return this.#scoped(() => {
+      const pcols = this.#put(cols);
+      const px = this.#reserve(length * 4);
+      const geometry = this.#convArgs(g);
+      this.#run(
+        Op.col2im,
+        this.#splitUnits(g.n, g.oh * g.ow * taps),
+        (job) => [pcols, px, job.begin, job.end, ...geometry],
+      );
+      return this.#take(px, length);
+    });
+  }
+
+  #rowsToNchw(
+    rows: Float32Array,
+    n: number,
+    p: number,
+    o: number,
+    bias: Float32Array | null,
+  ): Float32Array {
+    this.#expect("rowsToNchw: rows", rows, n * p * o);
+    if (bias) this.#expect("rowsToNchw: bias", bias, o);
+    return this.#scoped(() => {
+      const pr = this.#put(rows);
+      const pb = bias ? this.#put(bias) : 0;
+      const py = this.#reserve(rows.length * 4);
+      this.#run(
+        Op.rowsToNchw,
+        this.#splitUnits(n, p * o),
+        (job) => [pr, py, pb, bias ? 1 : 0, job.begin, job.end, p, o],
+      );
+      return this.#take(py, rows.length);
+    });
+  }
+
+  #nchwToRows(y: Float32Array, n: number, p: number, o: number): Float32Array {
+    this.#expect("nchwToRows: y", y, n * p * o);
+    return this.#scoped(() => {
+      const py = this.#put(y);
+      const pr = this.#reserve(y.length * 4);
+      this.#run(
+        Op.nchwToRows,
+        this.#splitUnits(n, p * o),
+        (job) => [py, pr, job.begin, job.end, p, o],
+      );
+      return this.#take(pr, y.length);
+    });
+  }
+
+  #addBias(a: Float32Array, cols: number, bias: Float32Array): Float32Array {
+    this.#expect("addBias: bias", bias, cols);
+    const rows = cols === 0 ? 0 : a.length / cols;
+    if (!Number.isInteger(rows)) {
+      throw new RangeError(
+        `addBias: ${a.length} elements do not make rows of ${cols}`,
+      );
+    }
+    return this.#scoped(() => {
+      const pa = this.#put(a);
+      const pb = this.#put(bias);
+      const pout = this.#reserve(a.length * 4);
+      this.#run(
+        Op.addBias,
+        this.#splitUnits(rows, cols),
+        (job) => [pa, pb, pout, job.begin, job.end, cols],
+      );
+      return this.#take(pout, a.length);
+    });
+  }
+
+  #biasGrad(a: Float32Array, cols: number): Float32Array {
+    const rows = cols === 0 ? 0 : a.length / cols;
+    if (!Number.isInteger(rows)) {
+      throw new RangeError(
+        `biasGrad: ${a.length} elements do not make rows of ${cols}`,
+      );
+    }
+    return this.#scoped(() => {
+      const pa = this.#put(a);
+      const pout = this.#reserve(cols * 4);
+      // Threads take column groups of 4 (each sums its columns in row order).
+      const groups = Math.ceil(cols / 4);
+      this.#run(
+        Op.columnSums,
+        this.#splitUnits(groups, rows * 4),
+        (job) => [
+          pa,
+          pout,
+          rows,
+          cols,
+          Math.min(cols, job.begin * 4),
+          Math.min(cols, job.end * 4),
+        ],
+      );
+      return this.#take(pout, cols);
+    });
+  }
+
+  #adam(step: AdamStep): AdamResult {
+    const { theta } = step;
+    for (const name of ["grad", "m", "v"] as const) {
+      this.#expect(`adamUpdate: ${name}`, step[name], theta.length);
+    }
+    return this.#scoped(() => {
+      const inputs = [theta, step.grad, step.m, step.v].map((v) =>
+        this.#put(v)
+      );
+      const outputs = [0, 1, 2].map(() => this.#reserve(theta.length * 4));
+      this.#run(Op.adamUpdate, this.#split(theta.length), (job) => [
+        ...inputs,
+        ...outputs,
+        job.begin,
+        job.end,
+        step.beta1,
+        1 - step.beta1,
+        step.beta2,
+        1 - step.beta2,
+        step.eps,
+        step.weightDecay,
+        step.stepSize,
+        step.sqrtCorrection2,
+      ]);
+      const [t, m, v] = outputs.map((p) => this.#take(p, theta.length));
+      return { theta: t, m, v };
+    });
+  }
+
   quantizeForward(x: Float32Array, pass: QuantizerPass): Float32Array {
     return this.#scoped(() => {
-      const bx = this.alloc(x.length);
-      bx.view().set(x);
+      // A temporary, not `alloc`: no zero fill before the copy.
+      const bx = this.#temporaryBuffer(x);
       this.forwardResident(bx, bx, pass);
-      return bx.view().slice();
+      return this.#take(bx.byteOffset, bx.length);
     });
   }
 
@@ -721,12 +1422,10 @@ class Engine implements WasmBackend {
       );
     }
     return this.#scoped(() => {
-      const bx = this.alloc(x.length);
-      const bdy = this.alloc(x.length);
-      bx.view().set(x);
-      bdy.view().set(dy);
+      const bx = this.#temporaryBuffer(x);
+      const bdy = this.#temporaryBuffer(dy);
       const grads = this.backwardResident(bx, bdy, bdy, pass);
-      return { dx: bdy.view().slice(), ...grads };
+      return { dx: this.#take(bdy.byteOffset, bdy.length), ...grads };
     });
   }
 
@@ -835,9 +1534,86 @@ export function wasmGemm(
   a: Float32Array,
   b: Float32Array,
 ): Float32Array {
-  shared ??= new Engine(1, DEFAULT_PARALLEL_THRESHOLD);
-  return shared.gemm(shape, a, b);
+  return sharedEngine().gemm(shape, a, b);
 }
+
+function sharedEngine(): Engine {
+  shared ??= new Engine(1, DEFAULT_PARALLEL_THRESHOLD);
+  return shared;
+}
+
+/**
+ * The WASM SIMD kernels of the training ops on the single-threaded engine
+ * (the one behind {@link wasmBackend} and {@link wasmGemm}, instantiated
+ * on first use): {@link WasmBackend.kernels} with one thread. Pass it to
+ * `withKernels`, or as `trainFloat`'s `kernels` (with `gemm: wasmGemm`).
+ *
+ * @example
+ * ```ts
+ * import { wasmKernels } from "./backend.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual([...wasmKernels.relu(new Float32Array([-2, 3]))], [0, 3]);
+ * const db = wasmKernels.biasGrad(new Float32Array([1, 2, 3, 4]), 2); // 2 rows of 2
+ * assert.deepEqual([...db], [4, 6]);
+ * ```
+ */
+export const wasmKernels: Required<OpKernels> = Object.freeze({
+  relu: (x) => sharedEngine().kernels.relu(x),
+  reluBackward: (x, dy) => sharedEngine().kernels.reluBackward(x, dy),
+  relu6: (x) => sharedEngine().kernels.relu6(x),
+  relu6Backward: (x, dy) => sharedEngine().kernels.relu6Backward(x, dy),
+  maxPool2d: (x, g) => sharedEngine().kernels.maxPool2d(x, g),
+  maxPool2dBackward: (dy, argmax, g) =>
+    sharedEngine().kernels.maxPool2dBackward(dy, argmax, g),
+  globalAvgPool: (x, planes, area) =>
+    sharedEngine().kernels.globalAvgPool(x, planes, area),
+  globalAvgPoolBackward: (dy, planes, area) =>
+    sharedEngine().kernels.globalAvgPoolBackward(dy, planes, area),
+  batchNormStatistics: (x, layout) =>
+    sharedEngine().kernels.batchNormStatistics(x, layout),
+  batchNormNormalize: (x, layout, mean, invStd, gamma, beta) =>
+    sharedEngine().kernels.batchNormNormalize(
+      x,
+      layout,
+      mean,
+      invStd,
+      gamma,
+      beta,
+    ),
+  batchNormBackward: (dy, xhat, layout, gamma, invStd, train) =>
+    sharedEngine().kernels.batchNormBackward(
+      dy,
+      xhat,
+      layout,
+      gamma,
+      invStd,
+      train,
+    ),
+  softmaxCrossEntropy: (logits, labels, k) =>
+    sharedEngine().kernels.softmaxCrossEntropy(logits, labels, k),
+  softmaxCrossEntropyBackward: (probs, labels, k, scale) =>
+    sharedEngine().kernels.softmaxCrossEntropyBackward(probs, labels, k, scale),
+  conv2dGemmForward: (x, w, bias, g) =>
+    sharedEngine().kernels.conv2dGemmForward(x, w, bias, g),
+  conv2dGemmBackward: (x, w, dy, g, needInput, needBias) =>
+    sharedEngine().kernels.conv2dGemmBackward(
+      x,
+      w,
+      dy,
+      g,
+      needInput,
+      needBias,
+    ),
+  im2col: (x, g) => sharedEngine().kernels.im2col(x, g),
+  col2im: (cols, g) => sharedEngine().kernels.col2im(cols, g),
+  rowsToNchw: (rows, n, p, o, bias) =>
+    sharedEngine().kernels.rowsToNchw(rows, n, p, o, bias),
+  nchwToRows: (y, n, p, o) => sharedEngine().kernels.nchwToRows(y, n, p, o),
+  addBias: (a, cols, bias) => sharedEngine().kernels.addBias(a, cols, bias),
+  biasGrad: (a, cols) => sharedEngine().kernels.biasGrad(a, cols),
+  adamUpdate: (step) => sharedEngine().kernels.adamUpdate(step),
+});
 
 /**
  * The single-threaded WASM SIMD backend: synchronous, instantiated on first
@@ -859,15 +1635,13 @@ export function wasmGemm(
 export const wasmBackend: QuantizerBackend = Object.freeze({
   name: "wasm",
   quantizeForward(x: Float32Array, pass: QuantizerPass): Float32Array {
-    shared ??= new Engine(1, DEFAULT_PARALLEL_THRESHOLD);
-    return shared.quantizeForward(x, pass);
+    return sharedEngine().quantizeForward(x, pass);
   },
   quantizeBackward(
     x: Float32Array,
     dy: Float32Array,
     pass: QuantizerPass,
   ): QuantizerGrads {
-    shared ??= new Engine(1, DEFAULT_PARALLEL_THRESHOLD);
-    return shared.quantizeBackward(x, dy, pass);
+    return sharedEngine().quantizeBackward(x, dy, pass);
   },
 });

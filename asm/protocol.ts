@@ -42,7 +42,45 @@ export enum Op {
   uniform = 4,
   /** `gemm` on one row or column block of `C` (`asm/src/gemm.ts`). */
   gemm = 5,
+  // The training-op kernels of `asm/src/ops.ts`, each on one range.
+  activation = 6,
+  maxPoolForward = 7,
+  maxPoolBackward = 8,
+  avgPoolForward = 9,
+  avgPoolBackward = 10,
+  batchNormStats = 11,
+  batchNormApply = 12,
+  batchNormBackward = 13,
+  im2col = 14,
+  col2im = 15,
+  rowsToNchw = 16,
+  nchwToRows = 17,
+  addBias = 18,
+  columnSums = 19,
+  adamUpdate = 20,
 }
+
+/** The export each training-op {@link Op} runs (arguments in the export's order). */
+const OP_EXPORTS = {
+  [Op.activation]: "activation",
+  [Op.maxPoolForward]: "maxPoolForward",
+  [Op.maxPoolBackward]: "maxPoolBackward",
+  [Op.avgPoolForward]: "avgPoolForward",
+  [Op.avgPoolBackward]: "avgPoolBackward",
+  [Op.batchNormStats]: "batchNormStats",
+  [Op.batchNormApply]: "batchNormApply",
+  [Op.batchNormBackward]: "batchNormBackward",
+  [Op.im2col]: "im2col",
+  [Op.col2im]: "col2im",
+  [Op.rowsToNchw]: "rowsToNchw",
+  [Op.nchwToRows]: "nchwToRows",
+  [Op.addBias]: "addBias",
+  [Op.columnSums]: "columnSums",
+  [Op.adamUpdate]: "adamUpdate",
+} as const;
+
+/** Names of the range kernels of `asm/src/ops.ts` that threads can share. */
+export type RangeKernel = (typeof OP_EXPORTS)[keyof typeof OP_EXPORTS];
 
 /** Bytes of the control block and argument slots for `threads` threads. */
 export function headerBytes(threads: number): number {
@@ -54,8 +92,12 @@ export function argsOffset(slot: number, threads: number): number {
   return threads * CONTROL_WORDS * 4 + slot * MAX_ARGS * 8;
 }
 
-/** The exports of the kernel module (`asm/src/index.ts`). */
-export interface KernelExports {
+/**
+ * The exports of the kernel module (`asm/src/index.ts`); the range kernels
+ * of `asm/src/ops.ts` take the arguments of their contracts there.
+ */
+export interface KernelExports
+  extends Record<RangeKernel, (...args: number[]) => void> {
   quantizeForward(...args: number[]): void;
   quantizeBackward(...args: number[]): void;
   copy(x: number, y: number, begin: number, end: number): void;
@@ -64,6 +106,10 @@ export interface KernelExports {
   gemm(...args: number[]): void;
   /** Scratch bytes one `gemm` call needs for `k` and `cols` columns of `C`. */
   gemmScratchBytes(k: number, cols: number): number;
+  /** `(z, labels, probs, n, k)`, returns the summed loss. */
+  softmaxForward(...args: number[]): number;
+  /** `(probs, labels, dz, n, k, scale)`. */
+  softmaxBackward(...args: number[]): void;
 }
 
 /** Runs kernel `op` with `args` (the argument order of the AssemblyScript export). */
@@ -84,7 +130,12 @@ export function runOp(
       return kernels.fillUniform(...a);
     case Op.gemm:
       return kernels.gemm(...a);
-    default:
-      throw new RangeError(`Unknown WASM kernel op ${op}`);
+    default: {
+      const name = (OP_EXPORTS as Partial<Record<Op, RangeKernel>>)[op];
+      if (name === undefined) {
+        throw new RangeError(`Unknown WASM kernel op ${op}`);
+      }
+      return kernels[name](...a);
+    }
   }
 }

@@ -12,21 +12,61 @@
  * baseline on the same product with its largest dimension cut down to at
  * most 16 MFLOP (one timed repetition after a warm-up).
  *
+ * Then a per-op table: each training op's kernel (`OpKernels`) at LeNet-5
+ * batch-128 shapes, the plain-TypeScript reference against
+ * `WasmBackend.kernels` with each thread count (copies in and out
+ * included), median times and ratios from the same run.
+ *
+ * Last, the float LeNet-5 training step (forward, backward, Adam) per
+ * thread count, with the WASM GEMM alone and with the GEMM plus the op
+ * kernels.
+ *
  * Options: `--sizes 1M,16M`, `--threads 1,2`, `--no-gpu`, `--gpu-sizes 1M,16M`,
- * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--no-train`,
- * `--train-samples 3840`, `--json FILE`
- * (also write the rows as JSON).
+ * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--no-ops`,
+ * `--ops-min-seconds 0.3`, `--no-train`, `--train-samples 3840`,
+ * `--json FILE` (also write the rows as JSON).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { adamUpdateReference } from "../core/optim.ts";
+import {
+  col2im,
+  type ConvGeometry,
+  im2col,
+  nchwToRows,
+  rowsToNchw,
+} from "../core/ops/im2col.ts";
+import {
+  globalAvgPoolBackwardReference,
+  globalAvgPoolReference,
+  maxPool2dBackwardReference,
+  maxPool2dReference,
+} from "../core/ops/pool.ts";
+import {
+  relu6BackwardReference,
+  relu6Reference,
+  reluBackwardReference,
+  reluReference,
+} from "../core/ops/elementwise.ts";
+import {
+  batchNormBackwardReference,
+  batchNormNormalizeReference,
+  batchNormStatisticsReference,
+} from "../core/ops/batchnorm.ts";
+import {
+  softmaxCrossEntropyBackwardReference,
+  softmaxCrossEntropyReference,
+} from "../core/ops/loss.ts";
+import { addBiasReference, biasGradReference } from "../core/ops/dense.ts";
 import {
   gemmReference,
   type GemmShape,
   initGraph,
   lenet5,
   makeDataset,
+  type OpKernels,
   quantizerConstants,
   type QuantizerPass,
   randomKey,
@@ -113,6 +153,8 @@ const args = parseArgs({
     "min-seconds": { type: "string", default: "1" },
     "no-gemm": { type: "boolean", default: false },
     "gemm-min-seconds": { type: "string", default: "0.3" },
+    "no-ops": { type: "boolean", default: false },
+    "ops-min-seconds": { type: "string", default: "0.3" },
     "no-train": { type: "boolean", default: false },
     "train-samples": { type: "string", default: "3840" },
     json: { type: "string" },
@@ -368,7 +410,219 @@ if (!args.values["no-gemm"]) {
   );
 }
 
-const trainRows: { threads: string; samplesPerSecond: number }[] = [];
+interface OpRow {
+  op: string;
+  /** Median milliseconds of the reference. */
+  reference: number;
+  /** Median milliseconds of WasmBackend.kernels per thread count. */
+  wasm: Record<string, number>;
+}
+
+const opRows: OpRow[] = [];
+if (!args.values["no-ops"]) {
+  const opsMinSeconds = Number(args.values["ops-min-seconds"]);
+  const n = 128;
+  const values = (seed: number, count: number) =>
+    uniform([5, seed], count).map((u) => 2 * u - 1);
+  const conv1: ConvGeometry = {
+    n,
+    c: 1,
+    h: 28,
+    w: 28,
+    kh: 5,
+    kw: 5,
+    oh: 24,
+    ow: 24,
+    stride: 1,
+    padding: 0,
+  };
+  const conv2: ConvGeometry = { ...conv1, c: 32, h: 12, w: 12, oh: 8, ow: 8 };
+  const pool1 = {
+    n,
+    c: 32,
+    h: 24,
+    w: 24,
+    oh: 12,
+    ow: 12,
+    kernel: 2,
+    stride: 2,
+    padding: 0,
+  };
+  const act1 = values(1, n * 32 * 576); // conv1 output [128, 32, 24, 24]
+  const dAct1 = values(2, act1.length);
+  const image = values(3, n * 784);
+  const pooled1 = values(4, n * 32 * 144);
+  const cols2 = values(5, n * 64 * 800);
+  const act2 = values(6, n * 64 * 64);
+  const { argmax } = maxPool2dReference(act1, pool1);
+  const dPool1 = values(7, pooled1.length);
+  const logits = values(8, n * 10).map((v) => 4 * v);
+  const labels = Int32Array.from(uniform([5, 9], n), (u) => Math.floor(10 * u));
+  const probs = softmaxCrossEntropyReference(logits, labels, 10).probs;
+  const fc1 = values(10, n * 512);
+  const bias32 = values(11, 32);
+  const bias64 = values(12, 64);
+  const bias512 = values(13, 512);
+  const bnLayout = { n, c: 32, area: 576 };
+  const bnStats = batchNormStatisticsReference(act1, bnLayout);
+  const invStd = bnStats.variance.map((v) => 1 / Math.sqrt(v + 1e-5));
+  const gamma = values(14, 32);
+  const xhat = batchNormNormalizeReference(
+    act1,
+    bnLayout,
+    bnStats.mean,
+    invStd,
+    gamma,
+    bias32,
+  ).xhat;
+  // Every LeNet-5 parameter: 4 weights, 4 biases (582,026 elements).
+  const lenetSizes = [800, 32, 51200, 64, 524288, 512, 5120, 10];
+  const adamSteps = lenetSizes.map((size, i) => ({
+    theta: values(20 + i, size),
+    grad: values(30 + i, size).map((v) => 0.01 * v),
+    m: values(40 + i, size).map((v) => 0.001 * v),
+    v: values(50 + i, size).map((v) => 1e-6 * (v + 1)),
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    stepSize: 1e-3 / (1 - 0.9 ** 10),
+    sqrtCorrection2: Math.sqrt(1 - 0.999 ** 10),
+  }));
+  // The fused conv kernels are the GEMM table's products plus the pieces
+  // timed here; they have no plain-TypeScript row of their own.
+  type PieceKernels = Omit<
+    Required<OpKernels>,
+    "conv2dGemmForward" | "conv2dGemmBackward"
+  >;
+  const reference: PieceKernels = {
+    relu: reluReference,
+    reluBackward: reluBackwardReference,
+    relu6: relu6Reference,
+    relu6Backward: relu6BackwardReference,
+    maxPool2d: maxPool2dReference,
+    maxPool2dBackward: maxPool2dBackwardReference,
+    globalAvgPool: globalAvgPoolReference,
+    globalAvgPoolBackward: globalAvgPoolBackwardReference,
+    batchNormStatistics: batchNormStatisticsReference,
+    batchNormNormalize: batchNormNormalizeReference,
+    batchNormBackward: batchNormBackwardReference,
+    softmaxCrossEntropy: softmaxCrossEntropyReference,
+    softmaxCrossEntropyBackward: softmaxCrossEntropyBackwardReference,
+    im2col,
+    col2im,
+    rowsToNchw,
+    nchwToRows,
+    addBias: addBiasReference,
+    biasGrad: biasGradReference,
+    adamUpdate: adamUpdateReference,
+  };
+  // [name, run on a kernel set]
+  const cases: [string, (k: PieceKernels) => unknown][] = [
+    ["relu forward, conv1 out [128,32,24,24]", (k) => k.relu(act1)],
+    ["relu backward, conv1 out", (k) => k.reluBackward(act1, dAct1)],
+    ["max-pool 2x2 forward, conv1 out", (k) => k.maxPool2d(act1, pool1)],
+    [
+      "max-pool 2x2 backward, conv1 out",
+      (k) => k.maxPool2dBackward(dPool1, argmax, pool1),
+    ],
+    ["im2col conv1 [73728 x 25]", (k) => k.im2col(image, conv1)],
+    ["im2col conv2 [8192 x 800]", (k) => k.im2col(pooled1, conv2)],
+    ["col2im conv2", (k) => k.col2im(cols2, conv2)],
+    [
+      "rows to NCHW + bias, conv1 out",
+      (k) => k.rowsToNchw(act1, n, 576, 32, bias32),
+    ],
+    [
+      "rows to NCHW + bias, conv2 out",
+      (k) => k.rowsToNchw(act2, n, 64, 64, bias64),
+    ],
+    ["NCHW to rows, conv1 out", (k) => k.nchwToRows(dAct1, n, 576, 32)],
+    ["NCHW to rows, conv2 out", (k) => k.nchwToRows(act2, n, 64, 64)],
+    ["bias gradient, conv1 [73728 x 32]", (k) => k.biasGrad(dAct1, 32)],
+    ["bias add, fc1 [128 x 512]", (k) => k.addBias(fc1, 512, bias512)],
+    [
+      "softmax cross-entropy forward [128 x 10]",
+      (k) => k.softmaxCrossEntropy(logits, labels, 10),
+    ],
+    [
+      "softmax cross-entropy backward",
+      (k) => k.softmaxCrossEntropyBackward(probs, labels, 10, 1),
+    ],
+    [
+      "Adam, all LeNet-5 parameters (582K)",
+      (k) => adamSteps.map((step) => k.adamUpdate(step)),
+    ],
+    [
+      "batch-norm statistics, conv1 out (not in LeNet-5)",
+      (k) => k.batchNormStatistics(act1, bnLayout),
+    ],
+    [
+      "batch-norm normalize, conv1 out (not in LeNet-5)",
+      (k) =>
+        k.batchNormNormalize(
+          act1,
+          bnLayout,
+          bnStats.mean,
+          invStd,
+          gamma,
+          bias32,
+        ),
+    ],
+    [
+      "batch-norm backward, conv1 out (not in LeNet-5)",
+      (k) => k.batchNormBackward(dAct1, xhat, bnLayout, gamma, invStd, true),
+    ],
+  ];
+  for (const [op, run] of cases) {
+    const seconds = await timeIt(() => run(reference), opsMinSeconds);
+    opRows.push({ op, reference: seconds * 1000, wasm: {} });
+  }
+  for (const threads of threadCounts) {
+    const wasm = await createWasmBackend({ threads });
+    try {
+      for (let i = 0; i < cases.length; i++) {
+        const seconds = await timeIt(
+          () => cases[i][1](wasm.kernels),
+          opsMinSeconds,
+        );
+        opRows[i].wasm[String(threads)] = seconds * 1000;
+        console.error(
+          `op x${threads} ${cases[i][0]}: ${fmt(seconds * 1000, 2)} ms`,
+        );
+      }
+    } finally {
+      wasm.dispose();
+    }
+  }
+  console.log(
+    "\nTraining-op kernels at LeNet-5 batch-128 shapes, median ms per call (WASM: copies in and out included), ratio = reference / wasm\n",
+  );
+  console.log(
+    `| op | reference (TS) ms | ${
+      threadCounts.map((t) => `wasm x${t} ms`).join(" | ")
+    } | ${threadCounts.map((t) => `x${t} vs ref`).join(" | ")} |`,
+  );
+  console.log(
+    `|---|---|${threadCounts.map(() => "---|").join("")}${
+      threadCounts.map(() => "---|").join("")
+    }`,
+  );
+  for (const r of opRows) {
+    const ms = threadCounts.map((t) => r.wasm[String(t)]);
+    console.log(
+      `| ${r.op} | ${fmt(r.reference, 2)} | ${
+        ms.map((v) => fmt(v, 2)).join(" | ")
+      } | ${ms.map((v) => fmt(r.reference / v) + "x").join(" | ")} |`,
+    );
+  }
+}
+
+const trainRows: {
+  threads: string;
+  kernels: string;
+  samplesPerSecond: number;
+}[] = [];
 if (!args.values["no-train"]) {
   // Float LeNet-5 training steps (forward, backward, Adam) at batch 128 on
   // synthetic MNIST-shaped data: the timing does not depend on pixel values.
@@ -388,36 +642,65 @@ if (!args.values["no-train"]) {
   for (const threads of threadCounts) {
     const wasm = await createWasmBackend({ threads });
     try {
-      const run = () =>
+      const run = (withOps: boolean) =>
         trainFloat(model, initGraph(model, randomKey(0)), { train, test }, {
           epochs: 1,
           batchSize: 128,
           key: randomKey(1),
           gemm: wasm.gemm,
+          kernels: withOps ? wasm.kernels : undefined,
         }).history[0].samplesPerSecond;
-      run(); // warm-up
-      const samplesPerSecond = Math.max(run(), run());
-      trainRows.push({ threads: String(wasm.threads), samplesPerSecond });
-      console.error(
-        `train x${threads}: ${samplesPerSecond.toFixed(0)} samples/s`,
-      );
+      // Warm both up, then alternate, so that a burst of load on the
+      // machine does not fall on one configuration only.
+      run(false);
+      run(true);
+      const best = [0, 0];
+      for (let round = 0; round < 2; round++) {
+        best[0] = Math.max(best[0], run(false));
+        best[1] = Math.max(best[1], run(true));
+      }
+      for (const withOps of [false, true]) {
+        const samplesPerSecond = best[withOps ? 1 : 0];
+        const kernels = withOps ? "wasm GEMM + op kernels" : "wasm GEMM only";
+        trainRows.push({
+          threads: String(wasm.threads),
+          kernels,
+          samplesPerSecond,
+        });
+        console.error(
+          `train x${threads} (${kernels}): ${
+            samplesPerSecond.toFixed(0)
+          } samples/s`,
+        );
+      }
     } finally {
       wasm.dispose();
     }
   }
   console.log(
-    `\nLeNet-5 float training step (forward + backward + Adam), batch 128, ${count} samples per timed epoch, best of 2\n`,
+    `\nLeNet-5 float training step (forward + backward + Adam), batch 128, ${count} samples per timed epoch, best of 2 (alternating)\n`,
   );
-  console.log("| threads | samples/s |");
-  console.log("|---|---|");
+  console.log("| threads | kernels | samples/s | vs GEMM only |");
+  console.log("|---|---|---|---|");
   for (const r of trainRows) {
-    console.log(`| ${r.threads} | ${r.samplesPerSecond.toFixed(0)} |`);
+    const base = trainRows.find((b) =>
+      b.threads === r.threads && b.kernels === "wasm GEMM only"
+    )!;
+    console.log(
+      `| ${r.threads} | ${r.kernels} | ${r.samplesPerSecond.toFixed(0)} | ${
+        fmt(r.samplesPerSecond / base.samplesPerSecond, 2)
+      }x |`,
+    );
   }
 }
 
 if (args.values.json) {
   await Deno.writeTextFile(
     args.values.json,
-    JSON.stringify({ rows, copyRows, gpuNote, gemmRows, trainRows }, null, 2),
+    JSON.stringify(
+      { rows, copyRows, gpuNote, gemmRows, opRows, trainRows },
+      null,
+      2,
+    ),
   );
 }

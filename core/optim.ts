@@ -22,6 +22,12 @@
  * @module
  */
 
+import {
+  type AdamResult,
+  type AdamStep,
+  currentKernels,
+} from "./ops/kernels.ts";
+
 /** Named parameter arrays, e.g. `{ "conv1.weight": ..., "conv1.g4": ... }`. */
 export type ParamArrays = Readonly<Record<string, Float32Array>>;
 
@@ -259,7 +265,9 @@ function zeroSlots(
  * ```
  *
  * `m` and `v` start at 0 and are the slots `"m"` and `"v"`; the parameter
- * update uses the stored (float32) `m` and `v`.
+ * update uses the stored (float32) `m` and `v`. Inside a `withKernels`
+ * scope whose kernels have `adamUpdate` (e.g. `wasmKernels`), `update`
+ * runs each parameter's step on it (the WASM kernel gives the same bits).
  *
  * @param options `lr` and optionally `beta1` (0.9), `beta2` (0.999), `eps`
  *   (1e-8) and `weightDecay` (0).
@@ -312,27 +320,49 @@ export function adam(options: AdamOptions): Optimizer {
       const t = state.step + 1;
       const stepSize = rate / (1 - beta1 ** t);
       const sqrtCorrection2 = Math.sqrt(1 - beta2 ** t);
+      const kernel = currentKernels()?.adamUpdate ?? adamUpdateReference;
       const newParams: Record<string, Float32Array> = {};
       const newSlots: Record<string, Record<string, Float32Array>> = {};
       for (const [name, theta] of Object.entries(params)) {
-        const grad = grads[name];
-        const { m: mOld, v: vOld } = state.slots[name];
-        const m = new Float32Array(theta.length);
-        const v = new Float32Array(theta.length);
-        const out = new Float32Array(theta.length);
-        for (let i = 0; i < theta.length; i++) {
-          const g = grad[i] + weightDecay * theta[i];
-          m[i] = beta1 * mOld[i] + (1 - beta1) * g;
-          v[i] = beta2 * vOld[i] + (1 - beta2) * g * g;
-          out[i] = theta[i] -
-            stepSize * m[i] / (Math.sqrt(v[i]) / sqrtCorrection2 + eps);
-        }
-        newParams[name] = out;
-        newSlots[name] = { m, v };
+        const { m, v } = state.slots[name];
+        const next = kernel({
+          theta,
+          grad: grads[name],
+          m,
+          v,
+          beta1,
+          beta2,
+          eps,
+          weightDecay,
+          stepSize,
+          sqrtCorrection2,
+        });
+        newParams[name] = next.theta;
+        newSlots[name] = { m: next.m, v: next.v };
       }
       return { params: newParams, state: { step: t, slots: newSlots } };
     },
   };
+}
+
+/**
+ * The reference of the Adam update kernel (`OpKernels.adamUpdate`): one
+ * parameter's step, as documented at {@link adam}.
+ */
+export function adamUpdateReference(step: AdamStep): AdamResult {
+  const { theta, grad, beta1, beta2, eps, weightDecay } = step;
+  const { stepSize, sqrtCorrection2 } = step;
+  const m = new Float32Array(theta.length);
+  const v = new Float32Array(theta.length);
+  const out = new Float32Array(theta.length);
+  for (let i = 0; i < theta.length; i++) {
+    const g = grad[i] + weightDecay * theta[i];
+    m[i] = beta1 * step.m[i] + (1 - beta1) * g;
+    v[i] = beta2 * step.v[i] + (1 - beta2) * g * g;
+    out[i] = theta[i] -
+      stepSize * m[i] / (Math.sqrt(v[i]) / sqrtCorrection2 + eps);
+  }
+  return { theta: out, m, v };
 }
 
 /**

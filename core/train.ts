@@ -13,6 +13,7 @@ import { type Batch, batchCount, batches, type Dataset } from "./data.ts";
 import { analyzeGraph, type ModelGraph, runGraph } from "./graph.ts";
 import type { BatchNormStats } from "./ops/batchnorm.ts";
 import { type GemmFn, withGemm } from "./ops/gemm.ts";
+import { type OpKernels, withKernels } from "./ops/kernels.ts";
 import { softmaxCrossEntropy } from "./ops/loss.ts";
 import { adam, type Optimizer, type OptimizerState } from "./optim.ts";
 import { foldIn, type RandomKey } from "./rng.ts";
@@ -76,6 +77,12 @@ export interface TrainFloatOptions {
    * threaded `WasmBackend.gemm`); default: the plain-TypeScript reference.
    */
   readonly gemm?: GemmFn;
+  /**
+   * Kernels of the other training ops and of the optimizer update (e.g.
+   * `wasmKernels`, or a threaded `WasmBackend.kernels`, usually with the
+   * same backend's `gemm`); default: the plain-TypeScript references.
+   */
+  readonly kernels?: OpKernels;
 }
 
 /** What {@link trainFloat} returns. */
@@ -100,7 +107,8 @@ function batchTensor(batch: Batch, shape: readonly number[]): Tensor {
  * @param model The model.
  * @param params Its parameters.
  * @param data The dataset.
- * @param options Batch size (default 500), batch-norm statistics, GEMM.
+ * @param options Batch size (default 500), batch-norm statistics, GEMM and
+ *   op kernels (as in {@link TrainFloatOptions}).
  * @returns The fraction of correctly classified samples.
  * @throws {RangeError} On an empty dataset.
  *
@@ -123,6 +131,7 @@ export function evaluate(
     batchSize?: number;
     stats?: Readonly<Record<string, BatchNormStats>>;
     gemm?: GemmFn;
+    kernels?: OpKernels;
   } = {},
 ): number {
   if (data.count === 0) {
@@ -130,13 +139,17 @@ export function evaluate(
   }
   let correct = 0;
   for (const batch of batches(data, options.batchSize ?? 500)) {
-    const { output } = withGemm(
-      options.gemm ?? null,
+    const { output } = withKernels(
+      options.kernels ?? null,
       () =>
-        runGraph(model, params, batchTensor(batch, data.shape), {
-          mode: "eval",
-          stats: options.stats,
-        }),
+        withGemm(
+          options.gemm ?? null,
+          () =>
+            runGraph(model, params, batchTensor(batch, data.shape), {
+              mode: "eval",
+              stats: options.stats,
+            }),
+        ),
     );
     const logits = tensorStorage(output);
     const k = output.shape[1];
@@ -229,6 +242,7 @@ export function trainFloat(
       return softmaxCrossEntropy(run.output, labels);
     },
   );
+  const kernels = options.kernels ?? null;
   const history: EpochRecord[] = [];
   for (let epoch = 1; epoch <= epochs; epoch++) {
     const epochStart = now();
@@ -239,13 +253,20 @@ export function trainFloat(
       const batch of batches(data.train, batchSize, { key: foldIn(key, epoch) })
     ) {
       step++;
-      const { value, grads } = withGemm(options.gemm ?? null, () =>
-        lossAndGrad(
-          params,
-          batchTensor(batch, data.train.shape),
-          batch.labels,
-        ));
-      const update = optimizer.update(arrays(params), arrays(grads), state);
+      const { value, grads } = withKernels(
+        kernels,
+        () =>
+          withGemm(options.gemm ?? null, () =>
+            lossAndGrad(
+              params,
+              batchTensor(batch, data.train.shape),
+              batch.labels,
+            )),
+      );
+      const update = withKernels(
+        kernels,
+        () => optimizer.update(arrays(params), arrays(grads), state),
+      );
       state = update.state;
       params = tensors(update.params, params);
       lossSum += value * batch.size;
@@ -273,6 +294,7 @@ export function trainFloat(
       testAccuracy: evaluate(model, params, data.test, {
         stats,
         gemm: options.gemm,
+        kernels: options.kernels,
       }),
       seconds,
       samplesPerSecond: seen / Math.max(seconds, 1e-9),

@@ -123,11 +123,11 @@ Deno.test("the CLI rejects unknown commands and bad flags", async () => {
     assert.equal(await main(["fly"]), 2);
     assert.match(errors.join("\n"), /Unknown command "fly"/);
     await assert.rejects(
-      main(["train", "--epochs=-2"]),
+      main(["float", "--epochs=-2"]),
       /--epochs must be a positive integer, got "-2"/,
     );
     await assert.rejects(
-      main(["train", "--bogus"]),
+      main(["float", "--bogus"]),
       /Unknown option '--bogus'/,
     );
   } finally {
@@ -158,7 +158,7 @@ Deno.test("LeNet-5 trained on 2,048 MNIST images for one epoch classifies well a
 
 Deno.test("the CLI rejects an unknown learning-rate schedule", async () => {
   await assert.rejects(
-    main(["train", "--schedule", "sawtooth"]),
+    main(["float", "--schedule", "sawtooth"]),
     /--schedule must be constant, two-thirds or cosine, got "sawtooth"/,
   );
 });

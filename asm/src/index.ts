@@ -9,3 +9,22 @@ export { quantizeBackward, quantizeForward } from "./quantizer";
 export { fillUniform, threefry2x32 } from "./rng";
 export { copy } from "./copy";
 export { gemm, gemmScratchBytes } from "./gemm";
+export {
+  activation,
+  adamUpdate,
+  addBias,
+  avgPoolBackward,
+  avgPoolForward,
+  batchNormApply,
+  batchNormBackward,
+  batchNormStats,
+  col2im,
+  columnSums,
+  im2col,
+  maxPoolBackward,
+  maxPoolForward,
+  nchwToRows,
+  rowsToNchw,
+  softmaxBackward,
+  softmaxForward,
+} from "./ops";

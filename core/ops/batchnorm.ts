@@ -8,6 +8,7 @@
 
 import { recordOp } from "../autodiff.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
+import { type ChannelLayout, currentKernels } from "./kernels.ts";
 
 /** Running statistics of a batch-norm layer. */
 export interface BatchNormStats {
@@ -29,7 +30,7 @@ export interface BatchNormOptions {
   readonly eps?: number;
 }
 
-function layout(x: Tensor, op: string): { n: number; c: number; area: number } {
+function layout(x: Tensor, op: string): ChannelLayout {
   if (x.shape.length !== 2 && x.shape.length !== 4) {
     throw new RangeError(
       `${op}: input must be [N, C] or [N, C, H, W], got [${
@@ -70,7 +71,8 @@ export function batchNorm(
   beta: Tensor,
   options: BatchNormOptions,
 ): { output: Tensor; stats: BatchNormStats | undefined } {
-  const { n, c, area } = layout(x, "batchNorm");
+  const channels = layout(x, "batchNorm");
+  const { n, c, area } = channels;
   for (const [name, t] of [["gamma", gamma], ["beta", beta]] as const) {
     if (t.shape.length !== 1 || t.shape[0] !== c) {
       throw new RangeError(
@@ -81,28 +83,14 @@ export function batchNorm(
   const eps = options.eps ?? 1e-5;
   const momentum = options.momentum ?? 0.1;
   const xs = tensorStorage(x);
-  const gs = tensorStorage(gamma);
-  const bs = tensorStorage(beta);
   const count = n * area;
-  const mean = new Float64Array(c);
-  const variance = new Float64Array(c);
-  const index = (s: number, ch: number, p: number) => (s * c + ch) * area + p;
+  const kernels = currentKernels();
+  let mean: Float64Array;
+  let variance: Float64Array;
   let stats = options.stats;
   if (options.mode === "train") {
-    for (let ch = 0; ch < c; ch++) {
-      let s1 = 0;
-      for (let s = 0; s < n; s++) {
-        for (let p = 0; p < area; p++) s1 += xs[index(s, ch, p)];
-      }
-      mean[ch] = s1 / count;
-      let s2 = 0;
-      for (let s = 0; s < n; s++) {
-        for (let p = 0; p < area; p++) {
-          s2 += (xs[index(s, ch, p)] - mean[ch]) ** 2;
-        }
-      }
-      variance[ch] = s2 / count;
-    }
+    ({ mean, variance } = (kernels?.batchNormStatistics ??
+      batchNormStatisticsReference)(xs, channels));
     if (options.stats) {
       const rm = tensorStorage(options.stats.mean);
       const rv = tensorStorage(options.stats.variance);
@@ -122,51 +110,128 @@ export function batchNorm(
     if (!options.stats) {
       throw new RangeError("batchNorm: eval mode needs running statistics");
     }
-    mean.set(tensorStorage(options.stats.mean));
-    variance.set(tensorStorage(options.stats.variance));
+    mean = Float64Array.from(tensorStorage(options.stats.mean));
+    variance = Float64Array.from(tensorStorage(options.stats.variance));
   }
   const invStd = variance.map((v) => 1 / Math.sqrt(v + eps));
+  const gs = tensorStorage(gamma);
+  const { xhat, y } = (kernels?.batchNormNormalize ??
+    batchNormNormalizeReference)(
+      xs,
+      channels,
+      mean,
+      invStd,
+      gs,
+      tensorStorage(beta),
+    );
+  const train = options.mode === "train";
+  const backward = kernels?.batchNormBackward ?? batchNormBackwardReference;
+  const output = recordOp(Tensor.adopt(y, x.shape), [x, gamma, beta], (g) => {
+    const { dx, dgamma, dbeta } = backward(
+      g,
+      xhat,
+      channels,
+      gs,
+      invStd,
+      train,
+    );
+    return [dx, dgamma, dbeta];
+  });
+  return { output, stats };
+}
+
+/**
+ * The reference of `batchNorm`'s statistics kernel
+ * (`OpKernels.batchNormStatistics`): float64 sums in sample-then-pixel
+ * order, the variance from the mean in a second pass.
+ */
+export function batchNormStatisticsReference(
+  xs: Float32Array,
+  layout: ChannelLayout,
+): { mean: Float64Array; variance: Float64Array } {
+  const { n, c, area } = layout;
+  const count = n * area;
+  const mean = new Float64Array(c);
+  const variance = new Float64Array(c);
+  for (let ch = 0; ch < c; ch++) {
+    let s1 = 0;
+    for (let s = 0; s < n; s++) {
+      for (let p = 0; p < area; p++) s1 += xs[(s * c + ch) * area + p];
+    }
+    mean[ch] = s1 / count;
+    let s2 = 0;
+    for (let s = 0; s < n; s++) {
+      for (let p = 0; p < area; p++) {
+        s2 += (xs[(s * c + ch) * area + p] - mean[ch]) ** 2;
+      }
+    }
+    variance[ch] = s2 / count;
+  }
+  return { mean, variance };
+}
+
+/** The reference of `batchNorm`'s forward kernel (`OpKernels.batchNormNormalize`). */
+export function batchNormNormalizeReference(
+  xs: Float32Array,
+  layout: ChannelLayout,
+  mean: Float64Array,
+  invStd: Float64Array,
+  gs: Float32Array,
+  bs: Float32Array,
+): { xhat: Float32Array; y: Float32Array } {
+  const { n, c, area } = layout;
   const xhat = new Float32Array(xs.length);
   const y = new Float32Array(xs.length);
   for (let s = 0; s < n; s++) {
     for (let ch = 0; ch < c; ch++) {
       for (let p = 0; p < area; p++) {
-        const i = index(s, ch, p);
+        const i = (s * c + ch) * area + p;
         xhat[i] = (xs[i] - mean[ch]) * invStd[ch];
         y[i] = gs[ch] * xhat[i] + bs[ch];
       }
     }
   }
-  const train = options.mode === "train";
-  const output = recordOp(Tensor.adopt(y, x.shape), [x, gamma, beta], (g) => {
-    const dgamma = new Float32Array(c);
-    const dbeta = new Float32Array(c);
-    const dx = new Float32Array(xs.length);
-    for (let ch = 0; ch < c; ch++) {
-      let sg = 0;
-      let sgx = 0;
-      for (let s = 0; s < n; s++) {
-        for (let p = 0; p < area; p++) {
-          const i = index(s, ch, p);
-          sg += g[i];
-          sgx += g[i] * xhat[i];
-        }
-      }
-      dgamma[ch] = sgx;
-      dbeta[ch] = sg;
-      for (let s = 0; s < n; s++) {
-        for (let p = 0; p < area; p++) {
-          const i = index(s, ch, p);
-          dx[i] = train
-            ? (gs[ch] * invStd[ch] / count) *
-              (count * g[i] - sg - xhat[i] * sgx)
-            : g[i] * gs[ch] * invStd[ch];
-        }
+  return { xhat, y };
+}
+
+/** The reference of `batchNorm`'s backward kernel (`OpKernels.batchNormBackward`). */
+export function batchNormBackwardReference(
+  g: Float32Array,
+  xhat: Float32Array,
+  layout: ChannelLayout,
+  gs: Float32Array,
+  invStd: Float64Array,
+  train: boolean,
+): { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array } {
+  const { n, c, area } = layout;
+  const count = n * area;
+  const index = (s: number, ch: number, p: number) => (s * c + ch) * area + p;
+  const dgamma = new Float32Array(c);
+  const dbeta = new Float32Array(c);
+  const dx = new Float32Array(g.length);
+  for (let ch = 0; ch < c; ch++) {
+    let sg = 0;
+    let sgx = 0;
+    for (let s = 0; s < n; s++) {
+      for (let p = 0; p < area; p++) {
+        const i = index(s, ch, p);
+        sg += g[i];
+        sgx += g[i] * xhat[i];
       }
     }
-    return [dx, dgamma, dbeta];
-  });
-  return { output, stats };
+    dgamma[ch] = sgx;
+    dbeta[ch] = sg;
+    for (let s = 0; s < n; s++) {
+      for (let p = 0; p < area; p++) {
+        const i = index(s, ch, p);
+        dx[i] = train
+          ? (gs[ch] * invStd[ch] / count) *
+            (count * g[i] - sg - xhat[i] * sgx)
+          : g[i] * gs[ch] * invStd[ch];
+      }
+    }
+  }
+  return { dx, dgamma, dbeta };
 }
 
 /**

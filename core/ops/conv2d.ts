@@ -7,7 +7,9 @@
 
 import { recordOp } from "../autodiff.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
+import { biasGradReference } from "./dense.ts";
 import { currentGemm, type GemmFn } from "./gemm.ts";
+import { currentKernels } from "./kernels.ts";
 import {
   col2im,
   type ConvGeometry,
@@ -59,8 +61,12 @@ export function convOutputSize(
  * one, with groups 1, it runs on the scoped GEMM (captured when the op
  * runs, so the VJP uses the same one): the whole batch's im2col matrix
  * `cols` `[N OH OW, C KH KW]`, forward `Y = cols W^T`, input gradient
- * `col2im(dY W)`, weight gradient `dY^T cols`. Grouped convolutions
- * (groups > 1) always run the direct loop.
+ * `col2im(dY W)`, weight gradient `dY^T cols`; there im2col, col2im, the
+ * layout transposes and the bias gradient run on the kernels of the
+ * enclosing `withKernels` scope, if any, or the whole path on its
+ * `conv2dGemmForward` / `conv2dGemmBackward` kernels (with their own GEMM)
+ * when it has both. Grouped convolutions (groups > 1) always run the
+ * direct loop.
  *
  * @param x Input batch.
  * @param w Kernel; axis 0 holds the output channels.
@@ -220,25 +226,43 @@ function conv2dGemm(
   const p = oh * ow;
   const rows = n * p;
   const taps = ws.length / o;
-  const cols = im2col(xs, geometry);
-  const yRows = gemm({ m: rows, n: o, k: taps, transB: true }, cols, ws);
-  const y = rowsToNchw(yRows, n, p, o, bs);
+  const kernels = currentKernels();
   const inputs = b ? [x, w, b] : [x, w];
+  if (kernels?.conv2dGemmForward && kernels.conv2dGemmBackward) {
+    const backward = kernels.conv2dGemmBackward;
+    const y = kernels.conv2dGemmForward(xs, ws, bs, geometry);
+    return recordOp(
+      Tensor.adopt(y, [n, o, oh, ow]),
+      inputs,
+      (gy, needsGrad) => {
+        const { dx, dw, db } = backward(
+          xs,
+          ws,
+          gy,
+          geometry,
+          needsGrad[0],
+          !!b,
+        );
+        return b ? [dx, dw, db] : [dx, dw];
+      },
+    );
+  }
+  const toRows = kernels?.nchwToRows ?? nchwToRows;
+  const fromCols = kernels?.col2im ?? col2im;
+  const biasGrad = kernels?.biasGrad ?? biasGradReference;
+  const cols = (kernels?.im2col ?? im2col)(xs, geometry);
+  const yRows = gemm({ m: rows, n: o, k: taps, transB: true }, cols, ws);
+  const y = (kernels?.rowsToNchw ?? rowsToNchw)(yRows, n, p, o, bs);
   return recordOp(Tensor.adopt(y, [n, o, oh, ow]), inputs, (gy, needsGrad) => {
-    const dyRows = nchwToRows(gy, n, p, o);
+    const dyRows = toRows(gy, n, p, o);
     const dx = needsGrad[0]
-      ? col2im(gemm({ m: rows, n: taps, k: o }, dyRows, ws), geometry)
+      ? fromCols(gemm({ m: rows, n: taps, k: o }, dyRows, ws), geometry)
       : null;
     const dw = gemm(
       { m: o, n: taps, k: rows, transA: true },
       dyRows,
       cols,
     );
-    if (!b) return [dx, dw];
-    const db = new Float32Array(o);
-    for (let r = 0; r < rows; r++) {
-      for (let oc = 0; oc < o; oc++) db[oc] += dyRows[r * o + oc];
-    }
-    return [dx, dw, db];
+    return b ? [dx, dw, biasGrad(dyRows, o)] : [dx, dw];
   });
 }

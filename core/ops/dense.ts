@@ -7,6 +7,7 @@
 import { recordOp } from "../autodiff.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
 import { currentGemm, gemmReference } from "./gemm.ts";
+import { currentKernels } from "./kernels.ts";
 
 /**
  * A dense layer. `x` is `[N, I]`, `w` is `[O, I]` (rows are output
@@ -14,7 +15,8 @@ import { currentGemm, gemmReference } from "./gemm.ts";
  *
  * The three products run on the GEMM of the enclosing `withGemm` scope
  * (captured when the op runs, so the VJP uses the same one), else on
- * {@link gemmReference}.
+ * {@link gemmReference}; the bias add and bias gradient on the `addBias`
+ * and `biasGrad` kernels of the enclosing `withKernels` scope, if any.
  *
  * @param x Input batch.
  * @param w Weights.
@@ -51,16 +53,15 @@ export function dense(x: Tensor, w: Tensor, b?: Tensor): Tensor {
   const xs = tensorStorage(x);
   const ws = tensorStorage(w);
   const gemm = currentGemm() ?? gemmReference;
-  const y = gemm(
+  const kernels = currentKernels();
+  const biasGrad = kernels?.biasGrad ?? biasGradReference;
+  let y = gemm(
     { m: n, n: outputs, k: inputs, transB: true },
     xs,
     ws,
   );
   if (b) {
-    const bs = tensorStorage(b);
-    for (let i = 0; i < n; i++) {
-      for (let o = 0; o < outputs; o++) y[i * outputs + o] += bs[o];
-    }
+    y = (kernels?.addBias ?? addBiasReference)(y, outputs, tensorStorage(b));
   }
   const inputsList = b ? [x, w, b] : [x, w];
   return recordOp(Tensor.adopt(y, [n, outputs]), inputsList, (g, needsGrad) => {
@@ -72,11 +73,41 @@ export function dense(x: Tensor, w: Tensor, b?: Tensor): Tensor {
       g,
       xs,
     );
-    if (!b) return [dx, dw];
-    const db = new Float32Array(outputs);
-    for (let i = 0; i < n; i++) {
-      for (let o = 0; o < outputs; o++) db[o] += g[i * outputs + o];
-    }
-    return [dx, dw, db];
+    return b ? [dx, dw, biasGrad(g, outputs)] : [dx, dw];
   });
+}
+
+/**
+ * The reference of the bias add (`OpKernels.addBias`): `a[r, j] + bias[j]`
+ * over a row-major `[rows, cols]` matrix, into a new array.
+ */
+export function addBiasReference(
+  a: Float32Array,
+  cols: number,
+  bias: Float32Array,
+): Float32Array {
+  const out = new Float32Array(a.length);
+  const rows = cols > 0 ? a.length / cols : 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) {
+      out[r * cols + j] = a[r * cols + j] + bias[j];
+    }
+  }
+  return out;
+}
+
+/**
+ * The reference of the bias gradient (`OpKernels.biasGrad`): column sums
+ * of a row-major `[rows, cols]` matrix, accumulated in float32 row by row.
+ */
+export function biasGradReference(
+  a: Float32Array,
+  cols: number,
+): Float32Array {
+  const db = new Float32Array(cols);
+  const rows = cols > 0 ? a.length / cols : 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) db[j] += a[r * cols + j];
+  }
+  return db;
 }

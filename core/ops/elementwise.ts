@@ -7,6 +7,7 @@
 
 import { recordOp } from "../autodiff.ts";
 import { type Shape, Tensor, tensorStorage } from "../tensor.ts";
+import { currentKernels } from "./kernels.ts";
 
 function sameShape(op: string, a: Tensor, b: Tensor): void {
   if (a.shape.join() !== b.shape.join() || a.shape.length !== b.shape.length) {
@@ -113,15 +114,37 @@ export function scale(a: Tensor, factor: number): Tensor {
  * ```
  */
 export function relu(a: Tensor): Tensor {
+  const kernels = currentKernels();
+  const forward = kernels?.relu ?? reluReference;
+  const backward = kernels?.reluBackward ?? reluBackwardReference;
   const x = tensorStorage(a);
+  return recordOp(
+    Tensor.adopt(forward(x), a.shape),
+    [a],
+    (g) => [backward(x, g)],
+  );
+}
+
+/**
+ * The reference of `relu`'s forward kernel (`OpKernels.relu`).
+ */
+export function reluReference(x: Float32Array): Float32Array {
   // Plain loops: TypedArray.map with a closure is several times slower here.
   const out = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = x[i] > 0 ? x[i] : 0;
-  return recordOp(Tensor.adopt(out, a.shape), [a], (g) => {
-    const dx = new Float32Array(g.length);
-    for (let i = 0; i < g.length; i++) dx[i] = x[i] > 0 ? g[i] : 0;
-    return [dx];
-  });
+  return out;
+}
+
+/**
+ * The reference of `relu`'s backward kernel (`OpKernels.reluBackward`).
+ */
+export function reluBackwardReference(
+  x: Float32Array,
+  g: Float32Array,
+): Float32Array {
+  const dx = new Float32Array(g.length);
+  for (let i = 0; i < g.length; i++) dx[i] = x[i] > 0 ? g[i] : 0;
+  return dx;
 }
 
 /**
@@ -139,13 +162,32 @@ export function relu(a: Tensor): Tensor {
  * ```
  */
 export function relu6(a: Tensor): Tensor {
+  const kernels = currentKernels();
+  const forward = kernels?.relu6 ?? relu6Reference;
+  const backward = kernels?.relu6Backward ?? relu6BackwardReference;
   const x = tensorStorage(a);
-  const out = x.map((v) => (v > 0 ? (v < 6 ? v : 6) : 0));
   return recordOp(
-    Tensor.adopt(out, a.shape),
+    Tensor.adopt(forward(x), a.shape),
     [a],
-    (g) => [g.map((v, i) => (x[i] > 0 && x[i] < 6 ? v : 0))],
+    (g) => [backward(x, g)],
   );
+}
+
+/**
+ * The reference of `relu6`'s forward kernel (`OpKernels.relu6`).
+ */
+export function relu6Reference(x: Float32Array): Float32Array {
+  return x.map((v) => (v > 0 ? (v < 6 ? v : 6) : 0));
+}
+
+/**
+ * The reference of `relu6`'s backward kernel (`OpKernels.relu6Backward`).
+ */
+export function relu6BackwardReference(
+  x: Float32Array,
+  g: Float32Array,
+): Float32Array {
+  return g.map((v, i) => (x[i] > 0 && x[i] < 6 ? v : 0));
 }
 
 /**

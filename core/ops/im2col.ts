@@ -6,22 +6,34 @@
  * `[O, C, KH, KW]` row), zeros where a tap falls in the padding; so
  * `Y = cols * W^T` is the convolution with the output `[N * OH * OW, O]`.
  *
- * Internal to `core/ops/conv2d.ts`.
+ * These are the references of the `im2col`, `col2im`, `rowsToNchw` and
+ * `nchwToRows` members of `OpKernels` (`core/ops/kernels.ts`); `conv2d`
+ * uses the scoped kernels when there are any.
  *
  * @module
  */
 
 /** Sizes of one convolution (groups 1). */
 export interface ConvGeometry {
+  /** Samples. */
   readonly n: number;
+  /** Input channels. */
   readonly c: number;
+  /** Input height. */
   readonly h: number;
+  /** Input width. */
   readonly w: number;
+  /** Kernel height. */
   readonly kh: number;
+  /** Kernel width. */
   readonly kw: number;
+  /** Output height. */
   readonly oh: number;
+  /** Output width. */
   readonly ow: number;
+  /** Stride in both directions. */
   readonly stride: number;
+  /** Zero padding on every side. */
   readonly padding: number;
 }
 

@@ -6,6 +6,7 @@
 
 import { recordOp } from "../autodiff.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
+import { currentKernels } from "./kernels.ts";
 
 /**
  * Mean softmax cross-entropy of `[N, K]` logits against integer labels,
@@ -37,9 +38,6 @@ export function softmaxCrossEntropy(
     );
   }
   const [n, k] = logits.shape;
-  const z = tensorStorage(logits);
-  const probs = new Float32Array(z.length);
-  let total = 0;
   for (let i = 0; i < n; i++) {
     const label = labels[i];
     if (!Number.isInteger(label) || label < 0 || label >= k) {
@@ -47,6 +45,35 @@ export function softmaxCrossEntropy(
         `softmaxCrossEntropy: label ${i} is ${label}, expected 0..${k - 1}`,
       );
     }
+  }
+  const classes = Int32Array.from(labels);
+  const kernels = currentKernels();
+  const forward = kernels?.softmaxCrossEntropy ??
+    softmaxCrossEntropyReference;
+  const backward = kernels?.softmaxCrossEntropyBackward ??
+    softmaxCrossEntropyBackwardReference;
+  const { total, probs } = forward(tensorStorage(logits), classes, k);
+  return recordOp(
+    Tensor.from([total / n], [1]),
+    [logits],
+    (g) => [backward(probs, classes, k, g[0])],
+  );
+}
+
+/**
+ * The reference of `softmaxCrossEntropy`'s forward kernel
+ * (`OpKernels.softmaxCrossEntropy`): per row, float64 max-shifted
+ * log-sum-exp; returns the summed loss and the softmax.
+ */
+export function softmaxCrossEntropyReference(
+  z: Float32Array,
+  labels: Int32Array,
+  k: number,
+): { total: number; probs: Float32Array } {
+  const n = labels.length;
+  const probs = new Float32Array(z.length);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
     let max = -Infinity;
     for (let j = 0; j < k; j++) max = Math.max(max, z[i * k + j]);
     let s = 0;
@@ -54,16 +81,28 @@ export function softmaxCrossEntropy(
     for (let j = 0; j < k; j++) {
       probs[i * k + j] = Math.exp(z[i * k + j] - max) / s;
     }
-    total += Math.log(s) + max - z[i * k + label];
+    total += Math.log(s) + max - z[i * k + labels[i]];
   }
-  return recordOp(Tensor.from([total / n], [1]), [logits], (g) => {
-    const dz = new Float32Array(z.length);
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < k; j++) {
-        dz[i * k + j] =
-          (g[0] * (probs[i * k + j] - (j === labels[i] ? 1 : 0))) / n;
-      }
+  return { total, probs };
+}
+
+/**
+ * The reference of `softmaxCrossEntropy`'s backward kernel
+ * (`OpKernels.softmaxCrossEntropyBackward`): `scale (probs - onehot) / N`.
+ */
+export function softmaxCrossEntropyBackwardReference(
+  probs: Float32Array,
+  labels: Int32Array,
+  k: number,
+  scale: number,
+): Float32Array {
+  const n = labels.length;
+  const dz = new Float32Array(probs.length);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < k; j++) {
+      dz[i * k + j] = (scale * (probs[i * k + j] - (j === labels[i] ? 1 : 0))) /
+        n;
     }
-    return [dz];
-  });
+  }
+  return dz;
 }

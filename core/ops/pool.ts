@@ -1,5 +1,7 @@
 /**
- * Pooling: max-pool and global average pool (NCHW).
+ * Pooling: max-pool and global average pool (NCHW). Both run the kernels of
+ * the enclosing `withKernels` scope when it has them, else the references
+ * below.
  *
  * @module
  */
@@ -7,6 +9,7 @@
 import { recordOp } from "../autodiff.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
 import { convOutputSize } from "./conv2d.ts";
+import { currentKernels, type PoolGeometry } from "./kernels.ts";
 
 /**
  * Max-pooling over `kernel x kernel` windows (stride defaults to the kernel;
@@ -51,7 +54,34 @@ export function maxPool2d(
       `maxPool2d: a ${kernel}x${kernel} window does not fit ${h}x${w}`,
     );
   }
-  const xs = tensorStorage(x);
+  const geometry: PoolGeometry = {
+    n,
+    c,
+    h,
+    w,
+    oh,
+    ow,
+    kernel,
+    stride,
+    padding,
+  };
+  const kernels = currentKernels();
+  const forward = kernels?.maxPool2d ?? maxPool2dReference;
+  const backward = kernels?.maxPool2dBackward ?? maxPool2dBackwardReference;
+  const { y, argmax } = forward(tensorStorage(x), geometry);
+  return recordOp(
+    Tensor.adopt(y, [n, c, oh, ow]),
+    [x],
+    (g) => [backward(g, argmax, geometry)],
+  );
+}
+
+/** The reference of `maxPool2d`'s forward kernel (`OpKernels.maxPool2d`). */
+export function maxPool2dReference(
+  xs: Float32Array,
+  geometry: PoolGeometry,
+): { y: Float32Array; argmax: Int32Array } {
+  const { n, c, h, w, oh, ow, kernel, stride, padding } = geometry;
   const y = new Float32Array(n * c * oh * ow);
   const argmax = new Int32Array(y.length);
   for (let plane = 0; plane < n * c; plane++) {
@@ -78,11 +108,19 @@ export function maxPool2d(
       }
     }
   }
-  return recordOp(Tensor.adopt(y, [n, c, oh, ow]), [x], (g) => {
-    const dx = new Float32Array(xs.length);
-    for (let o = 0; o < g.length; o++) dx[argmax[o]] += g[o];
-    return [dx];
-  });
+  return { y, argmax };
+}
+
+/** The reference of `maxPool2d`'s backward kernel (`OpKernels.maxPool2dBackward`). */
+export function maxPool2dBackwardReference(
+  g: Float32Array,
+  argmax: Int32Array,
+  geometry: PoolGeometry,
+): Float32Array {
+  const { n, c, h, w } = geometry;
+  const dx = new Float32Array(n * c * h * w);
+  for (let o = 0; o < g.length; o++) dx[argmax[o]] += g[o];
+  return dx;
 }
 
 /**
@@ -108,18 +146,42 @@ export function globalAvgPool(x: Tensor): Tensor {
   }
   const [n, c, h, w] = x.shape;
   const area = h * w;
-  const xs = tensorStorage(x);
-  const y = new Float32Array(n * c);
-  for (let p = 0; p < n * c; p++) {
+  const kernels = currentKernels();
+  const forward = kernels?.globalAvgPool ?? globalAvgPoolReference;
+  const backward = kernels?.globalAvgPoolBackward ??
+    globalAvgPoolBackwardReference;
+  const y = forward(tensorStorage(x), n * c, area);
+  return recordOp(
+    Tensor.adopt(y, [n, c]),
+    [x],
+    (g) => [backward(g, n * c, area)],
+  );
+}
+
+/** The reference of `globalAvgPool`'s forward kernel (`OpKernels.globalAvgPool`). */
+export function globalAvgPoolReference(
+  xs: Float32Array,
+  planes: number,
+  area: number,
+): Float32Array {
+  const y = new Float32Array(planes);
+  for (let p = 0; p < planes; p++) {
     let s = 0;
     for (let i = 0; i < area; i++) s += xs[p * area + i];
     y[p] = s / area;
   }
-  return recordOp(Tensor.adopt(y, [n, c]), [x], (g) => {
-    const dx = new Float32Array(xs.length);
-    for (let p = 0; p < n * c; p++) {
-      dx.fill(g[p] / area, p * area, (p + 1) * area);
-    }
-    return [dx];
-  });
+  return y;
+}
+
+/** The reference of `globalAvgPool`'s backward kernel (`OpKernels.globalAvgPoolBackward`). */
+export function globalAvgPoolBackwardReference(
+  g: Float32Array,
+  planes: number,
+  area: number,
+): Float32Array {
+  const dx = new Float32Array(planes * area);
+  for (let p = 0; p < planes; p++) {
+    dx.fill(g[p] / area, p * area, (p + 1) * area);
+  }
+  return dx;
 }

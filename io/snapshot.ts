@@ -1,0 +1,172 @@
+/**
+ * Bayesian Bits training snapshots on disk: everything
+ * `trainBayesianBits` needs to continue a run (parameters — weights, gate
+ * logits, ranges —, signedness, optimizer state, epoch, history), plus the
+ * caller's run description, in one checkpoint file written atomically
+ * (see `io/checkpoint.ts`: temporary file, fsync, rename, SHA-256).
+ *
+ * Tensors: `param/<name>` for each parameter, `opt/<param>/<slot>` for the
+ * optimizer's slots. The gate noise and the shuffling are derived from the
+ * run's key and the step/epoch counters, so the key is the whole generator
+ * state: the caller keeps it in `run` (e.g. the seed).
+ *
+ * @module
+ */
+
+import type { GatedState } from "../core/bayesian_bits.ts";
+import type {
+  BayesianBitsSnapshot,
+  TrainingPhase,
+} from "../core/bayesian_bits.ts";
+import type { HistoryEntry } from "../core/report.ts";
+import { Tensor } from "../core/tensor.ts";
+import {
+  flattenOptimizerState,
+  loadCheckpoint,
+  saveCheckpoint,
+  unflattenOptimizerState,
+} from "./checkpoint.ts";
+
+// Re-exported so that this module documents on its own as an entry point.
+export type {
+  BayesianBitsSnapshot,
+  GatedState,
+  TrainingPhase,
+} from "../core/bayesian_bits.ts";
+export type { HistoryEntry } from "../core/report.ts";
+
+/** The `kind` written into a snapshot's state. */
+export const SNAPSHOT_KIND = "bbits.bayesian-bits-snapshot";
+
+/** A snapshot with the caller's run description, as stored. */
+export interface StoredSnapshot {
+  /** The training snapshot. */
+  readonly snapshot: BayesianBitsSnapshot;
+  /**
+   * The caller's JSON description of the run (options, seed, earlier
+   * phases' history...), stored as given.
+   */
+  readonly run: unknown;
+}
+
+const PARAM = "param/";
+const OPT = "opt/";
+
+/**
+ * Writes a training snapshot to `path`, atomically (the previous file stays
+ * intact on any failure).
+ *
+ * @param path The file to write (its directory must exist).
+ * @param stored The snapshot and the run description.
+ * @returns A promise resolved once the file is in place.
+ * @throws {TypeError} If `run` is not JSON-serialisable.
+ *
+ * @example
+ * ```ts
+ * import { loadSnapshot, saveSnapshot } from "./snapshot.ts";
+ * import { Tensor } from "../mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await saveSnapshot(`${dir}/run.safetensors`, {
+ *   snapshot: {
+ *     phase: "bayesian-bits", epoch: 1, epochs: 3, history: [],
+ *     state: { params: { "fc.weight": Tensor.from([0.5, -1]) }, signed: { "fc.weight": true } },
+ *     optimizerState: { step: 10, slots: { "fc.weight": { m: new Float32Array(2), v: new Float32Array(2) } } },
+ *   },
+ *   run: { seed: 0 },
+ * });
+ * const { snapshot, run } = await loadSnapshot(`${dir}/run.safetensors`);
+ * assert.deepEqual([...snapshot.state.params["fc.weight"].toFloat32Array()], [0.5, -1]);
+ * assert.equal(snapshot.optimizerState.step, 10);
+ * assert.deepEqual(run, { seed: 0 });
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function saveSnapshot(
+  path: string,
+  stored: StoredSnapshot,
+): Promise<void> {
+  const { snapshot } = stored;
+  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [name, t] of Object.entries(snapshot.state.params)) {
+    tensors[`${PARAM}${name}`] = {
+      shape: [...t.shape],
+      data: t.toFloat32Array(),
+    };
+  }
+  const opt = flattenOptimizerState(snapshot.optimizerState, OPT);
+  Object.assign(tensors, opt.tensors);
+  await saveCheckpoint(path, {
+    tensors,
+    state: {
+      kind: SNAPSHOT_KIND,
+      phase: snapshot.phase,
+      epoch: snapshot.epoch,
+      epochs: snapshot.epochs,
+      step: opt.step,
+      signed: snapshot.state.signed,
+      history: snapshot.history,
+      run: stored.run,
+    },
+  });
+}
+
+/**
+ * Reads a training snapshot written by {@link saveSnapshot}.
+ *
+ * @param path The file.
+ * @returns The snapshot and the run description.
+ * @throws {RangeError} On a corrupt or truncated file (checksum), or a
+ *   checkpoint that is not a training snapshot.
+ * @throws {Deno.errors.NotFound} If the file does not exist.
+ *
+ * @example See {@link saveSnapshot}.
+ * ```ts
+ * import { loadSnapshot } from "./snapshot.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await assert.rejects(loadSnapshot("/no/such/file.safetensors"), /no such file/);
+ * ```
+ */
+export async function loadSnapshot(path: string): Promise<StoredSnapshot> {
+  const { tensors, state } = await loadCheckpoint(path);
+  const s = state as Record<string, unknown> | null;
+  if (!s || s.kind !== SNAPSHOT_KIND) {
+    throw new RangeError(
+      `Cannot load "${path}" as a training snapshot: its state kind is ${
+        JSON.stringify(s?.kind)
+      }, expected "${SNAPSHOT_KIND}"`,
+    );
+  }
+  const params: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!name.startsWith(PARAM)) continue;
+    if (!(t.data instanceof Float32Array)) {
+      throw new RangeError(
+        `Cannot load "${path}": parameter "${name}" is not F32`,
+      );
+    }
+    params[name.slice(PARAM.length)] = Tensor.adopt(t.data, t.shape);
+  }
+  const optimizerState = unflattenOptimizerState(
+    tensors,
+    s.step as number,
+    OPT,
+  );
+  const state2: GatedState = {
+    params,
+    signed: s.signed as Record<string, boolean>,
+  };
+  return {
+    snapshot: {
+      phase: s.phase as TrainingPhase,
+      epoch: s.epoch as number,
+      epochs: s.epochs as number,
+      state: state2,
+      optimizerState,
+      history: s.history as HistoryEntry[],
+    },
+    run: s.run,
+  };
+}

@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_CONFIG,
+  parseTrainArgs,
+  trainCommand,
+} from "../cli/bayesian_bits.ts";
+import { parseReport } from "../core/report.ts";
+import { loadSnapshot } from "../io/snapshot.ts";
+
+/** Runs `fn` with console output captured (the CLI prints progress and the report). */
+async function quietly<T>(fn: () => Promise<T>): Promise<{
+  value: T;
+  out: string;
+  err: string;
+}> {
+  const log = console.log;
+  const error = console.error;
+  let out = "";
+  let err = "";
+  console.log = (...a: unknown[]) => (out += a.join(" ") + "\n");
+  console.error = (...a: unknown[]) => (err += a.join(" ") + "\n");
+  try {
+    return { value: await fn(), out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+Deno.test("parseTrainArgs() defaults to the paper's recipe", async () => {
+  const parsed = await parseTrainArgs([]);
+  assert.deepEqual(parsed.config, DEFAULT_CONFIG);
+  assert.equal(parsed.config.epochs, 100);
+  assert.equal(parsed.config.mu, 0.01);
+  assert.deepEqual(parsed.config.initialLogits, {
+    2: 6,
+    4: 6,
+    8: 6,
+    16: -6,
+    32: -6,
+  });
+  assert.equal(parsed.given.size, 0);
+});
+
+Deno.test("parseTrainArgs() reads every recipe flag and a config file, flags winning", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/c.json`,
+    JSON.stringify({ mu: 0.1, epochs: 7, fullPrecision: ["fc2"] }),
+  );
+  const parsed = await parseTrainArgs([
+    "--",
+    "--config",
+    `${dir}/c.json`,
+    "--epochs",
+    "3",
+    "--fine-tune-epochs",
+    "2",
+    "--no-pruning",
+    "--prior",
+    "const",
+    "--init-logits",
+    "2=4,16=-5",
+    "--lr-logits",
+    "0.01",
+    "--weight-schedule",
+    "constant",
+    "--seed",
+    "5",
+    "--limit",
+    "1000",
+  ]);
+  const c = parsed.config;
+  assert.equal(c.mu, 0.1);
+  assert.equal(c.epochs, 3);
+  assert.equal(c.fineTuneEpochs, 2);
+  assert.equal(c.pruning, false);
+  assert.equal(c.prior, "const");
+  assert.deepEqual(c.initialLogits, { 2: 4, 4: 6, 8: 6, 16: -5, 32: -6 });
+  assert.deepEqual(c.fullPrecision, ["fc2"]);
+  assert.equal(c.lrLogits, 0.01);
+  assert.equal(c.weightSchedule, "constant");
+  assert.equal(c.seed, 5);
+  assert.equal(c.limit, 1000);
+  assert.ok(parsed.given.has("mu") && parsed.given.has("epochs"));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("parseTrainArgs() rejects bad values, unknown flags and bad config files clearly", async () => {
+  await assert.rejects(
+    parseTrainArgs(["--mu=-1"]),
+    /--mu must be a finite number >= 0, got "-1"/,
+  );
+  await assert.rejects(
+    parseTrainArgs(["--epochs", "2.5"]),
+    /--epochs must be a positive integer/,
+  );
+  await assert.rejects(
+    parseTrainArgs(["--init-logits", "4:6"]),
+    /--init-logits must look like/,
+  );
+  await assert.rejects(parseTrainArgs(["--bits", "4"]), /bits/);
+  await assert.rejects(
+    parseTrainArgs(["--post-training", "logits"]),
+    /post-training needs a trained float model: pass --from FILE/,
+  );
+  await assert.rejects(
+    parseTrainArgs(["--config", "/no/such.json"]),
+    /Cannot read the config file "\/no\/such.json"/,
+  );
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/bad.json`, JSON.stringify({ muu: 1 }));
+  await assert.rejects(
+    parseTrainArgs(["--config", `${dir}/bad.json`]),
+    /unknown option "muu"/,
+  );
+  await Deno.writeTextFile(`${dir}/broken.json`, "{ mu: ");
+  await assert.rejects(
+    parseTrainArgs(["--config", `${dir}/broken.json`]),
+    /is not valid JSON/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("deno task train writes a checkpoint and reports; --resume of a finished run re-reports, a changed recipe is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/run`;
+  const args = [
+    "--epochs",
+    "1",
+    "--limit",
+    "256",
+    "--lr-logits",
+    "0.05",
+    "--init-logits",
+    "2=1,4=1,8=1",
+    "--mu",
+    "0.1",
+    "--out",
+    out,
+    "--threads",
+    "1",
+  ];
+  const first = await quietly(() => trainCommand(args));
+  assert.equal(first.value, 0);
+  assert.match(first.err, /\[bayesian-bits\] epoch 1\/1 step 2\/2 loss/);
+  assert.match(first.err, /GBOPs/);
+  const report = parseReport(await Deno.readTextFile(`${out}/report.json`));
+  assert.equal(report.history.length, 1);
+  assert.equal(report.layers.length, 4);
+  assert.equal(report.mu, 0.1);
+  assert.match(await Deno.readTextFile(`${out}/report.md`), /\| conv1 \|/);
+  const { snapshot } = await loadSnapshot(`${out}/checkpoint.safetensors`);
+  assert.equal(snapshot.epoch, 1);
+  assert.equal(snapshot.optimizerState.step, 2);
+
+  // A second fresh run into the same directory is refused.
+  await assert.rejects(
+    quietly(() => trainCommand(args)),
+    /exists: pass --resume/,
+  );
+  // Resuming with a different recipe is refused, naming the option.
+  await assert.rejects(
+    quietly(() => trainCommand(["--resume", "--out", out, "--mu", "0.2"])),
+    /Cannot resume with mu = 0.2: the run in .* has mu = 0.1/,
+  );
+  const again = await quietly(() =>
+    trainCommand(["--resume", "--out", out, "--threads", "1"])
+  );
+  assert.equal(again.value, 0);
+  assert.deepEqual(
+    parseReport(await Deno.readTextFile(`${out}/report.json`)).history,
+    report.history,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
