@@ -17,19 +17,26 @@
  * `WasmBackend.kernels` with each thread count (copies in and out
  * included), median times and ratios from the same run.
  *
- * Last, the float LeNet-5 training step (forward, backward, Adam) per
+ * Then the float LeNet-5 training step (forward, backward, Adam) per
  * thread count, with the WASM GEMM alone and with the GEMM plus the op
- * kernels.
+ * kernels. Last, Bayesian Bits training and evaluation samples/s next to
+ * float training and evaluation measured in the same run.
  *
  * Options: `--sizes 1M,16M`, `--threads 1,2`, `--no-gpu`, `--gpu-sizes 1M,16M`,
  * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--no-ops`,
- * `--ops-min-seconds 0.3`, `--no-train`, `--train-samples 3840`,
+ * `--ops-min-seconds 0.3`, `--no-train`, `--train-samples 3840`, `--no-bb`
+ * (skips the last table: Bayesian Bits training and evaluation next to float,
+ * see `bench/bayesian_bits.ts`),
  * `--json FILE` (also write the rows as JSON).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import {
+  type BayesianBitsBenchRow,
+  benchBayesianBits,
+} from "./bayesian_bits.ts";
 import { adamUpdateReference } from "../core/optim.ts";
 import {
   col2im,
@@ -156,6 +163,7 @@ const args = parseArgs({
     "no-ops": { type: "boolean", default: false },
     "ops-min-seconds": { type: "string", default: "0.3" },
     "no-train": { type: "boolean", default: false },
+    "no-bb": { type: "boolean", default: false },
     "train-samples": { type: "string", default: "3840" },
     json: { type: "string" },
   },
@@ -694,11 +702,15 @@ if (!args.values["no-train"]) {
   }
 }
 
+const bbRows: BayesianBitsBenchRow[] = args.values["no-bb"]
+  ? []
+  : await benchBayesianBits(threadCounts, Number(args.values["train-samples"]));
+
 if (args.values.json) {
   await Deno.writeTextFile(
     args.values.json,
     JSON.stringify(
-      { rows, copyRows, gpuNote, gemmRows, opRows, trainRows },
+      { rows, copyRows, gpuNote, gemmRows, opRows, trainRows, bbRows },
       null,
       2,
     ),

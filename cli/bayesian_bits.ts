@@ -646,7 +646,11 @@ export async function trainCommand(args: string[]): Promise<number> {
         ),
         [Math.min(config.batchSize, data.train.count), ...data.train.shape],
       );
-      start = initGated(gated, float, first, { backend: wasm });
+      start = initGated(gated, float, first, {
+        backend: wasm,
+        gemm: wasm.gemm,
+        kernels: wasm.kernels,
+      });
     }
     const main = await runPhase(
       mainPhase,

@@ -452,7 +452,8 @@ function gatedForward(
  * @param gated The gated model.
  * @param float The float parameters (and batch-norm statistics if the model has batch norm).
  * @param firstBatch A batch `[N, C, H, W]` of training inputs.
- * @param options The quantizer backend (default: reference).
+ * @param options The quantizer backend, GEMM and op kernels of the first
+ *   pass (default: the references).
  * @returns The initial state.
  * @throws {RangeError} On a missing parameter or statistics, a bad batch, or
  *   a tensor whose range would be 0 (e.g. an activation that is 0 everywhere).
@@ -479,7 +480,11 @@ export function initGated(
     >;
   },
   firstBatch: Tensor,
-  options: { backend?: QuantizerBackend } = {},
+  options: {
+    readonly backend?: QuantizerBackend;
+    readonly gemm?: GemmFn;
+    readonly kernels?: OpKernels;
+  } = {},
 ): GatedState {
   const params: Record<string, Tensor> = {};
   const need = (name: string) => {
@@ -557,11 +562,19 @@ export function initGated(
       name: q.name,
     });
   };
-  runGraph(gated.model, params, firstBatch, {
-    mode: "train",
-    weight: (layer, w) => quantize(weightQ.get(layer.name), w),
-    activation: (layer, a) => quantize(actQ.get(layer.name), a),
-  });
+  withKernels(
+    options.kernels ?? null,
+    () =>
+      withGemm(
+        options.gemm ?? null,
+        () =>
+          runGraph(gated.model, params, firstBatch, {
+            mode: "train",
+            weight: (layer, w) => quantize(weightQ.get(layer.name), w),
+            activation: (layer, a) => quantize(actQ.get(layer.name), a),
+          }),
+      ),
+  );
   return { params: Object.freeze(params), signed: Object.freeze(signed) };
 }
 

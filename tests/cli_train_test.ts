@@ -174,3 +174,72 @@ Deno.test("deno task train writes a checkpoint and reports; --resume of a finish
   );
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("post-training from a float checkpoint learns only gate logits: the weights stay as trained", async () => {
+  const { main } = await import("../cli/main.ts");
+  const dir = await Deno.makeTempDir();
+  const float = await quietly(() =>
+    main([
+      "float",
+      "--epochs",
+      "1",
+      "--limit",
+      "256",
+      "--threads",
+      "1",
+      "--out",
+      `${dir}/float`,
+    ])
+  );
+  assert.equal(float.value, 0);
+  const post = await quietly(() =>
+    trainCommand([
+      "--post-training",
+      "logits",
+      "--from",
+      `${dir}/float/float.safetensors`,
+      "--epochs",
+      "1",
+      "--limit",
+      "256",
+      "--lr-logits",
+      "0.05",
+      "--threads",
+      "1",
+      "--out",
+      `${dir}/post`,
+    ])
+  );
+  assert.equal(post.value, 0);
+  assert.match(post.err, /\[post-training\] epoch 1\/1/);
+  const { loadCheckpoint } = await import("../io/checkpoint.ts");
+  const trained = (await loadCheckpoint(`${dir}/float/float.safetensors`))
+    .tensors;
+  const { snapshot } = await loadSnapshot(`${dir}/post/checkpoint.safetensors`);
+  for (const name of ["conv1.weight", "fc1.bias", "fc2.weight"]) {
+    assert.deepEqual(
+      snapshot.state.params[name].toFloat32Array(),
+      trained[`param/${name}`].data,
+      name,
+    );
+  }
+  assert.notDeepEqual(
+    [...snapshot.state.params["fc1.weight.prune"].toFloat32Array()],
+    new Array(512).fill(6),
+  );
+  // A missing float checkpoint is a clear error.
+  const missing = await quietly(() =>
+    trainCommand([
+      "--post-training",
+      "logits",
+      "--from",
+      `${dir}/missing.safetensors`,
+      "--epochs",
+      "1",
+      "--out",
+      `${dir}/post2`,
+    ])
+  ).catch((error) => error);
+  assert.match(String(missing), /missing\.safetensors.*no such file/);
+  await Deno.remove(dir, { recursive: true });
+});
