@@ -123,6 +123,7 @@ Run options:
   --out DIR               write checkpoint.safetensors (every epoch), report.json,
                           report.md there (default runs/<timestamp>)
   --resume                continue the run in --out from its last checkpoint
+                          (bit-identical to an uninterrupted run with the same --threads)
   --replace               start afresh even if --out holds a run (replaces it)
   --threads N             WASM threads (default: all cores)
   --progress-every N      steps between progress lines (default 50)
@@ -433,6 +434,11 @@ interface RunRecord {
   readonly earlierHistory: HistoryEntry[];
   /** Wall seconds spent in earlier invocations (resumes). */
   readonly wallSeconds: number;
+  /**
+   * WASM threads of the run: the quantizer's reductions split over threads,
+   * so a continuation is bit-identical only with the same count.
+   */
+  readonly threads?: number;
 }
 
 async function loadFloat(
@@ -500,6 +506,12 @@ export async function trainCommand(args: string[]): Promise<number> {
     resumeFrom = stored.snapshot;
     earlierHistory = record.earlierHistory;
     earlierWall = record.wallSeconds;
+    if (record.threads !== undefined && record.threads !== parsed.threads) {
+      console.error(
+        `Warning: the run used ${record.threads} WASM thread(s), this continuation ${parsed.threads}: ` +
+          `the result stays valid but is bit-identical to an uninterrupted run only with --threads ${record.threads}`,
+      );
+    }
     console.error(
       `Resuming ${out}: ${resumeFrom.phase} epoch ${resumeFrom.epoch}/${resumeFrom.epochs} done`,
     );
@@ -598,6 +610,7 @@ export async function trainCommand(args: string[]): Promise<number> {
           config,
           earlierHistory,
           wallSeconds: earlierWall + (performance.now() - wallStart) / 1000,
+          threads: parsed.threads,
         };
         await saveSnapshot(checkpointPath, { snapshot, run: record });
         const last = snapshot.history[snapshot.history.length - 1];
