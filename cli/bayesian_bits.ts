@@ -34,6 +34,7 @@ import {
 import { loadMnist } from "../io/mnist.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
+import { paramsFromTensors } from "../io/params.ts";
 
 /** Every recipe option of the `train` command (also the config file's keys). */
 export interface RunConfig {
@@ -445,14 +446,7 @@ async function loadFloat(
   path: string,
 ): Promise<{ params: Record<string, Tensor> }> {
   const { tensors } = await loadCheckpoint(path);
-  const params: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(tensors)) {
-    if (!name.startsWith("param/")) continue;
-    if (!(t.data instanceof Float32Array)) {
-      throw new RangeError(`${path}: parameter "${name}" is not F32`);
-    }
-    params[name.slice("param/".length)] = Tensor.adopt(t.data, t.shape);
-  }
+  const params = paramsFromTensors(tensors, path);
   if (Object.keys(params).length === 0) {
     throw new RangeError(
       `${path} holds no "param/..." tensors: it is not a float model checkpoint`,

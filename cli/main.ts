@@ -30,6 +30,7 @@ import {
 } from "../mod.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
+import { paramsToTensors } from "../io/params.ts";
 import { trainCommand } from "./bayesian_bits.ts";
 
 const USAGE = `Usage: deno run -A cli/main.ts <command> [options]
@@ -190,12 +191,7 @@ export async function main(args: string[]): Promise<number> {
     await Deno.mkdir(values.out, { recursive: true });
     const path = `${values.out}/float.safetensors`;
     await saveCheckpoint(path, {
-      tensors: Object.fromEntries(
-        Object.entries(result.params).map(([name, t]) => [
-          `param/${name}`,
-          { shape: [...t.shape], data: t.toFloat32Array() },
-        ]),
-      ),
+      tensors: paramsToTensors(result.params),
       state: {
         kind: "bbits.float-model",
         model: model.name,

@@ -50,6 +50,7 @@ import {
   perEpoch,
 } from "./optim.ts";
 import { prior, type PriorMode } from "./prior.ts";
+import { checkImageShape, countCorrect } from "./train.ts";
 import { initRange } from "./quantizer.ts";
 import { referenceBackend } from "./reference.ts";
 import {
@@ -747,20 +748,6 @@ function frozenForEval(
   return { state: { params, signed: state.signed }, gates };
 }
 
-function argmaxCorrect(output: Tensor, labels: Int32Array): number {
-  const logits = tensorStorage(output);
-  const k = output.shape[1];
-  let correct = 0;
-  for (let i = 0; i < output.shape[0]; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) {
-      if (logits[i * k + j] > logits[i * k + best]) best = j;
-    }
-    if (best === labels[i]) correct++;
-  }
-  return correct;
-}
-
 /** Options of {@link evaluateGated}. */
 export interface EvaluateGatedOptions {
   /** Batch size (default 1000). */
@@ -806,7 +793,7 @@ export function evaluateGated(
   if (data.count === 0) {
     throw new RangeError("Cannot evaluate on an empty dataset");
   }
-  checkShape(gated, "test", data);
+  checkImageShape(gated.model, "test", data);
   const backend = options.backend ?? referenceBackend;
   return withKernels(
     options.kernels ?? null,
@@ -824,21 +811,11 @@ export function evaluateGated(
             backend,
             true,
           );
-          correct += argmaxCorrect(out, batch.labels);
+          correct += countCorrect(out, batch.labels);
         }
         return correct / data.count;
       }),
   );
-}
-
-function checkShape(gated: GatedModel, what: string, data: Dataset): void {
-  if (data.shape.join() !== gated.model.inputShape.join()) {
-    throw new RangeError(
-      `The ${what} images are [${
-        data.shape.join(", ")
-      }] but ${gated.model.name} takes [${gated.model.inputShape.join(", ")}]`,
-    );
-  }
 }
 
 function gateProbabilities(
@@ -1177,8 +1154,8 @@ export async function trainBayesianBits(
       }: it must be "two-thirds" or "constant"`,
     );
   }
-  checkShape(gated, "training", data.train);
-  checkShape(gated, "test", data.test);
+  checkImageShape(gated.model, "training", data.train);
+  checkImageShape(gated.model, "test", data.test);
   for (const q of gated.quantizers) {
     for (const name of [q.xmaxParam, q.logitsParam, q.pruneParam]) {
       if (name && !init.params[name]) {
@@ -1209,24 +1186,30 @@ export async function trainBayesianBits(
       steps,
     )
     : rates.weights;
+  // Each parameter's group, looked up once (not a scan per step).
+  const groupOf = new Map(
+    Object.keys(init.params).map((name) => [name, parameterGroup(gated, name)]),
+  );
+  const group = (name: string) =>
+    groupOf.get(name) ?? parameterGroup(gated, name);
   const optimizer: Optimizer = paramGroups([
     {
       name: "weights",
       optimizer: adam({ lr: weightLr }),
-      match: (n) => parameterGroup(gated, n) === "weights",
+      match: (n) => group(n) === "weights",
     },
     {
       name: "logits",
       optimizer: adam({ lr: rates.logits }),
-      match: (n) => parameterGroup(gated, n) === "logits",
+      match: (n) => group(n) === "logits",
     },
     {
       name: "ranges",
       optimizer: adam({ lr: rates.ranges }),
-      match: (n) => parameterGroup(gated, n) === "ranges",
+      match: (n) => group(n) === "ranges",
     },
   ]);
-  const isTrainable = (name: string) => learns[parameterGroup(gated, name)];
+  const isTrainable = (name: string) => learns[group(name)];
 
   let params: GatedParams = init.params;
   let optimizerState: OptimizerState;

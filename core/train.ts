@@ -151,17 +151,46 @@ export function evaluate(
             }),
         ),
     );
-    const logits = tensorStorage(output);
-    const k = output.shape[1];
-    for (let i = 0; i < batch.size; i++) {
-      let best = 0;
-      for (let j = 1; j < k; j++) {
-        if (logits[i * k + j] > logits[i * k + best]) best = j;
-      }
-      if (best === batch.labels[i]) correct++;
-    }
+    correct += countCorrect(output, batch.labels);
   }
   return correct / data.count;
+}
+
+/**
+ * How many rows of `output` (`[N, classes]` logits) have their largest
+ * logit (the first, on ties) at the label. Shared by the float and the
+ * gated evaluation.
+ */
+export function countCorrect(output: Tensor, labels: Int32Array): number {
+  const logits = tensorStorage(output);
+  const k = output.shape[1];
+  let correct = 0;
+  for (let i = 0; i < output.shape[0]; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) {
+      if (logits[i * k + j] > logits[i * k + best]) best = j;
+    }
+    if (best === labels[i]) correct++;
+  }
+  return correct;
+}
+
+/**
+ * Throws unless a dataset's image shape is the model's input shape; `what`
+ * names the set in the message ("train", "test", ...).
+ */
+export function checkImageShape(
+  model: ModelGraph,
+  what: string,
+  data: Dataset,
+): void {
+  if (data.shape.join() !== model.inputShape.join()) {
+    throw new RangeError(
+      `The ${what} images are [${
+        data.shape.join(", ")
+      }] but ${model.name} takes [${model.inputShape.join(", ")}]`,
+    );
+  }
 }
 
 /**
@@ -219,13 +248,7 @@ export function trainFloat(
     );
   }
   for (const [name, set] of Object.entries(data)) {
-    if (set.shape.join() !== model.inputShape.join()) {
-      throw new RangeError(
-        `The ${name} images are [${
-          set.shape.join(", ")
-        }] but ${model.name} takes [${model.inputShape.join(", ")}]`,
-      );
-    }
+    checkImageShape(model, name, set);
   }
   analyzeGraph(model);
   const optimizer = options.optimizer ?? adam({ lr: 1e-3 });

@@ -19,13 +19,14 @@ import type {
   TrainingPhase,
 } from "../core/bayesian_bits.ts";
 import type { HistoryEntry } from "../core/report.ts";
-import { Tensor } from "../core/tensor.ts";
+import type { SafetensorsInput } from "../core/safetensors.ts";
 import {
   flattenOptimizerState,
   loadCheckpoint,
   saveCheckpoint,
   unflattenOptimizerState,
 } from "./checkpoint.ts";
+import { paramsFromTensors, paramsToTensors } from "./params.ts";
 
 // Re-exported so that this module documents on its own as an entry point.
 export type {
@@ -49,7 +50,6 @@ export interface StoredSnapshot {
   readonly run: unknown;
 }
 
-const PARAM = "param/";
 const OPT = "opt/";
 
 /**
@@ -88,13 +88,9 @@ export async function saveSnapshot(
   stored: StoredSnapshot,
 ): Promise<void> {
   const { snapshot } = stored;
-  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [name, t] of Object.entries(snapshot.state.params)) {
-    tensors[`${PARAM}${name}`] = {
-      shape: [...t.shape],
-      data: t.toFloat32Array(),
-    };
-  }
+  const tensors: Record<string, SafetensorsInput> = paramsToTensors(
+    snapshot.state.params,
+  );
   const opt = flattenOptimizerState(snapshot.optimizerState, OPT);
   Object.assign(tensors, opt.tensors);
   await saveCheckpoint(path, {
@@ -139,16 +135,7 @@ export async function loadSnapshot(path: string): Promise<StoredSnapshot> {
       }, expected "${SNAPSHOT_KIND}"`,
     );
   }
-  const params: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(tensors)) {
-    if (!name.startsWith(PARAM)) continue;
-    if (!(t.data instanceof Float32Array)) {
-      throw new RangeError(
-        `Cannot load "${path}": parameter "${name}" is not F32`,
-      );
-    }
-    params[name.slice(PARAM.length)] = Tensor.adopt(t.data, t.shape);
-  }
+  const params = paramsFromTensors(tensors, `Cannot load "${path}"`);
   const optimizerState = unflattenOptimizerState(
     tensors,
     s.step as number,
