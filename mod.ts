@@ -236,3 +236,4 @@ export {
 } from "./core/safetensors.ts";
 export * from "./core/bayesian_bits.ts";
 export * from "./core/report.ts";
+export * from "./core/export.ts";

@@ -14,6 +14,8 @@ import {
   type BayesianBitsSnapshot,
   createWasmBackend,
   evaluateGated,
+  evaluateQuantized,
+  exportQuantized,
   formatReportMarkdown,
   formatReportTable,
   type GatedModel,
@@ -33,8 +35,10 @@ import {
 } from "../mod.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
+import { saveQuantized } from "../io/quantized.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
 import { paramsFromTensors } from "../io/params.ts";
+import { formatSeconds } from "./format.ts";
 
 /** Every recipe option of the `train` command (also the config file's keys). */
 export interface RunConfig {
@@ -122,7 +126,8 @@ Recipe options (also keys of --config, camelCase):
 Run options:
   --config FILE           JSON file with recipe options (flags override it)
   --out DIR               write checkpoint.safetensors (every epoch), report.json,
-                          report.md there (default runs/<timestamp>)
+                          report.md there, and at the end quantized.safetensors
+                          (the exported model; default runs/<timestamp>)
   --resume                continue the run in --out from its last checkpoint
                           (bit-identical to an uninterrupted run with the same --threads)
   --replace               start afresh even if --out holds a run (replaces it)
@@ -404,18 +409,6 @@ export async function parseTrainArgs(args: string[]): Promise<TrainArgs> {
   };
 }
 
-function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = Math.round(s % 60).toString().padStart(2, "0");
-  return h > 0
-    ? `${h}h${m.toString().padStart(2, "0")}m`
-    : m > 0
-    ? `${m}m${sec}s`
-    : `${s.toFixed(0)}s`;
-}
-
 /** Writes a text file atomically: a temporary file in the same directory, then a rename. */
 async function writeTextAtomic(path: string, text: string): Promise<void> {
   const temp = `${path}.tmp-${crypto.randomUUID()}`;
@@ -429,7 +422,9 @@ async function writeTextAtomic(path: string, text: string): Promise<void> {
 }
 
 /** What a run stores beside its snapshot. */
-interface RunRecord {
+/** The run description a training snapshot carries (`run` of `saveSnapshot`). */
+export interface RunRecord {
+  /** The recipe. */
   readonly config: RunConfig;
   /** History of the phases before the snapshot's phase. */
   readonly earlierHistory: HistoryEntry[];
@@ -513,7 +508,12 @@ export async function trainCommand(args: string[]): Promise<number> {
     await Deno.mkdir(out, { recursive: true });
     if (parsed.replace) {
       for (
-        const name of ["checkpoint.safetensors", "report.json", "report.md"]
+        const name of [
+          "checkpoint.safetensors",
+          "report.json",
+          "report.md",
+          "quantized.safetensors",
+        ]
       ) {
         await Deno.remove(`${out}/${name}`).catch((error) => {
           if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -693,9 +693,23 @@ export async function trainCommand(args: string[]): Promise<number> {
     run: runFacts(),
   });
   await writeReports(report);
+  const quantizedPath = `${out}/quantized.safetensors`;
+  const exported = exportQuantized(gated, state, { backend: wasm });
+  await saveQuantized(quantizedPath, exported);
+  const exportedAccuracy = evaluateQuantized(exported, data.test, {
+    backend: wasm,
+    gemm: wasm.gemm,
+    kernels: wasm.kernels,
+  });
   console.log(formatReportTable(report));
   console.log(
     `\nReports: ${out}/report.json, ${out}/report.md; checkpoint: ${checkpointPath}`,
+  );
+  console.log(
+    `Exported model (integer codes, scales, kept channels): ${quantizedPath}; ` +
+      `its test accuracy run from the file's contents: ${
+        (100 * exportedAccuracy).toFixed(2)
+      } %`,
   );
   return 0;
 }

@@ -8,6 +8,7 @@
  *
  * Commands:
  * - `train`: Bayesian Bits on LeNet-5 / MNIST (see `cli/bayesian_bits.ts`).
+ * - `export`: a run's checkpoint as a mixed-precision model (see `cli/export.ts`).
  * - `float`: float training of LeNet-5 on the embedded MNIST, with progress
  *   (epoch, step, loss, samples/s, ETA) and the test accuracy per epoch.
  *
@@ -32,11 +33,14 @@ import { loadMnist } from "../io/mnist.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
 import { paramsToTensors } from "../io/params.ts";
 import { trainCommand } from "./bayesian_bits.ts";
+import { exportCommand } from "./export.ts";
+import { formatSeconds } from "./format.ts";
 
 const USAGE = `Usage: deno run -A cli/main.ts <command> [options]
 
 Commands:
   train    Bayesian Bits on LeNet-5 / MNIST (deno task train -- --help)
+  export   a run's checkpoint as a mixed-precision model (deno task export -- --help)
   float    float training of LeNet-5 on MNIST (this text)
 
 Float training (deno task float -- [options]) of LeNet-5 on MNIST (the
@@ -77,14 +81,6 @@ function parsePositive(
   return value;
 }
 
-function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  const m = Math.floor(s / 60);
-  return m > 0
-    ? `${m}m${Math.round(s % 60).toString().padStart(2, "0")}s`
-    : `${s.toFixed(0)}s`;
-}
-
 /**
  * Runs the CLI with the given arguments.
  *
@@ -98,6 +94,7 @@ export async function main(args: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === "train") return await trainCommand(rest);
+  if (command === "export") return await exportCommand(rest);
   if (command !== "float") {
     console.error(`Unknown command "${command}".\n\n${USAGE}`);
     return 2;

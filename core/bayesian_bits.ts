@@ -50,7 +50,7 @@ import {
   perEpoch,
 } from "./optim.ts";
 import { prior, type PriorMode } from "./prior.ts";
-import { checkImageShape, countCorrect } from "./train.ts";
+import { checkImageShape, countCorrect, progressRate } from "./train.ts";
 import { initRange } from "./quantizer.ts";
 import { referenceBackend } from "./reference.ts";
 import {
@@ -1312,10 +1312,6 @@ export async function trainBayesianBits(
       priorSumOverSteps += lastPrior;
       seen += batch.size;
       if (options.onProgress && (step % every === 0 || step === steps)) {
-        const elapsed = (now() - epochStart) / 1000;
-        const rate = seen / Math.max(elapsed, 1e-9);
-        const remaining = (epochs - epoch) * data.train.count +
-          (data.train.count - seen);
         options.onProgress({
           phase,
           epoch,
@@ -1325,8 +1321,13 @@ export async function trainBayesianBits(
           loss: lossSum / seen,
           crossEntropy: ceSum / seen,
           prior: lastPrior,
-          samplesPerSecond: rate,
-          etaSeconds: remaining / rate,
+          ...progressRate(
+            seen,
+            (now() - epochStart) / 1000,
+            epoch,
+            epochs,
+            data.train.count,
+          ),
           relativeGbops: gatedBops(gated, params).relativeGbops,
         });
       }

@@ -157,6 +157,23 @@ export function evaluate(
 }
 
 /**
+ * Throughput and time left of a run in progress: `seen` samples of the
+ * current epoch (1-based `epoch` of `epochs`, `perEpoch` samples each) took
+ * `elapsedSeconds`. Shared by the float and the Bayesian Bits trainers.
+ */
+export function progressRate(
+  seen: number,
+  elapsedSeconds: number,
+  epoch: number,
+  epochs: number,
+  perEpoch: number,
+): { samplesPerSecond: number; etaSeconds: number } {
+  const samplesPerSecond = seen / Math.max(elapsedSeconds, 1e-9);
+  const remaining = (epochs - epoch) * perEpoch + (perEpoch - seen);
+  return { samplesPerSecond, etaSeconds: remaining / samplesPerSecond };
+}
+
+/**
  * How many rows of `output` (`[N, classes]` logits) have their largest
  * logit (the first, on ties) at the label. Shared by the float and the
  * gated evaluation.
@@ -295,18 +312,19 @@ export function trainFloat(
       lossSum += value * batch.size;
       seen += batch.size;
       if (options.onProgress && (step % every === 0 || step === steps)) {
-        const elapsed = (now() - epochStart) / 1000;
-        const rate = seen / Math.max(elapsed, 1e-9);
-        const remaining = (epochs - epoch) * data.train.count +
-          (data.train.count - seen);
         options.onProgress({
           epoch,
           epochs,
           step,
           steps,
           loss: lossSum / seen,
-          samplesPerSecond: rate,
-          etaSeconds: remaining / rate,
+          ...progressRate(
+            seen,
+            (now() - epochStart) / 1000,
+            epoch,
+            epochs,
+            data.train.count,
+          ),
         });
       }
     }

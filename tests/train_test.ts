@@ -13,6 +13,7 @@ import {
 } from "../mod.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { main } from "../cli/main.ts";
+import { progressRate } from "../core/train.ts";
 
 /** Two Gaussian-ish blobs in 4 pixels: class 0 bright on the left, class 1 on the right. */
 function blobs(count: number, seed: number) {
@@ -161,4 +162,16 @@ Deno.test("the CLI rejects an unknown learning-rate schedule", async () => {
     main(["float", "--schedule", "sawtooth"]),
     /--schedule must be constant, two-thirds or cosine, got "sawtooth"/,
   );
+});
+
+Deno.test("progressRate: samples/s and the time left over this and later epochs", () => {
+  // Epoch 2 of 3, 600 of 1000 samples in 3 s: 200/s; 400 + 1000 left: 7 s.
+  assert.deepEqual(progressRate(600, 3, 2, 3, 1000), {
+    samplesPerSecond: 200,
+    etaSeconds: 7,
+  });
+  // The last step of the last epoch: nothing left.
+  assert.equal(progressRate(1000, 4, 3, 3, 1000).etaSeconds, 0);
+  // No measurable time yet: a finite (huge) rate, not a division by zero.
+  assert.ok(Number.isFinite(progressRate(10, 0, 1, 1, 10).samplesPerSecond));
 });

@@ -1,0 +1,137 @@
+/**
+ * The `export` command: turns a Bayesian Bits run's checkpoint into the
+ * exported mixed-precision model (spec section 8: per layer the bit width,
+ * the grid's scale, the integer codes of the kept output channels and the
+ * pruned channels), written atomically with `io/quantized.ts`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  createWasmBackend,
+  evaluateGated,
+  evaluateQuantized,
+  exportQuantized,
+  type QuantizedModel,
+} from "../mod.ts";
+import { loadMnist } from "../io/mnist.ts";
+import { saveQuantized } from "../io/quantized.ts";
+import { loadSnapshot } from "../io/snapshot.ts";
+import { gatedModelOf, type RunRecord } from "./bayesian_bits.ts";
+
+/** The `export` command's help text. */
+export const EXPORT_USAGE = `Usage: deno task export -- --from PATH [options]
+
+Exports the checkpoint of a Bayesian Bits run (\`deno task train -- --out DIR\`)
+as a mixed-precision model under its deterministic gates: per conv/dense layer
+the weight bit width, the grid's scale, the integer codes of the kept output
+channels, which channels are pruned, and each quantized activation's bits,
+range and scale. Written atomically as safetensors with a checksum; read it
+with loadQuantized from "@bbits/core/quantized".
+
+Options:
+  --from PATH     a run directory (its checkpoint.safetensors) or a checkpoint file
+  --out FILE      where to write (default: quantized.safetensors beside the checkpoint)
+  --evaluate      run the exported model on the MNIST test set, next to the
+                  checkpoint's own (gated) evaluation
+  --threads N     WASM threads for --evaluate (default: all cores)
+  -h, --help      this text
+`;
+
+/**
+ * One line per layer: `conv1: w4 (32/32 kept, scale 0.0123), a2 (scale 0.51)`.
+ *
+ * @param model An exported model.
+ * @returns The summary lines.
+ */
+export function summarizeExport(model: QuantizedModel): string[] {
+  return model.layers.map((l) => {
+    const w = l.weight;
+    const weights = w.bits === "float"
+      ? "w float32"
+      : `w${w.bits} ${w.signed ? "signed" : "unsigned"} (${w.kept.length}/${
+        w.shape[0]
+      } kept, scale ${w.scale.toPrecision(4)})`;
+    const act = l.activation
+      ? `a${l.activation.bits} ${
+        l.activation.signed ? "signed" : "unsigned"
+      } (scale ${l.activation.scale.toPrecision(4)})`
+      : "output not quantized";
+    return `${l.name}: ${weights}, ${act}`;
+  });
+}
+
+/**
+ * Runs the `export` command.
+ *
+ * @param args The arguments after `export`.
+ * @returns The exit code.
+ * @throws {RangeError | TypeError} On bad flags or a file that is not a training snapshot.
+ */
+export async function exportCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: args[0] === "--" ? args.slice(1) : args,
+    options: {
+      from: { type: "string" },
+      out: { type: "string" },
+      evaluate: { type: "boolean" },
+      threads: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(EXPORT_USAGE);
+    return 0;
+  }
+  if (values.from === undefined) {
+    throw new RangeError(
+      "export needs --from: a run directory or checkpoint file",
+    );
+  }
+  let checkpoint = values.from;
+  if ((await Deno.stat(checkpoint)).isDirectory) {
+    checkpoint = `${checkpoint.replace(/\/+$/, "")}/checkpoint.safetensors`;
+  }
+  const threads = values.threads === undefined
+    ? navigator.hardwareConcurrency
+    : Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new RangeError(
+      `--threads must be a positive integer, got "${values.threads}"`,
+    );
+  }
+  const slash = checkpoint.lastIndexOf("/");
+  const out = values.out ??
+    `${slash < 0 ? "." : checkpoint.slice(0, slash)}/quantized.safetensors`;
+  const stored = await loadSnapshot(checkpoint);
+  const record = stored.run as RunRecord;
+  if (!record?.config) {
+    throw new RangeError(
+      `${checkpoint} carries no run recipe: it was not written by \`deno task train\``,
+    );
+  }
+  const gated = gatedModelOf(record.config);
+  const state = stored.snapshot.state;
+  const exported = exportQuantized(gated, state);
+  await saveQuantized(out, exported);
+  const { phase, epoch, epochs } = stored.snapshot;
+  console.log(
+    `Exported ${checkpoint} (${phase} epoch ${epoch}/${epochs}) to ${out}:`,
+  );
+  for (const line of summarizeExport(exported)) console.log(`  ${line}`);
+  if (values.evaluate) {
+    const data = await loadMnist({ limit: record.config.limit ?? undefined });
+    using wasm = await createWasmBackend({ threads });
+    const options = { backend: wasm, gemm: wasm.gemm, kernels: wasm.kernels };
+    const exportedAccuracy = evaluateQuantized(exported, data.test, options);
+    const gatedAccuracy = evaluateGated(gated, state, data.test, options);
+    console.log(
+      `Test accuracy on ${data.test.count} images: exported model ${
+        (100 * exportedAccuracy).toFixed(2)
+      } %, gated model (checkpoint) ${(100 * gatedAccuracy).toFixed(2)} %`,
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,195 @@
+/**
+ * Exported mixed-precision models on disk: one safetensors file, written
+ * atomically with a SHA-256 checksum (the checkpoint format of
+ * `io/checkpoint.ts`), checked for consistency when read.
+ *
+ * Tensors: `<layer>.codes` (I32, `[kept, row]`; on an unsigned grid the
+ * codes' uint32 bit patterns), `<layer>.bias` (F32) and, for layers left in
+ * full precision, `<layer>.weight` (F32). The JSON state holds the graph and
+ * per layer the bit widths, signedness, ranges, scales and kept channels.
+ *
+ * @module
+ */
+
+import {
+  checkQuantizedModel,
+  type FloatWeights,
+  type QuantizedGrid,
+  type QuantizedLayer,
+  type QuantizedModel,
+  type QuantizedWeights,
+} from "../core/export.ts";
+import type {
+  SafetensorsInput,
+  SafetensorsTensor,
+} from "../core/safetensors.ts";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+
+export type {
+  FloatWeights,
+  QuantizedGrid,
+  QuantizedLayer,
+  QuantizedModel,
+  QuantizedWeights,
+} from "../core/export.ts";
+
+/** The `kind` written into an exported model's state. */
+export const QUANTIZED_KIND = "bbits.quantized-model";
+
+/**
+ * Writes an exported model to `path`, atomically (an existing file stays
+ * intact on any failure).
+ *
+ * @param path The file to write (its directory must exist).
+ * @param model The exported model (checked first).
+ * @returns A promise resolved once the file is in place.
+ * @throws {RangeError} On an inconsistent model.
+ *
+ * @example
+ * ```ts
+ * import { loadQuantized, saveQuantized } from "./quantized.ts";
+ * import { bayesianBits, exportQuantized, initGated, initGraph, lenet5, randomKey, Tensor } from "../mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const gated = bayesianBits(lenet5());
+ * const x = Tensor.from(new Float32Array(784).map((_, i) => (i % 9) / 9), [1, 1, 28, 28]);
+ * const exported = exportQuantized(gated, initGated(gated, initGraph(lenet5(), randomKey(0)), x));
+ * const dir = await Deno.makeTempDir();
+ * await saveQuantized(`${dir}/model.safetensors`, exported);
+ * const loaded = await loadQuantized(`${dir}/model.safetensors`);
+ * assert.deepEqual(loaded, exported);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function saveQuantized(
+  path: string,
+  model: QuantizedModel,
+): Promise<void> {
+  checkQuantizedModel(model);
+  const tensors: Record<string, SafetensorsInput> = {};
+  const layers = model.layers.map((layer) => {
+    tensors[`${layer.name}.bias`] = {
+      shape: [layer.bias.length],
+      data: layer.bias,
+    };
+    const w = layer.weight;
+    if (w.bits === "float") {
+      tensors[`${layer.name}.weight`] = { shape: [...w.shape], data: w.values };
+      return {
+        name: layer.name,
+        kind: layer.kind,
+        weight: { bits: "float", shape: w.shape },
+        activation: layer.activation,
+      };
+    }
+    const row = w.shape.slice(1).reduce((a, b) => a * b, 1);
+    tensors[`${layer.name}.codes`] = {
+      shape: [w.kept.length, row],
+      data: new Int32Array(w.codes.buffer, w.codes.byteOffset, w.codes.length),
+    };
+    return {
+      name: layer.name,
+      kind: layer.kind,
+      weight: {
+        bits: w.bits,
+        signed: w.signed,
+        xmax: w.xmax,
+        scale: w.scale,
+        shape: w.shape,
+        kept: w.kept,
+      },
+      activation: layer.activation,
+    };
+  });
+  await saveCheckpoint(path, {
+    tensors,
+    state: {
+      kind: QUANTIZED_KIND,
+      schema: model.schema,
+      inputBits: model.inputBits,
+      graph: model.graph,
+      layers,
+    },
+  });
+}
+
+/**
+ * Reads an exported model written by {@link saveQuantized}.
+ *
+ * @param path The file.
+ * @returns The model, checked.
+ * @throws {RangeError} On a corrupt or truncated file (checksum), a file
+ *   that is not an exported model, or an inconsistent model.
+ * @throws {Deno.errors.NotFound} If the file does not exist.
+ *
+ * @example
+ * ```ts
+ * import { loadQuantized } from "./quantized.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await assert.rejects(loadQuantized("/no/such/model.safetensors"), /no such file/);
+ * ```
+ */
+export async function loadQuantized(path: string): Promise<QuantizedModel> {
+  const { tensors, state } = await loadCheckpoint(path);
+  const where = `Cannot load "${path}" as an exported model`;
+  const s = state as Record<string, unknown> | null;
+  if (!s || s.kind !== QUANTIZED_KIND) {
+    throw new RangeError(
+      `${where}: its state kind is ${
+        JSON.stringify(s?.kind)
+      }, expected "${QUANTIZED_KIND}"`,
+    );
+  }
+  if (!Array.isArray(s.layers)) throw new RangeError(`${where}: no layers`);
+  const tensor = (name: string, dtype: SafetensorsTensor["dtype"]) => {
+    const t = tensors[name];
+    if (!t || t.dtype !== dtype) {
+      throw new RangeError(`${where}: missing ${dtype} tensor "${name}"`);
+    }
+    return t.data;
+  };
+  const layers = (s.layers as Record<string, unknown>[]).map(
+    (l): QuantizedLayer => {
+      const name = String(l.name);
+      const w = (l.weight ?? {}) as Record<string, unknown>;
+      const bias = tensor(`${name}.bias`, "F32") as Float32Array;
+      let weight: QuantizedWeights | FloatWeights;
+      if (w.bits === "float") {
+        weight = {
+          bits: "float",
+          shape: w.shape as number[],
+          values: tensor(`${name}.weight`, "F32") as Float32Array,
+        };
+      } else {
+        const codes = tensor(`${name}.codes`, "I32") as Int32Array;
+        weight = {
+          ...(w as unknown as QuantizedGrid),
+          shape: w.shape as number[],
+          kept: w.kept as number[],
+          codes: w.signed
+            ? codes
+            : new Uint32Array(codes.buffer, codes.byteOffset, codes.length),
+        };
+      }
+      return {
+        name,
+        kind: l.kind as QuantizedLayer["kind"],
+        weight,
+        bias,
+        activation: (l.activation ?? null) as QuantizedGrid | null,
+      };
+    },
+  );
+  const model = {
+    schema: s.schema,
+    graph: s.graph,
+    inputBits: s.inputBits,
+    layers,
+  } as QuantizedModel;
+  try {
+    return checkQuantizedModel(model);
+  } catch (e) {
+    throw new RangeError(`${where}: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,491 @@
+import assert from "node:assert/strict";
+import {
+  bayesianBits,
+  checkQuantizedModel,
+  codeRange,
+  createWasmBackend,
+  dequantizeParams,
+  evaluateGated,
+  evaluateQuantized,
+  exportQuantized,
+  gatedBops,
+  type GatedModel,
+  type GatedState,
+  gatesOp,
+  gridScale,
+  initGated,
+  initGraph,
+  lenet5,
+  type ModelGraph,
+  type QuantizedModel,
+  type QuantizedWeights,
+  quantizerOp,
+  randomKey,
+  runQuantized,
+  Tensor,
+  uniform,
+  uniformQuantize,
+} from "../mod.ts";
+import { loadMnist } from "../io/mnist.ts";
+import { loadQuantized, saveQuantized } from "../io/quantized.ts";
+import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
+import { exportCommand } from "../cli/export.ts";
+import { trainCommand } from "../cli/bayesian_bits.ts";
+import { tensorStorage } from "../core/tensor.ts";
+
+const TINY: ModelGraph = {
+  name: "tiny",
+  inputShape: [1, 1, 2],
+  nodes: [
+    { op: "flatten", name: "f", input: "input" },
+    { op: "dense", name: "d1", input: "f", outFeatures: 3, activation: "relu" },
+    { op: "dense", name: "d2", input: "d1", outFeatures: 2 },
+  ],
+};
+
+/** The tiny model with hand-picked weights, ranges and gates. */
+function tinyState(): { gated: GatedModel; state: GatedState } {
+  const gated = bayesianBits(TINY);
+  const float = {
+    "d1.weight": Tensor.from([0.5, -0.3, 0.2, 0.1, 0.9, -1.2], [3, 2]),
+    "d1.bias": Tensor.from([0.1, 0.3, -0.1]),
+    "d2.weight": Tensor.from([0.25, -0.5, 1.0, 0, 0.75, -2.5], [2, 3]),
+    "d2.bias": Tensor.from([0, 0.1]),
+  };
+  const init = initGated(
+    gated,
+    { params: float },
+    Tensor.from([1, 0.5], [1, 1, 1, 2]),
+  );
+  const state: GatedState = {
+    signed: init.signed,
+    params: {
+      ...init.params,
+      // d1 weights: 4 bits on [-1, 1], channel 1 pruned.
+      "d1.weight.xmax": Tensor.from([1]),
+      "d1.weight.logits": Tensor.from([6, -6, -6, -6]),
+      "d1.weight.prune": Tensor.from([6, -6, 6]),
+      // d1 outputs: 2 bits, unsigned, on [0, 1.5].
+      "d1.act.xmax": Tensor.from([1.5]),
+      "d1.act.logits": Tensor.from([-6, -6, -6, -6]),
+      // d2 weights: 8 bits on [-2, 2].
+      "d2.weight.xmax": Tensor.from([2]),
+      "d2.weight.logits": Tensor.from([6, 6, -6, -6]),
+    },
+  };
+  return { gated, state };
+}
+
+Deno.test("exportQuantized: hand-computed codes, scales, kept channels and logits of a tiny model", () => {
+  const { gated, state } = tinyState();
+  assert.equal(state.signed["d1.weight"], true);
+  assert.equal(state.signed["d1.act"], false);
+  const model = exportQuantized(gated, state);
+  assert.equal(model.schema, "bbits.quantized/1");
+  const [d1, d2] = model.layers;
+  const w1 = d1.weight as QuantizedWeights;
+  const s4 = Math.fround(Math.fround(2 / 3) / 5); // s2 = 2 xmax / 3, s4 = s2 / 5
+  assert.equal(w1.bits, 4);
+  assert.equal(w1.scale, s4);
+  assert.deepEqual(w1.kept, [0, 2]);
+  // round(x / s4) = round(7.5 x): 3.75 -> 4, -2.25 -> -2, 6.75 -> 7, clip(-1.2) -> -7.
+  assert.deepEqual([...w1.codes], [4, -2, 7, -7]);
+  assert.ok(w1.codes instanceof Int32Array);
+  assert.deepEqual(d1.activation, {
+    bits: 2,
+    signed: false,
+    xmax: 1.5,
+    scale: 0.5, // xmax / 3
+  });
+  const w2 = d2.weight as QuantizedWeights;
+  const s8 = Math.fround(Math.fround(Math.fround(4 / 3) / 5) / 17);
+  assert.equal(w2.bits, 8);
+  assert.equal(w2.scale, s8);
+  assert.deepEqual(w2.kept, [0, 1]); // the last layer has no pruning gates
+  // round(x * 255 / 4): 15.94 -> 16, -31.88 -> -32, 63.75 -> 64, 0, 47.81 -> 48, clip(-2.5) -> -127.
+  assert.deepEqual([...w2.codes], [16, -32, 64, 0, 48, -127]);
+  assert.equal(d2.activation, null);
+  assert.deepEqual([...d1.bias], [
+    ...Tensor.from([0.1, 0.3, -0.1]).toFloat32Array(),
+  ]);
+
+  // x = [1, 0.5]: d1 = [3 s4 + 0.1, 0.3 (pruned: its bias), 3.5 s4 - 0.1]
+  // = [0.5, 0.3, 0.3667], quantized on {0, 0.5, 1, 1.5}: [0.5, 0.5, 0.5];
+  // d2 = s8 [16 - 32 + 64, 48 - 127] * 0.5 + [0, 0.1] = [24 s8, -39.5 s8 + 0.1].
+  const logits = runQuantized(model, Tensor.from([1, 0.5], [1, 1, 1, 2]));
+  const expected = [24 * 4 / 255, -39.5 * 4 / 255 + 0.1];
+  logits.toFloat32Array().forEach((v, i) =>
+    assert.ok(Math.abs(v - expected[i]) < 1e-6, `${v} vs ${expected[i]}`)
+  );
+  // Pruned rows dequantize to 0.
+  assert.deepEqual(
+    [...dequantizeParams(model)["d1.weight"].toFloat32Array()],
+    [...Float32Array.from([4 * s4, -2 * s4, 0, 0, 7 * s4, -7 * s4])],
+  );
+});
+
+/**
+ * Whether a level of the decomposition of `x` (float64, levels up to
+ * `bits`) lands within 1e-3 of a rounding tie, where float32 evaluation may
+ * round either way.
+ */
+function nearTie(
+  x: number,
+  xmax: number,
+  signed: boolean,
+  bits: number,
+): boolean {
+  const hi = (1 - 1e-7) * xmax;
+  let residual = Math.min(Math.max(x, signed ? -hi : 0), hi);
+  let scale = (signed ? 2 * xmax : xmax) / 3;
+  for (let b = 2; b <= bits; b *= 2) {
+    const v = residual / scale;
+    if (Math.abs(Math.abs(v - Math.trunc(v)) - 0.5) < 1e-3) return true;
+    residual -= scale * Math.round(v);
+    scale /= 2 ** b + 1;
+  }
+  return false;
+}
+
+/** LeNet-5 with mixed bit widths, some channels pruned, an unsigned weight layer. */
+function mixedLenet(): { gated: GatedModel; state: GatedState } {
+  const gated = bayesianBits(lenet5());
+  const float = initGraph(lenet5(), randomKey(7));
+  const x = Tensor.from(uniform(randomKey(8), 16 * 784), [16, 1, 28, 28]);
+  const init = initGated(gated, float, x);
+  const prune = (channels: number, every: number) =>
+    Tensor.from(
+      Array.from({ length: channels }, (_, c) => (c % every === 1 ? -6 : 6)),
+    );
+  return {
+    gated,
+    state: {
+      signed: init.signed,
+      params: {
+        ...init.params,
+        "conv1.weight.logits": Tensor.from([6, -6, -6, -6]), // 4 bits
+        "conv1.act.logits": Tensor.from([-6, -6, -6, -6]), // 2 bits
+        "conv2.weight.logits": Tensor.from([-6, -6, -6, -6]), // 2 bits
+        "conv2.weight.prune": prune(64, 5),
+        "conv2.act.logits": Tensor.from([6, -6, -6, -6]), // 4 bits
+        "fc1.weight.logits": Tensor.from([6, 6, -6, -6]), // 8 bits
+        "fc1.weight.prune": prune(512, 3),
+        "fc1.act.logits": Tensor.from([6, 6, 6, -6]), // 16 bits
+        "fc2.weight.logits": Tensor.from([6, 6, 6, 6]), // 32 bits
+      },
+    },
+  };
+}
+
+Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain uniform quantizer, weights of evaluation, bits and channels of the report", () => {
+  const { gated, state } = mixedLenet();
+  const model = exportQuantized(gated, state);
+  const cost = gatedBops(gated, state.params);
+  for (const [i, layer] of model.layers.entries()) {
+    const w = layer.weight as QuantizedWeights;
+    assert.equal(w.bits, cost.layers[i].weightBits, layer.name);
+    assert.equal(w.kept.length, cost.layers[i].keptChannels, layer.name);
+    assert.equal(layer.activation?.bits ?? null, cost.layers[i].activationBits);
+    const xmax = tensorStorage(state.params[`${layer.name}.weight.xmax`])[0];
+    assert.equal(w.xmax, xmax);
+    assert.equal(w.scale, gridScale(xmax, w.signed, w.bits));
+    const [lo, hi] = codeRange(w.bits, w.signed);
+    assert.ok(w.codes.every((k) => k >= lo && k <= hi), layer.name);
+    // Against the plain uniform quantizer of the same bit width (the other
+    // side of the spec's identity), away from rounding ties.
+    const weights = state.params[`${layer.name}.weight`];
+    const plain = tensorStorage(
+      uniformQuantize(weights, { xmax, signed: w.signed }, w.bits),
+    );
+    const row = weights.size / weights.shape[0];
+    let compared = 0;
+    let atTies = 0;
+    const weightValues = tensorStorage(weights);
+    w.kept.forEach((c, r) => {
+      for (let j = 0; j < row; j++) {
+        const level = plain[c * row + j] / w.scale;
+        const code = w.codes[r * row + j];
+        if (w.bits <= 8) {
+          const direct = Math.round(level) || 0;
+          if (code !== direct) {
+            // The spec's exception: a level of the decomposition hits a
+            // rounding tie, and the result is the neighbouring level.
+            assert.ok(
+              nearTie(weightValues[c * row + j], xmax, w.signed, w.bits),
+              `${layer.name}[${c}, ${j}]: code ${code}, direct ${direct}, not at a tie`,
+            );
+            assert.equal(Math.abs(code - direct), 1);
+            atTies++;
+          }
+        } else {
+          // Finer than float32 near xmax: the code is within float32's reach of the level.
+          assert.ok(
+            Math.abs(code * w.scale - plain[c * row + j]) <= 4e-7 * xmax,
+          );
+        }
+        compared++;
+      }
+    });
+    assert.ok(atTies <= compared / 200, `${layer.name}: ${atTies} ties`);
+    assert.equal(compared, w.kept.length * row);
+  }
+  assert.deepEqual(
+    model.layers.map((l) => (l.weight as QuantizedWeights).bits),
+    [4, 2, 8, 32],
+  );
+  assert.deepEqual(model.layers.map((l) => l.activation?.bits ?? null), [
+    2,
+    4,
+    16,
+    null,
+  ]);
+  assert.equal(
+    (model.layers[1].weight as QuantizedWeights).kept.length,
+    64 - 13,
+  );
+
+  // Dequantized weights are evaluation's quantized weights (within float32
+  // rounding of the level sums), pruned rows 0.
+  const params = dequantizeParams(model);
+  for (const q of gated.quantizers.filter((q) => q.kind === "weight")) {
+    const expected = tensorStorage(quantizerOp(
+      state.params[`${q.layer}.weight`],
+      state.params[q.xmaxParam],
+      gatesOp(
+        q.pruneParam
+          ? {
+            chain: state.params[q.logitsParam],
+            g2: state.params[q.pruneParam],
+          }
+          : { chain: state.params[q.logitsParam] },
+        null,
+      ),
+      { signed: state.signed[q.name] },
+    ));
+    const got = tensorStorage(params[`${q.layer}.weight`]);
+    const xmax = tensorStorage(state.params[q.xmaxParam])[0];
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) {
+      worst = Math.max(worst, Math.abs(got[i] - expected[i]));
+    }
+    assert.ok(worst <= 4 * 2 ** -23 * xmax, `${q.layer}: ${worst}`);
+  }
+});
+
+Deno.test("evaluateQuantized on MNIST gives evaluateGated's accuracy, on both backends", async () => {
+  const { gated, state } = mixedLenet();
+  const model = exportQuantized(gated, state);
+  // The references on 100 test images, WASM on 1,000.
+  const small = (await loadMnist({ limit: 100 })).test;
+  assert.equal(
+    evaluateQuantized(model, small),
+    evaluateGated(gated, state, small),
+  );
+  const data = (await loadMnist({ limit: 1000 })).test;
+  using wasm = await createWasmBackend({ threads: 2 });
+  const fast = {
+    backend: wasm,
+    gemm: wasm.gemm,
+    kernels: wasm.kernels,
+    batchSize: 256,
+  };
+  const gatedAccuracy = evaluateGated(gated, state, data, fast);
+  assert.equal(evaluateQuantized(model, data, fast), gatedAccuracy);
+  assert.deepEqual(exportQuantized(gated, state, { backend: wasm }), model);
+  // Not a constant: the accuracy of an untrained model is near chance.
+  assert.ok(gatedAccuracy < 0.5);
+});
+
+Deno.test("saveQuantized/loadQuantized round-trip unsigned 32-bit codes, float layers, fully pruned layers", async () => {
+  const gated = bayesianBits(TINY, { fullPrecision: ["d2"] });
+  const float = {
+    // All non-negative: an unsigned weight grid.
+    "d1.weight": Tensor.from([0.5, 0.25, 0.125, 1, 0.75, 0.3], [3, 2]),
+    "d1.bias": Tensor.from([0.1, 0.3, -0.1]),
+    "d2.weight": Tensor.from([0.25, -0.5, 1.0, 0, 0.75, -2.5], [2, 3]),
+    "d2.bias": Tensor.from([0, 0.1]),
+  };
+  const init = initGated(
+    gated,
+    { params: float },
+    Tensor.from([1, 0.5], [1, 1, 1, 2]),
+  );
+  assert.equal(init.signed["d1.weight"], false);
+  const state = {
+    signed: init.signed,
+    params: { ...init.params, "d1.weight.logits": Tensor.from([6, 6, 6, 6]) },
+  };
+  const model = exportQuantized(gated, state);
+  const w1 = model.layers[0].weight as QuantizedWeights;
+  assert.equal(w1.bits, 32);
+  assert.ok(w1.codes instanceof Uint32Array);
+  assert.ok(Math.max(...w1.codes) > 2 ** 31, "codes above the int32 range");
+  assert.equal(model.layers[1].weight.bits, "float");
+  const dir = await Deno.makeTempDir();
+  try {
+    await saveQuantized(`${dir}/a.safetensors`, model);
+    assert.deepEqual(await loadQuantized(`${dir}/a.safetensors`), model);
+
+    // Every channel pruned: no codes, and still a consistent file.
+    const pruned = exportQuantized(gated, {
+      ...state,
+      params: { ...state.params, "d1.weight.prune": Tensor.from([-6, -6, -6]) },
+    });
+    assert.deepEqual((pruned.layers[0].weight as QuantizedWeights).kept, []);
+    await saveQuantized(`${dir}/b.safetensors`, pruned);
+    const back = await loadQuantized(`${dir}/b.safetensors`);
+    assert.deepEqual(back, pruned);
+    assert.deepEqual(
+      [...dequantizeParams(back)["d1.weight"].toFloat32Array()],
+      [0, 0, 0, 0, 0, 0],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bad exported models are refused with the reason, on check, save and load; nothing is written", async () => {
+  const { gated, state } = tinyState();
+  const model = exportQuantized(gated, state);
+  const w1 = model.layers[0].weight as QuantizedWeights;
+  const withWeight = (weight: Partial<QuantizedWeights>): QuantizedModel => ({
+    ...model,
+    layers: [
+      { ...model.layers[0], weight: { ...w1, ...weight } },
+      model.layers[1],
+    ],
+  });
+  const cases: [QuantizedModel, RegExp][] = [
+    [
+      withWeight({ codes: new Int32Array([4, -2, 7, -8]) }),
+      /code -8 at 3 is outside \[-7, 7\]/,
+    ],
+    [
+      withWeight({ scale: w1.scale * 2 }),
+      /scale .* does not match the range's/,
+    ],
+    [withWeight({ bits: 3 as 2 }), /bit width 3/],
+    [withWeight({ kept: [2, 0] }), /kept channels must be ascending/],
+    [withWeight({ kept: [0] }), /needs 2 codes/],
+    [withWeight({ codes: new Uint32Array([4, 2, 7, 7]) }), /in a Int32Array/],
+    [withWeight({ xmax: NaN }), /range NaN/],
+    [
+      { ...model, layers: [model.layers[1]] },
+      /layers \[d2\] are not the graph's \[d1, d2\]/,
+    ],
+    [{ ...model, schema: "other" as "bbits.quantized/1" }, /schema "other"/],
+    [{
+      ...model,
+      layers: [
+        { ...model.layers[0], bias: new Float32Array([0, NaN, 0]) },
+        model.layers[1],
+      ],
+    }, /bias is not finite/],
+  ];
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const [bad, message] of cases) {
+      assert.throws(() => checkQuantizedModel(bad), message);
+      await assert.rejects(
+        saveQuantized(`${dir}/bad.safetensors`, bad),
+        message,
+      );
+      await assert.rejects(
+        Deno.stat(`${dir}/bad.safetensors`),
+        Deno.errors.NotFound,
+      );
+    }
+    // A corrupt file, and a training snapshot, are not exported models.
+    await saveQuantized(`${dir}/good.safetensors`, model);
+    const bytes = await Deno.readFile(`${dir}/good.safetensors`);
+    bytes[bytes.length - 3] ^= 0xff;
+    await Deno.writeFile(`${dir}/corrupt.safetensors`, bytes);
+    await assert.rejects(
+      loadQuantized(`${dir}/corrupt.safetensors`),
+      /checksum|SHA-256/i,
+    );
+    await saveSnapshot(`${dir}/snapshot.safetensors`, {
+      snapshot: {
+        phase: "bayesian-bits",
+        epoch: 1,
+        epochs: 1,
+        history: [],
+        state,
+        optimizerState: { step: 0, slots: {} },
+      },
+      run: {},
+    });
+    await assert.rejects(
+      loadQuantized(`${dir}/snapshot.safetensors`),
+      /state kind is "bbits.bayesian-bits-snapshot", expected "bbits.quantized-model"/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function quietly<T>(f: () => Promise<T>): Promise<T> {
+  const { log, error } = console;
+  console.log = () => {};
+  console.error = () => {};
+  try {
+    return await f();
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+Deno.test("deno task train writes quantized.safetensors; deno task export writes the same from the checkpoint", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/run`;
+    assert.equal(
+      await quietly(() =>
+        trainCommand([
+          "--epochs",
+          "1",
+          "--limit",
+          "256",
+          "--init-logits",
+          "2=1,4=1,8=1",
+          "--lr-logits",
+          "0.05",
+          "--out",
+          out,
+          "--threads",
+          "1",
+        ])
+      ),
+      0,
+    );
+    const fromTrain = await loadQuantized(`${out}/quantized.safetensors`);
+    const { snapshot } = await loadSnapshot(`${out}/checkpoint.safetensors`);
+    assert.deepEqual(
+      fromTrain.layers.map((l) => (l.weight as QuantizedWeights).kept.length),
+      gatedBops(bayesianBits(lenet5()), snapshot.state.params).layers.map((l) =>
+        l.keptChannels
+      ),
+    );
+    assert.equal(
+      await quietly(() =>
+        exportCommand(["--from", out, "--out", `${dir}/again.safetensors`])
+      ),
+      0,
+    );
+    assert.deepEqual(
+      await loadQuantized(`${dir}/again.safetensors`),
+      fromTrain,
+    );
+    await assert.rejects(
+      exportCommand(["--out", `${dir}/x.safetensors`]),
+      /needs --from/,
+    );
+    await assert.rejects(
+      exportCommand(["--from", `${dir}/again.safetensors`]),
+      /state kind is "bbits.quantized-model"/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
