@@ -43,20 +43,21 @@ const TINY: ModelGraph = {
   ],
 };
 
-/** The tiny model with hand-picked weights, ranges and gates. */
-function tinyState(): { gated: GatedModel; state: GatedState } {
-  const gated = bayesianBits(TINY);
-  const float = {
-    "d1.weight": Tensor.from([0.5, -0.3, 0.2, 0.1, 0.9, -1.2], [3, 2]),
+/** The tiny model's gated state from the given d1 weights, ranges from x = [1, 0.5]. */
+function initTiny(gated: GatedModel, d1: number[]): GatedState {
+  const params = {
+    "d1.weight": Tensor.from(d1, [3, 2]),
     "d1.bias": Tensor.from([0.1, 0.3, -0.1]),
     "d2.weight": Tensor.from([0.25, -0.5, 1.0, 0, 0.75, -2.5], [2, 3]),
     "d2.bias": Tensor.from([0, 0.1]),
   };
-  const init = initGated(
-    gated,
-    { params: float },
-    Tensor.from([1, 0.5], [1, 1, 1, 2]),
-  );
+  return initGated(gated, { params }, Tensor.from([1, 0.5], [1, 1, 1, 2]));
+}
+
+/** The tiny model with hand-picked weights, ranges and gates. */
+function tinyState(): { gated: GatedModel; state: GatedState } {
+  const gated = bayesianBits(TINY);
+  const init = initTiny(gated, [0.5, -0.3, 0.2, 0.1, 0.9, -1.2]);
   const state: GatedState = {
     signed: init.signed,
     params: {
@@ -298,18 +299,8 @@ Deno.test("evaluateQuantized on MNIST gives evaluateGated's accuracy, on both ba
 
 Deno.test("saveQuantized/loadQuantized round-trip unsigned 32-bit codes, float layers, fully pruned layers", async () => {
   const gated = bayesianBits(TINY, { fullPrecision: ["d2"] });
-  const float = {
-    // All non-negative: an unsigned weight grid.
-    "d1.weight": Tensor.from([0.5, 0.25, 0.125, 1, 0.75, 0.3], [3, 2]),
-    "d1.bias": Tensor.from([0.1, 0.3, -0.1]),
-    "d2.weight": Tensor.from([0.25, -0.5, 1.0, 0, 0.75, -2.5], [2, 3]),
-    "d2.bias": Tensor.from([0, 0.1]),
-  };
-  const init = initGated(
-    gated,
-    { params: float },
-    Tensor.from([1, 0.5], [1, 1, 1, 2]),
-  );
+  // All non-negative: an unsigned weight grid.
+  const init = initTiny(gated, [0.5, 0.25, 0.125, 1, 0.75, 0.3]);
   assert.equal(init.signed["d1.weight"], false);
   const state = {
     signed: init.signed,
