@@ -5,7 +5,7 @@
  *
  * 1. `N`, the header length, as an 8-byte little-endian unsigned integer;
  * 2. `N` bytes of UTF-8 JSON, an object mapping each tensor name to
- *    `{ "dtype": "F32" | "I32", "shape": [...], "data_offsets": [begin, end] }`,
+ *    `{ "dtype": "F32" | "I32" | ..., "shape": [...], "data_offsets": [begin, end] }`,
  *    plus an optional `"__metadata__"` object of string values;
  * 3. the data section: every tensor's elements, row-major and little-endian,
  *    at `[begin, end)` relative to the start of the section.
@@ -17,16 +17,86 @@
  * implementation, requires the data section to be covered exactly: no
  * overlaps, no holes, no trailing bytes.
  *
- * Only the dtypes this library uses are supported: `F32` (Float32Array) and
- * `I32` (Int32Array). Elements are copied bit for bit (NaN payloads, `-0`
- * included). This module is pure (no file access): `io/checkpoint.ts` reads
+ * Supported dtypes: `F32` (Float32Array), `I32`, `U32`, `I16`, `U16`, `I8`
+ * and `U8` (the typed array of that name). Elements are copied bit for bit
+ * (NaN payloads, `-0` included). This module is pure (no file access): `io/checkpoint.ts` reads
  * and writes files.
  *
  * @module
  */
 
 /** The dtypes {@link decodeSafetensors} and {@link encodeSafetensors} support. */
-export type SafetensorsDtype = "F32" | "I32";
+export type SafetensorsDtype =
+  | "F32"
+  | "I32"
+  | "U32"
+  | "I16"
+  | "U16"
+  | "I8"
+  | "U8";
+
+/** The typed array of each dtype. */
+export interface SafetensorsArrays {
+  /** 32-bit floats. */
+  F32: Float32Array;
+  /** Signed 32-bit integers. */
+  I32: Int32Array;
+  /** Unsigned 32-bit integers. */
+  U32: Uint32Array;
+  /** Signed 16-bit integers. */
+  I16: Int16Array;
+  /** Unsigned 16-bit integers. */
+  U16: Uint16Array;
+  /** Signed bytes. */
+  I8: Int8Array;
+  /** Unsigned bytes. */
+  U8: Uint8Array;
+}
+
+const DTYPES: {
+  readonly [D in SafetensorsDtype]: {
+    readonly size: 1 | 2 | 4;
+    readonly make: (buffer: ArrayBuffer) => SafetensorsArrays[D];
+    readonly is: (data: unknown) => boolean;
+  };
+} = {
+  F32: {
+    size: 4,
+    make: (b) => new Float32Array(b),
+    is: (d) => d instanceof Float32Array,
+  },
+  I32: {
+    size: 4,
+    make: (b) => new Int32Array(b),
+    is: (d) => d instanceof Int32Array,
+  },
+  U32: {
+    size: 4,
+    make: (b) => new Uint32Array(b),
+    is: (d) => d instanceof Uint32Array,
+  },
+  I16: {
+    size: 2,
+    make: (b) => new Int16Array(b),
+    is: (d) => d instanceof Int16Array,
+  },
+  U16: {
+    size: 2,
+    make: (b) => new Uint16Array(b),
+    is: (d) => d instanceof Uint16Array,
+  },
+  I8: {
+    size: 1,
+    make: (b) => new Int8Array(b),
+    is: (d) => d instanceof Int8Array,
+  },
+  U8: {
+    size: 1,
+    make: (b) => new Uint8Array(b),
+    is: (d) => d instanceof Uint8Array,
+  },
+};
+const DTYPE_NAMES = Object.keys(DTYPES) as SafetensorsDtype[];
 
 /** A tensor to encode: its shape and its row-major elements. */
 export interface SafetensorsInput {
@@ -34,18 +104,23 @@ export interface SafetensorsInput {
   readonly shape: readonly number[];
   /**
    * The elements; the class picks the dtype (Float32Array: `F32`,
-   * Int32Array: `I32`) and its length must be the product of `shape`.
+   * Int32Array: `I32`, Uint8Array: `U8`, ...) and its length must be the
+   * product of `shape`.
    */
-  readonly data: Float32Array | Int32Array;
+  readonly data: SafetensorsArrays[SafetensorsDtype];
 }
 
 /**
  * A decoded tensor: `dtype` tells the class of `data`, a fresh array in
  * native byte order whose length is the product of `shape`.
  */
-export type SafetensorsTensor =
-  | { dtype: "F32"; shape: number[]; data: Float32Array }
-  | { dtype: "I32"; shape: number[]; data: Int32Array };
+export type SafetensorsTensor = {
+  [D in SafetensorsDtype]: {
+    dtype: D;
+    shape: number[];
+    data: SafetensorsArrays[D];
+  };
+}[SafetensorsDtype];
 
 /** What {@link decodeSafetensors} returns. */
 export interface DecodedSafetensors {
@@ -56,7 +131,6 @@ export interface DecodedSafetensors {
 }
 
 const METADATA_KEY = "__metadata__";
-const ITEM_SIZE = 4; // bytes per element of both F32 and I32
 const HEADER_ALIGNMENT = 8;
 
 /**
@@ -110,7 +184,7 @@ export function encodeSafetensors(
     }
     header.push([METADATA_KEY, { ...metadata }]);
   }
-  const arrays: (Float32Array | Int32Array)[] = [];
+  const arrays: SafetensorsArrays[SafetensorsDtype][] = [];
   let offset = 0;
   for (const name of names) {
     if (name === "" || name === METADATA_KEY) {
@@ -131,7 +205,7 @@ export function encodeSafetensors(
       );
     }
     const begin = offset;
-    offset += data.length * ITEM_SIZE;
+    offset += data.length * DTYPES[dtype].size;
     header.push([name, {
       dtype,
       shape: [...shape],
@@ -152,12 +226,24 @@ export function encodeSafetensors(
   bytes.fill(0x20, 8 + json.length, dataStart); // spaces
   let position = dataStart;
   for (const data of arrays) {
-    // Copying through 32-bit words keeps NaN payloads bit-exact, which a
+    // Copying through unsigned words keeps NaN payloads bit-exact, which a
     // round trip through setFloat32 does not promise.
-    const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
-    for (let i = 0; i < words.length; i++) {
-      view.setUint32(position, words[i], true);
-      position += ITEM_SIZE;
+    if (data.BYTES_PER_ELEMENT === 4) {
+      const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
+      for (let i = 0; i < words.length; i++, position += 4) {
+        view.setUint32(position, words[i], true);
+      }
+    } else if (data.BYTES_PER_ELEMENT === 2) {
+      const halves = new Uint16Array(data.buffer, data.byteOffset, data.length);
+      for (let i = 0; i < halves.length; i++, position += 2) {
+        view.setUint16(position, halves[i], true);
+      }
+    } else {
+      bytes.set(
+        new Uint8Array(data.buffer, data.byteOffset, data.length),
+        position,
+      );
+      position += data.length;
     }
   }
   return bytes;
@@ -261,24 +347,29 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
 
   const tensors = Object.fromEntries(
     entries.map((entry) => {
-      const words = new Uint32Array(entry.shapeCount);
-      for (let i = 0; i < words.length; i++) {
-        words[i] = view.getUint32(
-          dataStart + entry.begin + i * ITEM_SIZE,
-          true,
-        );
-      }
-      const tensor: SafetensorsTensor = entry.dtype === "F32"
-        ? {
-          dtype: "F32",
-          shape: entry.shape,
-          data: new Float32Array(words.buffer),
+      const { size, make } = DTYPES[entry.dtype];
+      const start = dataStart + entry.begin;
+      let buffer: ArrayBuffer;
+      if (size === 4) {
+        const words = new Uint32Array(entry.shapeCount);
+        for (let i = 0; i < words.length; i++) {
+          words[i] = view.getUint32(start + i * 4, true);
         }
-        : {
-          dtype: "I32",
-          shape: entry.shape,
-          data: new Int32Array(words.buffer),
-        };
+        buffer = words.buffer;
+      } else if (size === 2) {
+        const halves = new Uint16Array(entry.shapeCount);
+        for (let i = 0; i < halves.length; i++) {
+          halves[i] = view.getUint16(start + i * 2, true);
+        }
+        buffer = halves.buffer;
+      } else {
+        buffer = bytes.slice(start, start + entry.shapeCount).buffer;
+      }
+      const tensor = {
+        dtype: entry.dtype,
+        shape: entry.shape,
+        data: make(buffer),
+      } as SafetensorsTensor;
       return [entry.name, tensor];
     }),
   );
@@ -295,10 +386,10 @@ interface TensorEntry {
 }
 
 function dtypeOf(name: string, data: unknown): SafetensorsDtype {
-  if (data instanceof Float32Array) return "F32";
-  if (data instanceof Int32Array) return "I32";
+  const dtype = DTYPE_NAMES.find((d) => DTYPES[d].is(data));
+  if (dtype) return dtype;
   throw new TypeError(
-    `Cannot encode tensor "${name}": data must be a Float32Array or an Int32Array, got ${
+    `Cannot encode tensor "${name}": data must be a Float32Array, Int32Array, Uint32Array, Int16Array, Uint16Array, Int8Array or Uint8Array, got ${
       Object.prototype.toString.call(data)
     }`,
   );
@@ -322,7 +413,7 @@ function elementCount(what: string, shape: unknown): number {
     }
     count *= size;
   }
-  if (!Number.isSafeInteger(count * ITEM_SIZE)) {
+  if (!Number.isSafeInteger(count * 4)) { // the largest item size
     throw new RangeError(
       `Bad shape for ${what}: [${shape.join(", ")}] is too large`,
     );
@@ -396,13 +487,14 @@ function checkEntry(
     string,
     unknown
   >;
-  if (dtype !== "F32" && dtype !== "I32") {
+  if (!DTYPE_NAMES.includes(dtype as SafetensorsDtype)) {
     throw new RangeError(
-      `${where}: unknown dtype ${
-        JSON.stringify(dtype)
-      }, supported are "F32" and "I32"`,
+      `${where}: unknown dtype ${JSON.stringify(dtype)}, supported are ${
+        DTYPE_NAMES.map((d) => `"${d}"`).join(", ")
+      }`,
     );
   }
+  const itemSize = DTYPES[dtype as SafetensorsDtype].size;
   const count = elementCount(`safetensors tensor "${name}"`, shape);
   if (
     !Array.isArray(offsets) || offsets.length !== 2 ||
@@ -420,18 +512,18 @@ function checkEntry(
       `${where}: data_offsets [${begin}, ${end}] are out of range of the ${dataLength}-byte data section`,
     );
   }
-  if (end - begin !== count * ITEM_SIZE) {
+  if (end - begin !== count * itemSize) {
     throw new RangeError(
       `${where}: data_offsets [${begin}, ${end}] span ${
         end - begin
       } bytes but ${dtype} shape [${(shape as number[]).join(", ")}] needs ${
-        count * ITEM_SIZE
+        count * itemSize
       }`,
     );
   }
   return {
     name,
-    dtype,
+    dtype: dtype as SafetensorsDtype,
     shape: [...(shape as number[])],
     shapeCount: count,
     begin,

@@ -36,6 +36,8 @@ import type { OptimizerState } from "../core/optim.ts";
 // Re-exported so that this module documents on its own as an entry point.
 export type { OptimizerState } from "../core/optim.ts";
 export type {
+  SafetensorsArrays,
+  SafetensorsDtype,
   SafetensorsInput,
   SafetensorsTensor,
 } from "../core/safetensors.ts";
@@ -88,8 +90,8 @@ export interface LoadedCheckpoint {
  * @param checkpoint The tensors and the JSON state.
  * @returns A promise that resolves once the file is in place.
  * @throws {TypeError} If `state` cannot be turned into JSON (`undefined`, a
- *   function, a BigInt, a cycle), or a tensor's data is not a Float32Array
- *   or Int32Array.
+ *   function, a BigInt, a cycle), or a tensor's data is not one of the
+ *   typed arrays of a safetensors dtype.
  * @throws {RangeError} If a tensor's shape is bad or does not match its data.
  * @throws {Deno.errors.NotFound} If the directory of `path` does not exist.
  * @throws {Deno.errors.PermissionDenied} Without `--allow-read` and

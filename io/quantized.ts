@@ -3,10 +3,13 @@
  * atomically with a SHA-256 checksum (the checkpoint format of
  * `io/checkpoint.ts`), checked for consistency when read.
  *
- * Tensors: `<layer>.codes` (I32, `[kept, row]`; on an unsigned grid the
- * codes' uint32 bit patterns), `<layer>.bias` (F32) and, for layers left in
- * full precision, `<layer>.weight` (F32). The JSON state holds the graph and
- * per layer the bit widths, signedness, ranges, scales and kept channels.
+ * Tensors: `<layer>.codes` (`[kept, row]`, the narrowest standard integer
+ * dtype of the grid: `I8`/`U8` up to 8 bits, `I16`/`U16` at 16, `I32`/`U32`
+ * at 32, signed/unsigned as the grid), `<layer>.bias` (F32) and, for layers
+ * left in full precision, `<layer>.weight` (F32). Any safetensors reader
+ * (numpy, PyTorch) reads the codes as they are. The JSON state holds the
+ * graph and per layer the bit widths, signedness, ranges, scales and kept
+ * channels.
  *
  * @module
  */
@@ -20,6 +23,7 @@ import {
   type QuantizedWeights,
 } from "../core/export.ts";
 import type {
+  SafetensorsDtype,
   SafetensorsInput,
   SafetensorsTensor,
 } from "../core/safetensors.ts";
@@ -32,6 +36,21 @@ export type {
   QuantizedModel,
   QuantizedWeights,
 } from "../core/export.ts";
+
+/** The dtype of the codes of a grid: the narrowest that holds them. */
+function codeDtype(bits: number, signed: boolean): SafetensorsDtype {
+  const width = bits <= 8 ? "8" : bits <= 16 ? "16" : "32";
+  return `${signed ? "I" : "U"}${width}` as SafetensorsDtype;
+}
+
+const NARROW = {
+  I8: Int8Array,
+  U8: Uint8Array,
+  I16: Int16Array,
+  U16: Uint16Array,
+  I32: Int32Array,
+  U32: Uint32Array,
+} as const;
 
 /** The `kind` written into an exported model's state. */
 export const QUANTIZED_KIND = "bbits.quantized-model";
@@ -83,9 +102,10 @@ export async function saveQuantized(
       };
     }
     const row = w.shape.slice(1).reduce((a, b) => a * b, 1);
+    const dtype = codeDtype(w.bits, w.signed) as keyof typeof NARROW;
     tensors[`${layer.name}.codes`] = {
       shape: [w.kept.length, row],
-      data: new Int32Array(w.codes.buffer, w.codes.byteOffset, w.codes.length),
+      data: NARROW[dtype].from(w.codes),
     };
     return {
       name: layer.name,
@@ -162,14 +182,15 @@ export async function loadQuantized(path: string): Promise<QuantizedModel> {
           values: tensor(`${name}.weight`, "F32") as Float32Array,
         };
       } else {
-        const codes = tensor(`${name}.codes`, "I32") as Int32Array;
+        const codes = tensor(
+          `${name}.codes`,
+          codeDtype(Number(w.bits), Boolean(w.signed)),
+        );
         weight = {
           ...(w as unknown as QuantizedGrid),
           shape: w.shape as number[],
           kept: w.kept as number[],
-          codes: w.signed
-            ? codes
-            : new Uint32Array(codes.buffer, codes.byteOffset, codes.length),
+          codes: w.signed ? Int32Array.from(codes) : Uint32Array.from(codes),
         };
       }
       return {

@@ -27,10 +27,11 @@ async function listDir(dir: string): Promise<string[]> {
   return names.sort();
 }
 
-/** The bits of a float32, to compare -0, NaN and Infinity exactly. */
-const bitsOf = (data: Float32Array | Int32Array) => [
-  ...new Uint32Array(data.buffer, data.byteOffset, data.length),
-];
+/** The bits of the elements, to compare -0, NaN and Infinity exactly. */
+const bitsOf = (data: SafetensorsInput["data"]) =>
+  data instanceof Float32Array
+    ? [...new Uint32Array(data.buffer, data.byteOffset, data.length)]
+    : [...data];
 
 /** A header-length prefix, the header text, and the payload bytes. */
 function handBuilt(headerText: string, payload: number[]): Uint8Array {
@@ -55,7 +56,23 @@ const TENSORS: Record<string, SafetensorsInput> = {
   "count": { shape: [], data: new Int32Array([-3]) },
   "empty": { shape: [0, 5], data: new Float32Array(0) },
   "emptyInt": { shape: [0], data: new Int32Array(0) },
+  "u32": { shape: [3], data: new Uint32Array([0, 2 ** 31, 2 ** 32 - 1]) },
+  "i16": { shape: [3], data: new Int16Array([-32768, -1, 32767]) },
+  "u16": { shape: [1, 3], data: new Uint16Array([0, 258, 65535]) },
+  "i8": { shape: [5], data: new Int8Array([-128, -1, 0, 1, 127]) },
+  "u8": { shape: [2, 2], data: new Uint8Array([0, 1, 128, 255]) },
 };
+
+/** The dtype name of each typed array. */
+const DTYPE_OF = new Map<unknown, string>([
+  [Float32Array, "F32"],
+  [Int32Array, "I32"],
+  [Uint32Array, "U32"],
+  [Int16Array, "I16"],
+  [Uint16Array, "U16"],
+  [Int8Array, "I8"],
+  [Uint8Array, "U8"],
+]);
 
 Deno.test("encodeSafetensors() writes the header byte for byte for one tensor", () => {
   const bytes = encodeSafetensors({
@@ -101,18 +118,14 @@ Deno.test("encodeSafetensors() lays tensors out in sorted name order and pads to
   assert.equal(bytes.length, 8 + headerLength + offset);
 });
 
-Deno.test("decodeSafetensors() round-trips F32, I32, scalars and empty tensors without aliasing", () => {
+Deno.test("decodeSafetensors() round-trips every dtype, scalars and empty tensors without aliasing", () => {
   const bytes = encodeSafetensors(TENSORS, { note: "hello" });
   const { tensors, metadata } = decodeSafetensors(bytes);
   assert.deepEqual(metadata, { note: "hello" });
   assert.deepEqual(Object.keys(tensors).sort(), Object.keys(TENSORS).sort());
   for (const [name, { shape, data }] of Object.entries(TENSORS)) {
     const decoded = tensors[name];
-    assert.equal(
-      decoded.dtype,
-      data instanceof Float32Array ? "F32" : "I32",
-      name,
-    );
+    assert.equal(decoded.dtype, DTYPE_OF.get(data.constructor), name);
     assert.equal(decoded.data.constructor, data.constructor, name);
     assert.deepEqual(decoded.shape, shape, name);
     assert.deepEqual(bitsOf(decoded.data), bitsOf(data), name);
@@ -120,6 +133,30 @@ Deno.test("decodeSafetensors() round-trips F32, I32, scalars and empty tensors w
   }
   bytes.fill(0);
   assert.equal(tensors.scalar.data[0], 42.5);
+});
+
+Deno.test("encodeSafetensors() lays 16- and 8-bit elements out little-endian, byte for byte", () => {
+  const bytes = encodeSafetensors({
+    a: { shape: [2], data: new Int16Array([-2, 258]) },
+    b: { shape: [2], data: new Uint8Array([7, 200]) },
+  });
+  const header = '{"a":{"dtype":"I16","shape":[2],"data_offsets":[0,4]},' +
+    '"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}}';
+  const padded = header + " ".repeat((8 - header.length % 8) % 8);
+  // -2 = 0xfffe, 258 = 0x0102; then the two bytes.
+  assert.deepEqual(bytes, handBuilt(padded, [0xfe, 0xff, 0x02, 0x01, 7, 200]));
+  // An I16 whose offsets span an odd number of bytes is refused.
+  assert.throws(
+    () =>
+      decodeSafetensors(
+        handBuilt('{"a":{"dtype":"I16","shape":[2],"data_offsets":[0,3]}}', [
+          1,
+          2,
+          3,
+        ]),
+      ),
+    /span 3 bytes but I16 shape \[2\] needs 4/,
+  );
 });
 
 Deno.test("decodeSafetensors() keeps -0, Infinity and NaN payloads bit-exact", () => {
@@ -255,7 +292,7 @@ Deno.test("encodeSafetensors() rejects bad tensors, naming them", () => {
       encodeSafetensors({
         w: { shape: [1], data: new Float64Array(1) as unknown as Float32Array },
       }),
-    /tensor "w": data must be a Float32Array or an Int32Array, got \[object Float64Array\]/,
+    /tensor "w": data must be a Float32Array, Int32Array, .* or Uint8Array, got \[object Float64Array\]/,
   );
   assert.throws(
     () =>

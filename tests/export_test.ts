@@ -28,6 +28,7 @@ import {
 } from "../mod.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { loadQuantized, saveQuantized } from "../io/quantized.ts";
+import { loadCheckpoint } from "../io/checkpoint.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { exportCommand } from "../cli/export.ts";
 import { trainCommand } from "../cli/bayesian_bits.ts";
@@ -178,7 +179,7 @@ function mixedLenet(): { gated: GatedModel; state: GatedState } {
   };
 }
 
-Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain uniform quantizer, weights of evaluation, bits and channels of the report", () => {
+Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain uniform quantizer, weights of evaluation, bits and channels of the report", async () => {
   const { gated, state } = mixedLenet();
   const model = exportQuantized(gated, state);
   const cost = gatedBops(gated, state.params);
@@ -244,6 +245,20 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
     (model.layers[1].weight as QuantizedWeights).kept.length,
     64 - 13,
   );
+  // On disk, the narrowest integer dtype of each grid.
+  const dir = await Deno.makeTempDir();
+  try {
+    await saveQuantized(`${dir}/m.safetensors`, model);
+    const raw = (await loadCheckpoint(`${dir}/m.safetensors`)).tensors;
+    assert.deepEqual(
+      ["conv1", "conv2", "fc1", "fc2"].map((l) => raw[`${l}.codes`].dtype),
+      ["I8", "I8", "I8", "I32"],
+    );
+    assert.deepEqual(raw["conv2.codes"].shape, [51, 32 * 25]);
+    assert.deepEqual(await loadQuantized(`${dir}/m.safetensors`), model);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 
   // Dequantized weights are evaluation's quantized weights (within float32
   // rounding of the level sums), pruned rows 0.
@@ -316,6 +331,10 @@ Deno.test("saveQuantized/loadQuantized round-trip unsigned 32-bit codes, float l
   try {
     await saveQuantized(`${dir}/a.safetensors`, model);
     assert.deepEqual(await loadQuantized(`${dir}/a.safetensors`), model);
+    const raw = (await loadCheckpoint(`${dir}/a.safetensors`)).tensors;
+    assert.equal(raw["d1.codes"].dtype, "U32");
+    assert.deepEqual(raw["d1.codes"].shape, [3, 2]);
+    assert.equal(raw["d2.weight"].dtype, "F32");
 
     // Every channel pruned: no codes, and still a consistent file.
     const pruned = exportQuantized(gated, {
