@@ -153,6 +153,7 @@ export {
   initGraph,
   type LayerInfo,
   type ModelGraph,
+  type PoolWindow,
   runGraph,
   type RunOptions,
 } from "./core/graph.ts";

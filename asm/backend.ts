@@ -176,6 +176,19 @@ export interface WasmBackend extends QuantizerBackend {
     dx: WasmF32Buffer,
     pass: QuantizerPass,
   ): Omit<QuantizerGrads, "dx">;
+  /**
+   * Inference only: the max-pool of `xq` in one pass (each thread quantizes
+   * one plane at a time into a plane-sized scratch and pools it), bit for bit
+   * `maxPool2dReference(quantizeForward(x, pass), g).y`. Planes are split
+   * over the threads.
+   *
+   * @throws {RangeError} If the pass has `z2` gates or `x` is not `n c h w` long.
+   */
+  quantizePoolForward(
+    x: Float32Array,
+    pass: QuantizerPass,
+    g: PoolGeometry,
+  ): Float32Array;
   /** Copies `x` into `y` with the v128 copy kernel (the bandwidth yardstick). */
   copyResident(x: WasmF32Buffer, y: WasmF32Buffer): void;
   /** Fills `out` with uniforms from stream position `offset` of `key` (as `core/rng.ts`'s `uniform`). */
@@ -1402,6 +1415,59 @@ class Engine implements WasmBackend {
     });
   }
 
+  quantizePoolForward(
+    x: Float32Array,
+    pass: QuantizerPass,
+    g: PoolGeometry,
+  ): Float32Array {
+    if (pass.z2 !== null) {
+      throw new RangeError(
+        "Cannot quantize and pool with pruning gates z2: the fused inference kernel takes activations",
+      );
+    }
+    const planes = g.n * g.c;
+    const area = g.h * g.w;
+    const outLength = planes * g.oh * g.ow;
+    this.#expect("quantize and pool: x", x, planes * area);
+    return this.#scoped(() => {
+      const c = pass.constants;
+      const [s0, s1, s2, s3, s4] = c.scales;
+      const [g0, g1, g2, g3] = pass.gates;
+      const px = this.#put(x);
+      const py = this.#reserve(outLength * 4);
+      const jobs = this.#splitUnits(planes, area);
+      const scratch = jobs.map(() => this.#reserve(area * 4));
+      this.#run(Op.quantizePool, jobs, (job, t) => [
+        px,
+        py,
+        scratch[t],
+        job.begin,
+        job.end,
+        g.h,
+        g.w,
+        g.oh,
+        g.ow,
+        g.kernel,
+        g.stride,
+        g.padding,
+        c.lo,
+        c.hi,
+        c.span,
+        s0,
+        s1,
+        s2,
+        s3,
+        s4,
+        g0,
+        g1,
+        g2,
+        g3,
+        c.levelsForward,
+      ]);
+      return this.#take(py, outLength);
+    });
+  }
+
   quantizeForward(x: Float32Array, pass: QuantizerPass): Float32Array {
     return this.#scoped(() => {
       // A temporary, not `alloc`: no zero fill before the copy.
@@ -1636,6 +1702,13 @@ export const wasmBackend: QuantizerBackend = Object.freeze({
   name: "wasm",
   quantizeForward(x: Float32Array, pass: QuantizerPass): Float32Array {
     return sharedEngine().quantizeForward(x, pass);
+  },
+  quantizePoolForward(
+    x: Float32Array,
+    pass: QuantizerPass,
+    g: PoolGeometry,
+  ): Float32Array {
+    return sharedEngine().quantizePoolForward(x, pass, g);
   },
   quantizeBackward(
     x: Float32Array,

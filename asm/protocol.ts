@@ -58,6 +58,8 @@ export enum Op {
   addBias = 18,
   columnSums = 19,
   adamUpdate = 20,
+  /** `quantizePoolForward` of `asm/src/quantizer.ts` on a range of planes. */
+  quantizePool = 21,
 }
 
 /** The export each training-op {@link Op} runs (arguments in the export's order). */
@@ -100,6 +102,7 @@ export interface KernelExports
   extends Record<RangeKernel, (...args: number[]) => void> {
   quantizeForward(...args: number[]): void;
   quantizeBackward(...args: number[]): void;
+  quantizePoolForward(...args: number[]): void;
   copy(x: number, y: number, begin: number, end: number): void;
   fillUniform(...args: number[]): void;
   /** `(a, b, c, m, n, k, lda, ldb, ldc, flags, i0, i1, j0, j1, scratch)`. */
@@ -124,6 +127,8 @@ export function runOp(
       return kernels.quantizeForward(...a);
     case Op.backward:
       return kernels.quantizeBackward(...a);
+    case Op.quantizePool:
+      return kernels.quantizePoolForward(...a);
     case Op.copy:
       return kernels.copy(a[0], a[1], a[2], a[3]);
     case Op.uniform:

@@ -9,6 +9,8 @@
  * @module
  */
 
+import type { PoolGeometry } from "./ops/kernels.ts";
+
 /**
  * Everything one fused quantizer pass needs, already validated and with the
  * scales precomputed by {@link quantizerConstants} so every backend uses the
@@ -82,6 +84,17 @@ export interface QuantizerBackend {
     dy: Float32Array,
     pass: QuantizerPass,
   ): QuantizerGrads;
+  /**
+   * Optional, inference only: the max-pool of `xq` (planes of `geometry`; a
+   * pass without `z2`), bit for bit `maxPool2d(quantizeForward(x, pass))`,
+   * without the full-size `xq` in memory. Callers without it run the two
+   * steps.
+   */
+  quantizePoolForward?(
+    x: Float32Array,
+    pass: QuantizerPass,
+    geometry: PoolGeometry,
+  ): Float32Array;
 }
 
 /** Float32 value of the clip factor `1 - 1e-7`, as float32 arithmetic sees it. */

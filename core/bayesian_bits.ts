@@ -35,6 +35,7 @@ import {
   type GateTensors,
   type LogitTensors,
   priorOp,
+  quantizeActivationForInference,
   quantizerOp,
 } from "./ops/bayesian.ts";
 import { add, scale } from "./ops/elementwise.ts";
@@ -417,6 +418,7 @@ function gatedForward(
   gatesOf: (q: QuantizerInfo) => GateTensors,
   backend: QuantizerBackend,
   skipWeights = false,
+  inference = false,
 ): Tensor {
   const weightQ = new Map<string, QuantizerInfo>();
   const actQ = new Map<string, QuantizerInfo>();
@@ -438,6 +440,22 @@ function gatedForward(
       ? undefined
       : (layer, w) => apply(weightQ.get(layer.name), w),
     activation: (layer, a) => apply(actQ.get(layer.name), a),
+    fused: inference
+      ? (layer, z, activation, pool) => {
+        const q = actQ.get(layer.name);
+        if (
+          !q || signed[q.name] ||
+          (activation !== "relu" && activation !== undefined)
+        ) return undefined;
+        const [z4, z8, z16, z32] = tensorStorage(gatesOf(q).chain);
+        return quantizeActivationForInference(
+          z,
+          tensorStorage(params[q.xmaxParam])[0],
+          [z4, z8, z16, z32],
+          { relu: activation === "relu", pool, backend, name: q.name },
+        );
+      }
+      : undefined,
   }).output;
 }
 
@@ -809,6 +827,7 @@ export function evaluateGated(
             x,
             (q) => frozen.gates.get(q.name)!,
             backend,
+            true,
             true,
           );
           correct += countCorrect(out, batch.labels);

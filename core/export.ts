@@ -15,7 +15,11 @@ import type { GatedModel, GatedState, QuantizerInfo } from "./bayesian_bits.ts";
 import { batches, type Dataset } from "./data.ts";
 import { effectiveBits } from "./gates.ts";
 import { analyzeGraph, type ModelGraph, runGraph } from "./graph.ts";
-import { gatesOp, quantizerOp } from "./ops/bayesian.ts";
+import {
+  gatesOp,
+  quantizeActivationForInference,
+  quantizerOp,
+} from "./ops/bayesian.ts";
 import { type GemmFn, withGemm } from "./ops/gemm.ts";
 import { type OpKernels, withKernels } from "./ops/kernels.ts";
 import { referenceBackend } from "./reference.ts";
@@ -519,6 +523,19 @@ function forwardQuantized(
           name: `${layer.name}.act`,
         })
         : a;
+    },
+    fused: (layer, z, activation, pool) => {
+      const g = grids.get(layer.name);
+      if (
+        !g || g.signed || (activation !== "relu" && activation !== undefined)
+      ) return undefined;
+      const [z4, z8, z16, z32] = chainOf(g.bits).toFloat32Array();
+      return quantizeActivationForInference(z, g.xmax, [z4, z8, z16, z32], {
+        relu: activation === "relu",
+        pool,
+        backend,
+        name: `${layer.name}.act`,
+      });
     },
   }).output;
 }

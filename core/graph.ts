@@ -281,6 +281,31 @@ export interface RunOptions {
   readonly weight?: (layer: LayerInfo, w: Tensor) => Tensor;
   /** Transforms each conv/dense output after its activation (e.g. a quantizer). */
   readonly activation?: (layer: LayerInfo, a: Tensor) => Tensor;
+  /**
+   * Inference fast paths: called for each conv/dense layer with its output
+   * before the activation (and batch norm applied), the activation, and the
+   * max-pool window that follows when that pool is the layer's only
+   * consumer. A returned tensor replaces the activation and the `activation`
+   * hook, and, when `pool` was given, the pool too (it is the pool's
+   * output); `undefined` runs the usual steps. Gradients do not flow through
+   * what it returns unless it records them itself.
+   */
+  readonly fused?: (
+    layer: LayerInfo,
+    z: Tensor,
+    activation: Activation | undefined,
+    pool: PoolWindow | null,
+  ) => Tensor | undefined;
+}
+
+/** A max-pool window as {@link RunOptions.fused} sees it. */
+export interface PoolWindow {
+  /** Window size. */
+  readonly kernel: number;
+  /** Stride. */
+  readonly stride: number;
+  /** Implicit `-Infinity` padding on each side. */
+  readonly padding: number;
 }
 
 function activate(a: Tensor, kind: Activation | undefined): Tensor {
@@ -335,7 +360,20 @@ export function runGraph(
     return p;
   };
   let last = x;
+  // How many nodes read each value: a pool may fuse into the layer it reads
+  // only when it is that layer's one consumer.
+  const readers = new Map<string, number>();
   for (const node of graph.nodes) {
+    const inputs = "inputs" in node
+      ? node.inputs
+      : "input" in node
+      ? [node.input]
+      : [];
+    for (const i of inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
+  }
+  let skip: string | null = null;
+  for (const [index, node] of graph.nodes.entries()) {
+    if (node.name === skip) continue;
     let out: Tensor;
     if (node.op === "conv" || node.op === "dense") {
       const layer = layerOf.get(node.name)!;
@@ -358,8 +396,28 @@ export function runGraph(
         out = bn.output;
         if (bn.stats) stats[node.name] = bn.stats;
       }
-      out = activate(out, node.activation);
-      if (options.activation) out = options.activation(layer, out);
+      const next = graph.nodes[index + 1];
+      const pool = next?.op === "maxpool" && next.input === node.name &&
+          readers.get(node.name) === 1
+        ? {
+          kernel: next.kernel,
+          stride: next.stride ?? next.kernel,
+          padding: next.padding ?? 0,
+        }
+        : null;
+      const fused = options.fused?.(layer, out, node.activation, pool);
+      if (fused && pool) {
+        values.set(next.name, fused);
+        last = fused;
+        skip = next.name;
+        continue;
+      }
+      if (fused) {
+        out = fused;
+      } else {
+        out = activate(out, node.activation);
+        if (options.activation) out = options.activation(layer, out);
+      }
     } else if (node.op === "maxpool") {
       out = maxPool2d(
         values.get(node.input)!,

@@ -8,7 +8,7 @@ import {
   type WasmBackend,
   wasmBackend,
 } from "../asm/backend.ts";
-import { randomValues } from "./helpers.ts";
+import { assertBitwise, randomValues } from "./helpers.ts";
 
 type Gates = readonly [number, number, number, number];
 
@@ -344,4 +344,78 @@ Deno.test("the copy kernel copies every bit", async () => {
       );
     }
   }
+});
+
+Deno.test("quantizePoolForward equals the reference max-pool of the reference xq, bit for bit", async () => {
+  const { maxPool2dReference } = await import("../core/ops/pool.ts");
+  // [n, c, h, w, kernel, stride, padding]: LeNet's 2x2/2 (SIMD path, with
+  // a ragged column count), odd sizes, overlap and padding (scalar path).
+  const shapes = [
+    [2, 3, 24, 24, 2, 2, 0],
+    [3, 2, 10, 14, 2, 2, 0],
+    [1, 5, 7, 9, 3, 2, 1],
+    [1, 1, 5, 5, 2, 1, 0],
+    [2, 3, 1, 1, 1, 1, 0],
+  ];
+  for (const threads of [1, 2]) {
+    using wasm = await createWasmBackend({ threads, parallelThreshold: 1 });
+    for (const [n, c, h, w, kernel, stride, padding] of shapes) {
+      const oh = Math.floor((h + 2 * padding - kernel) / stride) + 1;
+      const ow = Math.floor((w + 2 * padding - kernel) / stride) + 1;
+      const g = { n, c, h, w, oh, ow, kernel, stride, padding };
+      const x = randomValues(n * h + w, n * c * h * w, -1, 2);
+      // Values the ReLU-free clip must handle as the ReLU would, and ties.
+      x.set([NaN, -Infinity, -0, 0, 0.65, 0.65], 0);
+      for (const gates of GATE_PATTERNS) {
+        for (const xmax of [1.3, 0.2]) {
+          const p: QuantizerPass = {
+            channels: 1,
+            z2: null,
+            gates,
+            constants: quantizerConstants(xmax, false, gates),
+          };
+          const expected =
+            maxPool2dReference(referenceBackend.quantizeForward(x, p), g).y;
+          assertBitwise(
+            wasm.quantizePoolForward(x, p, g),
+            expected,
+            `${threads} thread(s), [${n},${c},${h},${w}] ${kernel}/${stride}/${padding}, gates ${gates}, xmax ${xmax}`,
+          );
+        }
+      }
+    }
+  }
+});
+
+Deno.test("quantizePoolForward refuses z2 gates and a wrong length", () => {
+  const gates = [1, 0, 0, 0] as const;
+  const g = {
+    n: 1,
+    c: 1,
+    h: 2,
+    w: 2,
+    oh: 1,
+    ow: 1,
+    kernel: 2,
+    stride: 2,
+    padding: 0,
+  };
+  const p: QuantizerPass = {
+    channels: 1,
+    z2: null,
+    gates,
+    constants: quantizerConstants(1, false, gates),
+  };
+  assert.throws(
+    () =>
+      wasmBackend.quantizePoolForward!(new Float32Array(4), {
+        ...p,
+        z2: new Float32Array([1]),
+      }, g),
+    /pruning gates z2/,
+  );
+  assert.throws(
+    () => wasmBackend.quantizePoolForward!(new Float32Array(5), p, g),
+    /has 5 elements, expected 4/,
+  );
 });

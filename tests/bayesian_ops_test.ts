@@ -138,3 +138,159 @@ Deno.test("gatesOp() in evaluation gives deterministic, gradient-free gates", ()
   });
   assert.deepEqual([...grads.c.toFloat32Array()], [0, 0, 0, 0]);
 });
+
+Deno.test("quantizeActivationForInference equals quantizerOp of the ReLU, then maxPool2d, bit for bit", async () => {
+  const { quantizeActivationForInference } = await import(
+    "../core/ops/bayesian.ts"
+  );
+  const { relu } = await import("../core/ops/elementwise.ts");
+  const { maxPool2d } = await import("../core/ops/pool.ts");
+  const { createWasmBackend } = await import("../asm/backend.ts");
+  const { referenceBackend } = await import("../core/reference.ts");
+  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
+  const z = Tensor.adopt(randomValues(5, 2 * 3 * 9 * 8, -2, 2), [2, 3, 9, 8]);
+  const zs = z.toFloat32Array();
+  zs.set([NaN, -Infinity, -0, 0.5], 0); // the ReLU maps NaN and -Infinity to 0
+  const zt = Tensor.adopt(zs, z.shape);
+  for (const backend of [referenceBackend, wasm]) {
+    for (const chain of [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]] as const) {
+      for (
+        const pool of [null, { kernel: 2, stride: 2, padding: 0 }, {
+          kernel: 3,
+          stride: 2,
+          padding: 1,
+        }]
+      ) {
+        const twoSteps = quantizerOp(relu(zt), Tensor.from([1.1]), {
+          chain: Tensor.from(chain),
+        }, {
+          signed: false,
+          backend,
+        });
+        const expected = pool
+          ? maxPool2d(twoSteps, pool.kernel, pool.stride, pool.padding)
+          : twoSteps;
+        const got = quantizeActivationForInference(zt, 1.1, chain, {
+          relu: true,
+          pool,
+          backend,
+        });
+        assert.deepEqual(got.shape, expected.shape);
+        assert.deepEqual(
+          [...got.toFloat32Array()].map((v) => Object.is(v, -0) ? "-0" : v),
+          [...expected.toFloat32Array()].map((v) =>
+            Object.is(v, -0) ? "-0" : v
+          ),
+          `${backend.name}, gates ${chain}, pool ${JSON.stringify(pool)}`,
+        );
+      }
+    }
+  }
+  // Without a ReLU the activation is z itself.
+  const positive = Tensor.from([0.1, 0.7, 3]);
+  assert.deepEqual(
+    [
+      ...quantizeActivationForInference(positive, 1, [1, 0, 0, 0], {
+        relu: false,
+        pool: null,
+      }).toFloat32Array(),
+    ],
+    [
+      ...quantizerOp(positive, Tensor.from([1]), {
+        chain: Tensor.from([1, 0, 0, 0]),
+      }, { signed: false }).toFloat32Array(),
+    ],
+  );
+  // What the two steps refuse, it refuses: relu(+Infinity), or any NaN without a ReLU.
+  assert.throws(
+    () =>
+      quantizeActivationForInference(Tensor.from([1, Infinity]), 1, [
+        1,
+        0,
+        0,
+        0,
+      ], { relu: true, pool: null, name: "c.act" }),
+    /Cannot quantize "c.act": element 1 is Infinity/,
+  );
+  assert.throws(
+    () =>
+      quantizeActivationForInference(Tensor.from([NaN]), 1, [1, 0, 0, 0], {
+        relu: false,
+        pool: null,
+      }),
+    /element 0 is NaN/,
+  );
+  assert.throws(
+    () =>
+      quantizeActivationForInference(positive, -1, [1, 0, 0, 0], {
+        relu: true,
+        pool: null,
+      }),
+    /xmax/,
+  );
+  assert.throws(
+    () =>
+      quantizeActivationForInference(positive, 1, [1, 0, 0, 0], {
+        relu: true,
+        pool: { kernel: 2, stride: 2, padding: 0 },
+      }),
+    /4-D/,
+  );
+});
+
+Deno.test("runGraph's fused hook sees each layer with its activation and following pool; undefined changes nothing, a tensor replaces both", () => {
+  const graph: ModelGraph = {
+    name: "pools",
+    inputShape: [1, 6, 6],
+    nodes: [
+      {
+        op: "conv",
+        name: "c1",
+        input: "input",
+        outChannels: 2,
+        kernel: 3,
+        activation: "relu",
+      },
+      { op: "maxpool", name: "p1", input: "c1", kernel: 2 },
+      {
+        op: "conv",
+        name: "c2",
+        input: "p1",
+        outChannels: 2,
+        kernel: 1,
+        activation: "relu",
+      },
+      { op: "add", name: "sum", inputs: ["c2", "p1"] },
+      { op: "flatten", name: "f", input: "sum" },
+      { op: "dense", name: "d", input: "f", outFeatures: 3 },
+    ],
+  } as ModelGraph;
+  const { params } = initGraph(graph, randomKey(4));
+  const x = Tensor.adopt(randomValues(9, 2 * 36), [2, 1, 6, 6]);
+  const plain = runGraph(graph, params, x).output.toFloat32Array();
+  const seen: string[] = [];
+  const same = runGraph(graph, params, x, {
+    fused: (layer, _z, activation, pool) => {
+      seen.push(`${layer.name} ${activation} ${pool ? pool.kernel : "-"}`);
+      return undefined;
+    },
+  }).output.toFloat32Array();
+  assert.deepEqual(seen, ["c1 relu 2", "c2 relu -", "d undefined -"]);
+  assert.deepEqual([...same], [...plain]);
+  // A returned tensor replaces activation and pool: a fused c1 that outputs
+  // zeros leaves only the biases downstream.
+  const zeroed = runGraph(graph, params, x, {
+    fused: (layer, z, _activation, pool) =>
+      layer.name === "c1" && pool
+        ? Tensor.zeros([z.shape[0], z.shape[1], 2, 2])
+        : undefined,
+  }).output;
+  const expected = runGraph(graph, {
+    ...params,
+    "c1.weight": Tensor.zeros(params["c1.weight"].shape),
+    "c1.bias": Tensor.zeros([2]),
+  }, x).output;
+  assert.deepEqual([...zeroed.toFloat32Array()], [
+    ...expected.toFloat32Array(),
+  ]);
+});

@@ -16,11 +16,13 @@ import {
   initGated,
   initGraph,
   lenet5,
+  makeDataset,
   type ModelGraph,
   type QuantizedModel,
   type QuantizedWeights,
   quantizerOp,
   randomKey,
+  runGraph,
   runQuantized,
   Tensor,
   uniform,
@@ -33,6 +35,7 @@ import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { exportCommand } from "../cli/export.ts";
 import { trainCommand } from "../cli/bayesian_bits.ts";
 import { tensorStorage } from "../core/tensor.ts";
+import { assertBitwise } from "./helpers.ts";
 
 const TINY: ModelGraph = {
   name: "tiny",
@@ -310,6 +313,60 @@ Deno.test("evaluateQuantized on MNIST gives evaluateGated's accuracy, on both ba
   assert.deepEqual(exportQuantized(gated, state, { backend: wasm }), model);
   // Not a constant: the accuracy of an untrained model is near chance.
   assert.ok(gatedAccuracy < 0.5);
+});
+
+Deno.test("the fused inference path (quantize + max-pool in one pass) gives the two-step logits and predictions, bit for bit", async () => {
+  const { gated, state } = mixedLenet();
+  const model = exportQuantized(gated, state);
+  const data = (await loadMnist({ limit: 200 })).test;
+  const x = Tensor.adopt(data.images.slice(0, 24 * 784), [24, 1, 28, 28]);
+  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
+  const params = dequantizeParams(model);
+  const grids = new Map(model.layers.map((l) => [l.name, l.activation]));
+  for (const backend of [undefined, wasm]) {
+    // The two steps: ReLU, the activation quantizer, then the graph's pool.
+    const twoSteps = runGraph(model.graph, params, x, {
+      activation: (layer, a) => {
+        const g = grids.get(layer.name);
+        if (!g) return a;
+        const bits = [4, 8, 16, 32].map((b) => (g.bits >= b ? 1 : 0));
+        return quantizerOp(a, Tensor.from([g.xmax]), {
+          chain: Tensor.from(bits),
+        }, { signed: g.signed, backend });
+      },
+    }).output;
+    assertBitwise(
+      runQuantized(model, x, { backend }).toFloat32Array(),
+      twoSteps.toFloat32Array(),
+      `runQuantized, ${backend?.name ?? "reference"}`,
+    );
+  }
+  // evaluateGated predicts the labels of the two-step gated forward pass.
+  const q = new Map(gated.quantizers.map((info) => [info.name, info]));
+  const gatesOf = (name: string) => {
+    const info = q.get(name)!;
+    return gatesOp({
+      chain: state.params[info.logitsParam],
+      ...(info.pruneParam ? { g2: state.params[info.pruneParam] } : {}),
+    }, null);
+  };
+  const apply = (name: string, t: Tensor) =>
+    q.has(name)
+      ? quantizerOp(t, state.params[q.get(name)!.xmaxParam], gatesOf(name), {
+        signed: state.signed[name],
+      })
+      : t;
+  const logits = runGraph(gated.model, state.params, x, {
+    weight: (layer, w) => apply(`${layer.name}.weight`, w),
+    activation: (layer, a) => apply(`${layer.name}.act`, a),
+  }).output.toFloat32Array();
+  const labels = Int32Array.from({ length: 24 }, (_, i) => {
+    const row = logits.subarray(10 * i, 10 * i + 10);
+    return row.indexOf(Math.max(...row));
+  });
+  const own = makeDataset(data.images.slice(0, 24 * 784), labels, [1, 28, 28]);
+  assert.equal(evaluateGated(gated, state, own, { batchSize: 10 }), 1);
+  assert.equal(evaluateGated(gated, state, own, { backend: wasm }), 1);
 });
 
 Deno.test("saveQuantized/loadQuantized round-trip unsigned 32-bit codes, float layers, fully pruned layers", async () => {

@@ -5,7 +5,11 @@
 
 // @ts-nocheck: AssemblyScript, not TypeScript.
 
-export { quantizeBackward, quantizeForward } from "./quantizer";
+export {
+  quantizeBackward,
+  quantizeForward,
+  quantizePoolForward,
+} from "./quantizer";
 export { fillUniform, threefry2x32 } from "./rng";
 export { copy } from "./copy";
 export { gemm, gemmScratchBytes } from "./gemm";

@@ -300,22 +300,98 @@ export function quantizeForward(
     const chEnd = (ch + 1) * perChannel;
     const stop = chEnd < end ? chEnd : end;
     const zc: f32 = hasZ2 ? load<f32>(z2 + ((<usize>ch) << 2)) : 1;
-    const h = hasZ2 != 0;
-    if (exact) {
-      if (levels == 1) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 1, true);
-      else if (levels == 2) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 2, true);
-      else if (levels == 3) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 3, true);
-      else if (levels == 4) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 4, true);
-      else forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 5, true);
-    } else {
-      if (levels == 1) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 1, false);
-      else if (levels == 2) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 2, false);
-      else if (levels == 3) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 3, false);
-      else if (levels == 4) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 4, false);
-      else forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 5, false);
-    }
+    forwardAny(x, out, i, stop, zc, hasZ2 != 0, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, levels, exact);
     i = stop;
     ch++;
+  }
+}
+
+/** {@link forwardSegment} with the level count and exactness chosen at run time. */
+@inline function forwardAny(
+  x: usize, out: usize, i: i32, stop: i32, zc: f32, h: bool,
+  lo: f32, hi: f32, span: f32,
+  s0: f32, s1: f32, s2: f32, s3: f32, s4: f32,
+  g0: f64, g1: f64, g2: f64, g3: f64, gTop: f32, levels: i32, exact: bool,
+): void {
+  if (exact) {
+    if (levels == 1) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 1, true);
+    else if (levels == 2) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 2, true);
+    else if (levels == 3) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 3, true);
+    else if (levels == 4) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 4, true);
+    else forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 5, true);
+  } else {
+    if (levels == 1) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 1, false);
+    else if (levels == 2) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 2, false);
+    else if (levels == 3) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 3, false);
+    else if (levels == 4) forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 4, false);
+    else forwardSegment(x, out, i, stop, zc, h, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, 5, false);
+  }
+}
+
+/**
+ * Quantize, then max-pool (inference only): for each plane in
+ * `[planeBegin, planeEnd)` of `x` (planes of `h x w`), the plane's `xq`
+ * (as {@link quantizeForward}, no `z2`) goes to `scratch` (`h * w` float32
+ * owned by this call), and its max-pool (`kernel`, `stride`, `padding`, the
+ * first maximum of a window kept, as `maxPoolForward` of `ops.ts`) to the
+ * plane's `oh x ow` outputs in `y`. Bit for bit `maxPool(quantize(x))`,
+ * without the full-size `xq` in memory.
+ */
+export function quantizePoolForward(
+  x: usize, y: usize, scratch: usize, planeBegin: i32, planeEnd: i32,
+  h: i32, w: i32, oh: i32, ow: i32, kernel: i32, stride: i32, padding: i32,
+  lo: f32, hi: f32, span: f32,
+  s0: f32, s1: f32, s2: f32, s3: f32, s4: f32,
+  g0: f64, g1: f64, g2: f64, g3: f64, levels: i32,
+): void {
+  const exact = <f64><f32>g0 == g0 && <f64><f32>g1 == g1 && <f64><f32>g2 == g2 && <f64><f32>g3 == g3;
+  const gTop: f32 = <f32>(levels == 1 ? g0 * 0 : levels == 2 ? g1 * 0 : levels == 3 ? g2 * 0 : g3 * 0);
+  const area = h * w;
+  for (let plane = planeBegin; plane < planeEnd; plane++) {
+    const src = x + ((<usize>plane * <usize>area) << 2);
+    forwardAny(src, scratch, 0, area, 1, false, lo, hi, span, s0, s1, s2, s3, s4, g0, g1, g2, g3, gTop, levels, exact);
+    const dst = y + ((<usize>plane * <usize>(oh * ow)) << 2);
+    for (let oy = 0; oy < oh; oy++) {
+      let ox = 0;
+      const row = dst + ((<usize>(oy * ow)) << 2);
+      if (kernel == 2 && stride == 2 && padding == 0) {
+        // Four windows per step, the comparisons of maxPoolForward.
+        for (; ox + 4 <= ow; ox += 4) {
+          const t = scratch + ((<usize>(2 * oy * w + 2 * ox)) << 2);
+          const b = t + ((<usize>w) << 2);
+          const t0 = v128.load(t);
+          const t1 = v128.load(t, 16);
+          const b0 = v128.load(b);
+          const b1 = v128.load(b, 16);
+          let best = v128.shuffle<f32>(t0, t1, 0, 2, 4, 6);
+          let v = v128.shuffle<f32>(t0, t1, 1, 3, 5, 7);
+          best = v128.bitselect(v, best, f32x4.gt(v, best));
+          v = v128.shuffle<f32>(b0, b1, 0, 2, 4, 6);
+          best = v128.bitselect(v, best, f32x4.gt(v, best));
+          v = v128.shuffle<f32>(b0, b1, 1, 3, 5, 7);
+          best = v128.bitselect(v, best, f32x4.gt(v, best));
+          v128.store(row + ((<usize>ox) << 2), best);
+        }
+      }
+      for (; ox < ow; ox++) {
+        let best: f32 = -Infinity;
+        let any = false;
+        for (let ky = 0; ky < kernel; ky++) {
+          const iy = oy * stride - padding + ky;
+          if (iy < 0 || iy >= h) continue;
+          for (let kx = 0; kx < kernel; kx++) {
+            const ix = ox * stride - padding + kx;
+            if (ix < 0 || ix >= w) continue;
+            const v = load<f32>(scratch + ((<usize>(iy * w + ix)) << 2));
+            if (v > best || !any) {
+              best = v;
+              any = true;
+            }
+          }
+        }
+        store<f32>(row + ((<usize>ox) << 2), best);
+      }
+    }
   }
 }
 

@@ -15,9 +15,11 @@ import { recordOp } from "../autodiff.ts";
 import type { QuantizerBackend } from "../backend.ts";
 import { deterministicGates, type GateLogits, sampleGates } from "../gates.ts";
 import { prior, type PriorOptions } from "../prior.ts";
+import type { PoolWindow } from "../graph.ts";
 import { makeQuantizerPass } from "../quantizer.ts";
 import { referenceBackend } from "../reference.ts";
 import { Tensor, tensorStorage } from "../tensor.ts";
+import { maxPool2d, poolGeometry } from "./pool.ts";
 
 /** Gate values as tensors: `chain` is `[z4, z8, z16, z32]`, `z2` one per channel. */
 export interface GateTensors {
@@ -185,4 +187,67 @@ export function priorOp(logits: LogitTensors, options: PriorOptions): Tensor {
     if (r.dg2) out.push(Float32Array.from(r.dg2, (d) => d * g[0]));
     return out;
   });
+}
+
+/**
+ * Inference fast path of an activation quantizer on an unsigned grid (what
+ * follows a ReLU): `maxPool2d(quantizerOp(relu(z)))` bit for bit, the pool
+ * only when `pool` is given, in one backend pass where the backend has
+ * `quantizePoolForward`. The unsigned clip at 0 is itself the ReLU, so `z`
+ * goes in before its activation. Like the two steps, it refuses an
+ * activation that is not finite (with `relu`: a `+Infinity` in `z`). Not
+ * differentiable: evaluation only.
+ *
+ * @param z The layer's output before its activation.
+ * @param xmax The range.
+ * @param chain The gates `[z4, z8, z16, z32]`.
+ * @param options `relu` (else no activation), the pool, backend and name.
+ * @returns The quantized (and pooled) activation.
+ * @throws {RangeError} On a bad range, gates or pool, or a non-finite activation.
+ */
+export function quantizeActivationForInference(
+  z: Tensor,
+  xmax: number,
+  chain: readonly [number, number, number, number],
+  options: {
+    readonly relu: boolean;
+    readonly pool: PoolWindow | null;
+    readonly backend?: QuantizerBackend;
+    readonly name?: string;
+  },
+): Tensor {
+  const [z4, z8, z16, z32] = chain;
+  const pass = makeQuantizerPass(
+    Tensor.zeros([0]),
+    { xmax, signed: false },
+    { z4, z8, z16, z32 },
+    options.name,
+  );
+  const zs = tensorStorage(z);
+  for (let i = 0; i < zs.length; i++) {
+    const v = zs[i];
+    if (options.relu ? v === Infinity : !Number.isFinite(v)) {
+      throw new RangeError(
+        `Cannot quantize ${
+          options.name === undefined ? "tensor" : `"${options.name}"`
+        }: element ${i} is ${v} (values must be finite)`,
+      );
+    }
+  }
+  const backend = options.backend ?? referenceBackend;
+  const p = options.pool;
+  if (p === null) {
+    return Tensor.adopt(backend.quantizeForward(zs, pass), z.shape);
+  }
+  const geometry = poolGeometry(z.shape, p.kernel, p.stride, p.padding);
+  if (backend.quantizePoolForward) {
+    return Tensor.adopt(backend.quantizePoolForward(zs, pass, geometry), [
+      geometry.n,
+      geometry.c,
+      geometry.oh,
+      geometry.ow,
+    ]);
+  }
+  const xq = Tensor.adopt(backend.quantizeForward(zs, pass), z.shape);
+  return maxPool2d(xq, p.kernel, p.stride, p.padding);
 }

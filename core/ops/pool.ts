@@ -38,12 +38,42 @@ export function maxPool2d(
   stride = kernel,
   padding = 0,
 ): Tensor {
-  if (x.shape.length !== 4) {
+  const geometry = poolGeometry(x.shape, kernel, stride, padding);
+  const { n, c, oh, ow } = geometry;
+  const kernels = currentKernels();
+  const forward = kernels?.maxPool2d ?? maxPool2dReference;
+  const backward = kernels?.maxPool2dBackward ?? maxPool2dBackwardReference;
+  const { y, argmax } = forward(tensorStorage(x), geometry);
+  return recordOp(
+    Tensor.adopt(y, [n, c, oh, ow]),
+    [x],
+    (g) => [backward(g, argmax, geometry)],
+  );
+}
+
+/**
+ * The geometry of a max-pool of an `[N, C, H, W]` tensor, checked as
+ * {@link maxPool2d} checks it.
+ *
+ * @param shape The input shape.
+ * @param kernel Window size.
+ * @param stride Stride.
+ * @param padding Padding on each side.
+ * @returns The geometry.
+ * @throws {RangeError} On a non-4-D shape or a window that does not fit.
+ */
+export function poolGeometry(
+  shape: readonly number[],
+  kernel: number,
+  stride: number,
+  padding: number,
+): PoolGeometry {
+  if (shape.length !== 4) {
     throw new RangeError(
-      `maxPool2d: input must be 4-D (NCHW), got [${x.shape.join(", ")}]`,
+      `maxPool2d: input must be 4-D (NCHW), got [${shape.join(", ")}]`,
     );
   }
-  const [n, c, h, w] = x.shape;
+  const [n, c, h, w] = shape;
   const oh = convOutputSize(h, kernel, stride, padding);
   const ow = convOutputSize(w, kernel, stride, padding);
   if (
@@ -54,26 +84,7 @@ export function maxPool2d(
       `maxPool2d: a ${kernel}x${kernel} window does not fit ${h}x${w}`,
     );
   }
-  const geometry: PoolGeometry = {
-    n,
-    c,
-    h,
-    w,
-    oh,
-    ow,
-    kernel,
-    stride,
-    padding,
-  };
-  const kernels = currentKernels();
-  const forward = kernels?.maxPool2d ?? maxPool2dReference;
-  const backward = kernels?.maxPool2dBackward ?? maxPool2dBackwardReference;
-  const { y, argmax } = forward(tensorStorage(x), geometry);
-  return recordOp(
-    Tensor.adopt(y, [n, c, oh, ow]),
-    [x],
-    (g) => [backward(g, argmax, geometry)],
-  );
+  return { n, c, h, w, oh, ow, kernel, stride, padding };
 }
 
 /** The reference of `maxPool2d`'s forward kernel (`OpKernels.maxPool2d`). */
