@@ -42,6 +42,7 @@ import { add, scale } from "./ops/elementwise.ts";
 import { type GemmFn, withGemm } from "./ops/gemm.ts";
 import { type OpKernels, withKernels } from "./ops/kernels.ts";
 import { softmaxCrossEntropy } from "./ops/loss.ts";
+import { maxPool2d } from "./ops/pool.ts";
 import {
   adam,
   constantThenLinearSchedule,
@@ -440,22 +441,26 @@ function gatedForward(
       ? undefined
       : (layer, w) => apply(weightQ.get(layer.name), w),
     activation: (layer, a) => apply(actQ.get(layer.name), a),
-    fused: inference
-      ? (layer, z, activation, pool) => {
-        const q = actQ.get(layer.name);
-        if (
-          !q || signed[q.name] ||
-          (activation !== "relu" && activation !== undefined)
-        ) return undefined;
+    // An unsigned grid clips at 0, which is what a ReLU before it does: the
+    // quantizer on the pre-activation gives the same xq and, since its
+    // straight-through mask is 0 wherever the ReLU's is, the same gradients
+    // for every input, bit for bit. So the ReLU is skipped; in evaluation the
+    // max-pool that follows joins the same pass.
+    fused: (layer, z, activation, pool) => {
+      const q = actQ.get(layer.name);
+      if (!q || signed[q.name] || activation !== "relu") return undefined;
+      if (inference) {
         const [z4, z8, z16, z32] = tensorStorage(gatesOf(q).chain);
         return quantizeActivationForInference(
           z,
           tensorStorage(params[q.xmaxParam])[0],
           [z4, z8, z16, z32],
-          { relu: activation === "relu", pool, backend, name: q.name },
+          { relu: true, pool, backend, name: q.name },
         );
       }
-      : undefined,
+      const a = apply(q, z);
+      return pool ? maxPool2d(a, pool.kernel, pool.stride, pool.padding) : a;
+    },
   }).output;
 }
 

@@ -602,3 +602,83 @@ Deno.test("trainBayesianBits() rejects bad options and foreign snapshots", async
     /The training images are \[1, 28, 28\] but tiny takes \[1, 3, 3\]/,
   );
 });
+
+Deno.test("gatedLoss skips the ReLU before unsigned activation quantizers: loss and every gradient bit for bit as ReLU, quantizer, max-pool", async () => {
+  const { gatesOp, quantizerOp, foldIn } = await import("../mod.ts");
+  const { createWasmBackend } = await import("../asm/backend.ts");
+  const model = lenet5();
+  const gated = bayesianBits(model, { mu: 0.1 });
+  const images = uniform(randomKey(21), 8 * 784).map((u) => 2 * u - 0.5);
+  const x = Tensor.adopt(images, [8, 1, 28, 28]);
+  const labels = Int32Array.from({ length: 8 }, (_, i) => (3 * i) % 10);
+  const init = initGated(gated, initGraph(model, randomKey(22)), x);
+  // Mixed, fractional gates so that every gate gets a gradient.
+  const params: Record<string, Tensor> = {
+    ...init.params,
+    "conv1.act.logits": Tensor.from([0.4, -0.3, -6, -6]),
+    "conv2.act.logits": Tensor.from([1.2, 0.1, -6, -6]),
+    "fc1.act.logits": Tensor.from([0.9, 0.5, 0.2, -6]),
+  };
+  const key = randomKey(23);
+  // The formulation of the spec: ReLU, then the quantizer, then the pool.
+  const unfused =
+    (backend?: import("../core/backend.ts").QuantizerBackend) =>
+    (p: Record<string, Tensor>) => {
+      const gates = new Map(gated.quantizers.map((q, i) => [
+        q.name,
+        gatesOp(
+          q.pruneParam
+            ? { chain: p[q.logitsParam], g2: p[q.pruneParam] }
+            : { chain: p[q.logitsParam] },
+          uniform(foldIn(key, i), 4 + q.pruneChannels),
+        ),
+      ]));
+      const byName = new Map(gated.quantizers.map((q) => [q.name, q]));
+      const apply = (name: string, t: Tensor) => {
+        const q = byName.get(name);
+        return q
+          ? quantizerOp(t, p[q.xmaxParam], gates.get(name)!, {
+            signed: init.signed[name],
+            backend,
+            name,
+          })
+          : t;
+      };
+      const out = runGraph(gated.model, p, x, {
+        mode: "train",
+        weight: (layer, w) => apply(`${layer.name}.weight`, w),
+        activation: (layer, a) => apply(`${layer.name}.act`, a),
+      }).output;
+      return softmaxCrossEntropy(out, labels);
+    };
+  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
+  for (const backend of [undefined, wasm]) {
+    const fused = (p: Record<string, Tensor>) =>
+      gatedLoss(gated, { params: p, signed: init.signed }, x, labels, {
+        noiseKey: key,
+        backend,
+        prior: false,
+      }).loss;
+    const a = valueAndGrad(fused)(params);
+    const b = valueAndGrad(unfused(backend))(params);
+    const what = backend?.name ?? "reference";
+    assert.ok(Object.is(a.value, b.value), `${what}: loss`);
+    let nonzero = 0;
+    for (const name of Object.keys(params)) {
+      const ga = a.grads[name].toFloat32Array();
+      const gb = b.grads[name].toFloat32Array();
+      for (let i = 0; i < ga.length; i++) {
+        if (!Object.is(ga[i], gb[i])) {
+          assert.fail(
+            `${what}: d/d ${name}[${i}] is ${ga[i]}, expected ${gb[i]}`,
+          );
+        }
+        if (ga[i] !== 0) nonzero++;
+      }
+      if (name.endsWith(".act.logits") || name.endsWith(".act.xmax")) {
+        assert.ok(ga.some((v) => v !== 0), `${what}: ${name} gets a gradient`);
+      }
+    }
+    assert.ok(nonzero > 1000);
+  }
+});
