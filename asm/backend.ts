@@ -257,6 +257,15 @@ interface Job {
   end: number;
 }
 
+/**
+ * The trailing arguments of the forward kernels: `lo, hi, span`, the five
+ * scales, the four gates and the level count.
+ */
+function forwardConstants(pass: QuantizerPass): number[] {
+  const c = pass.constants;
+  return [c.lo, c.hi, c.span, ...c.scales, ...pass.gates, c.levelsForward];
+}
+
 class Engine implements WasmBackend {
   readonly name = "wasm";
   readonly simd = "simd128" as const;
@@ -543,9 +552,6 @@ class Engine implements WasmBackend {
     this.#checkPass(x.length, pass);
     if (x.length === 0) return;
     this.#scoped(() => {
-      const c = pass.constants;
-      const [s0, s1, s2, s3, s4] = c.scales;
-      const [g0, g1, g2, g3] = pass.gates;
       const z2 = pass.z2 ? this.#temporary(pass.z2) : 0;
       const per = x.length / pass.channels;
       this.#run(Op.forward, this.#split(x.length), (job) => [
@@ -556,19 +562,7 @@ class Engine implements WasmBackend {
         per,
         z2,
         pass.z2 ? 1 : 0,
-        c.lo,
-        c.hi,
-        c.span,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        g0,
-        g1,
-        g2,
-        g3,
-        c.levelsForward,
+        ...forwardConstants(pass),
       ]);
     });
   }
@@ -1430,9 +1424,6 @@ class Engine implements WasmBackend {
     const outLength = planes * g.oh * g.ow;
     this.#expect("quantize and pool: x", x, planes * area);
     return this.#scoped(() => {
-      const c = pass.constants;
-      const [s0, s1, s2, s3, s4] = c.scales;
-      const [g0, g1, g2, g3] = pass.gates;
       const px = this.#put(x);
       const py = this.#reserve(outLength * 4);
       const jobs = this.#splitUnits(planes, area);
@@ -1450,19 +1441,7 @@ class Engine implements WasmBackend {
         g.kernel,
         g.stride,
         g.padding,
-        c.lo,
-        c.hi,
-        c.span,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        g0,
-        g1,
-        g2,
-        g3,
-        c.levelsForward,
+        ...forwardConstants(pass),
       ]);
       return this.#take(py, outLength);
     });

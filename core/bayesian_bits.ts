@@ -785,7 +785,9 @@ export interface EvaluateGatedOptions {
 
 /**
  * Test accuracy of a gated model with deterministic gates: weights quantized
- * once, activations quantized batch by batch.
+ * once, activations quantized batch by batch. Each ReLU, activation
+ * quantizer and the max-pool after it run as one pass (one WASM call with
+ * the WASM backend), with the predictions of the three steps bit for bit.
  *
  * @param gated The gated model.
  * @param state Its state.
