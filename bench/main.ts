@@ -24,7 +24,9 @@
  *
  * Options: `--sizes 1M,16M`, `--threads 1,2`, `--no-gpu`, `--gpu-sizes 1M,16M`,
  * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--no-ops`,
- * `--ops-min-seconds 0.3`, `--no-train`, `--train-samples 3840`, `--no-bb`
+ * `--ops-min-seconds 0.3`, `--no-train`, `--train-samples 3840`,
+ * `--bb-warmup-seconds 30` (sustained-load warm-up before the Bayesian Bits
+ * table's timed rounds), `--no-bb`
  * (skips the last table: Bayesian Bits training and evaluation next to float,
  * see `bench/bayesian_bits.ts`),
  * `--json FILE` (also write the rows as JSON).
@@ -164,6 +166,7 @@ const args = parseArgs({
     "ops-min-seconds": { type: "string", default: "0.3" },
     "no-train": { type: "boolean", default: false },
     "no-bb": { type: "boolean", default: false },
+    "bb-warmup-seconds": { type: "string", default: "30" },
     "train-samples": { type: "string", default: "3840" },
     json: { type: "string" },
   },
@@ -704,7 +707,11 @@ if (!args.values["no-train"]) {
 
 const bbRows: BayesianBitsBenchRow[] = args.values["no-bb"]
   ? []
-  : await benchBayesianBits(threadCounts, Number(args.values["train-samples"]));
+  : await benchBayesianBits(
+    threadCounts,
+    Number(args.values["train-samples"]),
+    Number(args.values["bb-warmup-seconds"]),
+  );
 
 if (args.values.json) {
   await Deno.writeTextFile(
