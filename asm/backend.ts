@@ -41,7 +41,6 @@ import {
   MAX_ARGS,
   Op,
   runOp,
-  SPIN_ITERATIONS,
 } from "./protocol.ts";
 
 const PAGE_BYTES = 65536;
@@ -475,7 +474,8 @@ class Engine implements WasmBackend {
 
   /**
    * Runs `op` on every job: jobs 1.. on the workers, job 0 on this thread,
-   * then waits for the workers (spinning briefly, then `Atomics.wait`).
+   * then waits for the workers in `Atomics.wait` (no spinning: see
+   * `asm/protocol.ts`).
    */
   #run(op: Op, jobs: Job[], args: (job: Job, index: number) => number[]): void {
     const control = this.#control;
@@ -500,11 +500,12 @@ class Engine implements WasmBackend {
     }
     for (let t = 1; t < jobs.length; t++) {
       const index = t * CONTROL_WORDS + CONTROL.done;
-      let spins = 0;
-      while (Atomics.load(control, index) !== sequence) {
-        if (++spins > SPIN_ITERATIONS) {
-          Atomics.wait(control, index, Atomics.load(control, index), 1);
-        }
+      for (
+        let done = Atomics.load(control, index);
+        done !== sequence;
+        done = Atomics.load(control, index)
+      ) {
+        Atomics.wait(control, index, done, 1);
       }
       if (control[t * CONTROL_WORDS + CONTROL.failed] !== 0) {
         failure ??= new Error(

@@ -21,7 +21,6 @@ import {
   MAX_ARGS,
   Op,
   runOp,
-  SPIN_ITERATIONS,
 } from "./protocol.ts";
 
 interface Start {
@@ -73,9 +72,6 @@ function serve(
   let seen = 0;
   for (;;) {
     let sequence = Atomics.load(control, CONTROL.sequence);
-    for (let spin = 0; sequence === seen && spin < SPIN_ITERATIONS; spin++) {
-      sequence = Atomics.load(control, CONTROL.sequence);
-    }
     while (sequence === seen) {
       Atomics.wait(control, CONTROL.sequence, seen);
       sequence = Atomics.load(control, CONTROL.sequence);

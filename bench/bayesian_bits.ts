@@ -12,9 +12,10 @@
  * Each figure is the median of three rounds after a warm-up of alternating
  * float and Bayesian Bits epochs lasting at least `warmupSeconds`; within a
  * round float and Bayesian Bits alternate, so both are measured in the same
- * machine state. The warm-up matters on virtual machines that run the first
- * seconds of sustained load faster than what follows: after it, every timed
- * round sees the sustained speed that long training runs see. The
+ * machine state. After the warm-up every timed round runs with V8's optimized
+ * code in place, the state long training runs are in (a change of speed when
+ * V8 optimizes a hot loop is how the thread pool's spinning wait was found to
+ * slow two threads down: README, "Two threads: the spinning wait"). The
  * Bayesian Bits step is the full recipe step: sampled gates for all 7
  * quantizers (4 weight, 3 activation), quantizer forward and backward, the
  * prior and its gradient, three Adam optimizers. Evaluation uses the
@@ -142,9 +143,8 @@ export async function benchBayesianBits(
         })
       );
     // Warm-up, then float and Bayesian Bits alternate so that both see the
-    // same machine state (these machines run up to 40 % slower after the
-    // first seconds of sustained load than in the first burst; the warm-up
-    // carries every timed round past that point).
+    // same machine state; the warm-up carries every timed round past the
+    // first seconds, in which V8 is still compiling the hot code.
     const warmupStart = performance.now();
     do {
       floatEpoch();

@@ -25,7 +25,7 @@
  * Options: `--sizes 1M,16M`, `--threads 1,2`, `--no-gpu`, `--gpu-sizes 1M,16M`,
  * `--min-seconds 1`, `--no-gemm`, `--gemm-min-seconds 0.3`, `--no-ops`,
  * `--ops-min-seconds 0.3`, `--no-train`, `--train-samples 3840`,
- * `--bb-warmup-seconds 30` (sustained-load warm-up before the Bayesian Bits
+ * `--bb-warmup-seconds 30` (warm-up under load before the Bayesian Bits
  * table's timed rounds), `--no-bb`
  * (skips the last table: Bayesian Bits training and evaluation next to float,
  * see `bench/bayesian_bits.ts`),
