@@ -6,21 +6,24 @@
  * bit-operation (BOP) budget (van Baalen et al., "Bayesian Bits", NeurIPS
  * 2020).
  *
- * This module is the core: immutable tensors, the residual quantizer and its
- * straight-through gradients, hard-concrete gates, the BOP-aware prior, BOP
- * accounting and a counter-based random generator, over a reference
- * TypeScript backend and a WASM SIMD backend. The WebGPU backend lives in the
- * `@bbits/core/gpu` subpath so that a plain import never loads GPU code.
+ * This module is the core: immutable tensors that live on one device (the
+ * plain-TypeScript reference, WASM SIMD with threads, or WebGPU: pick it
+ * once with {@link device}), the differentiable ops, the residual quantizer
+ * and its straight-through gradients, hard-concrete gates, the BOP-aware
+ * prior, BOP accounting, a counter-based random generator, and the trainers.
+ * Bayesian Bits itself is also the `@bbits/core/bayesian-bits` subpath; the
+ * WebGPU device lives in `@bbits/core/gpu`.
  *
- * @example Quantize a weight tensor at 4 bits with one channel pruned
+ * @example Quantize a weight tensor at 4 bits with one channel pruned, on the WASM device
  * ```ts
- * import { initRange, quantize, Tensor, wasmBackend } from "@bbits/core";
+ * import { device, initRange, quantize } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
- * const w = Tensor.from([0.3, -0.7, 0.1, 0.9, -0.2, 0.5], [3, 2]);
+ * using dev = await device("wasm", { threads: 2 });
+ * const w = dev.upload([0.3, -0.7, 0.1, 0.9, -0.2, 0.5], [3, 2]);
  * const range = initRange(w); // { xmax: 0.9, signed: true }
  * const gates = { z2: [1, 0, 1], z4: 1, z8: 0, z16: 0, z32: 0 };
- * const wq = quantize(w, range, gates, { backend: wasmBackend });
+ * const wq = quantize(w, range, gates);
  * assert.deepEqual([wq.get(1, 0), wq.get(1, 1)], [0, 0]); // channel 1 pruned
  * ```
  *
@@ -39,30 +42,50 @@ export {
   threefry2x32,
   uniform,
 } from "./core/rng.ts";
-export { type Shape, shapeSize, Tensor } from "./core/tensor.ts";
+export { type DType, type Shape, shapeSize, Tensor } from "./core/tensor.ts";
 export {
   CLIP_FACTOR,
-  type QuantizerBackend,
   type QuantizerConstants,
   quantizerConstants,
-  type QuantizerGrads,
-  type QuantizerPass,
-} from "./core/backend.ts";
-export { float64ReferenceBackend, referenceBackend } from "./core/reference.ts";
+} from "./core/reference/quantizer.ts";
+export {
+  type Device,
+  device,
+  type DeviceKind,
+  type DeviceOptions,
+  UnsupportedKernelError,
+} from "./core/device.ts";
+export {
+  type ReferenceDevice,
+  referenceDevice,
+} from "./core/reference/device.ts";
+export {
+  type ActivationKind,
+  type AdamHyper,
+  type BatchNormKernelOptions,
+  type ChannelLayout,
+  type ConvGeometry,
+  type GatePriorOptions,
+  type GemmShape,
+  KERNEL_NAMES,
+  type Kernels,
+  type PoolGeometry,
+  type RunningStats,
+  type SgdHyper,
+} from "./core/kernels.ts";
 export {
   BIT_WIDTHS,
   type BitWidth,
   gatesForBits,
   type GateValues,
   initRange,
-  makeQuantizerPass,
   quantize,
   quantizeGrad,
   type QuantizeGradResult,
   type QuantizeOptions,
   type QuantizerRange,
   uniformQuantize,
-} from "./core/quantizer.ts";
+} from "./core/methods/bayesian_bits/quantizer.ts";
 export {
   CHAIN_STOP_LOGIT,
   deterministicGates,
@@ -80,13 +103,13 @@ export {
   sampleGate,
   sampleGateGrad,
   sampleGates,
-} from "./core/gates.ts";
+} from "./core/reference/gates.ts";
 export {
   prior,
   type PriorMode,
   type PriorOptions,
   type PriorResult,
-} from "./core/prior.ts";
+} from "./core/reference/prior.ts";
 export {
   type BopReport,
   bopReport,
@@ -101,26 +124,12 @@ export {
   isRecording,
   type Params,
   recordOp,
+  type ValueAndGrad,
   valueAndGrad,
+  type ValueAndGradAux,
   type Vjp,
 } from "./core/autodiff.ts";
-export {
-  currentGemm,
-  type GemmFn,
-  gemmReference,
-  type GemmShape,
-  withGemm,
-} from "./core/ops/gemm.ts";
-export {
-  type AdamResult,
-  type AdamStep,
-  type ChannelLayout,
-  type ConvGeometry,
-  currentKernels,
-  type OpKernels,
-  type PoolGeometry,
-  withKernels,
-} from "./core/ops/kernels.ts";
+
 export {
   add,
   mean,
@@ -158,15 +167,7 @@ export {
   type RunOptions,
 } from "./core/graph.ts";
 export { lenet5, mobilenetV2, resnet18, vgg7 } from "./core/models.ts";
-export {
-  createWasmBackend,
-  type WasmBackend,
-  wasmBackend,
-  type WasmBackendOptions,
-  type WasmF32Buffer,
-  wasmGemm,
-  wasmKernels,
-} from "./asm/backend.ts";
+
 export {
   encodeIdx,
   type IdxArray,
@@ -197,14 +198,15 @@ export {
   constantSchedule,
   constantThenLinearSchedule,
   cosineSchedule,
-  type GradArrays,
+  findNonFinite,
+  type GradTensors,
   type LearningRate,
   type Optimizer,
   type OptimizerState,
   type OptimizerUpdate,
-  type ParamArrays,
   type ParamGroup,
   paramGroups,
+  type ParamTensors,
   perEpoch,
   type Schedule,
   sgd,
@@ -212,6 +214,18 @@ export {
   stepSchedule,
 } from "./core/optim.ts";
 export {
+  type EpochStats,
+  type LoopOptions,
+  type LoopProgress,
+  type LoopSpec,
+  type LoopState,
+  type ParamRecord,
+  progressRate,
+  type StepLoss,
+  trainLoop,
+} from "./core/loop.ts";
+export {
+  checkImageShape,
   type EpochRecord,
   evaluate,
   type TensorParams,
@@ -226,7 +240,7 @@ export {
   type LogitTensors,
   priorOp,
   quantizerOp,
-} from "./core/ops/bayesian.ts";
+} from "./core/methods/bayesian_bits/ops.ts";
 export {
   type DecodedSafetensors,
   decodeSafetensors,
@@ -235,6 +249,6 @@ export {
   type SafetensorsInput,
   type SafetensorsTensor,
 } from "./core/safetensors.ts";
-export * from "./core/bayesian_bits.ts";
+export * from "./core/methods/bayesian_bits/mod.ts";
 export * from "./core/report.ts";
 export * from "./core/export.ts";

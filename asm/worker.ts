@@ -1,26 +1,26 @@
 /**
- * A worker thread of the multi-threaded WASM backend
- * (`createWasmBackend({ threads })` in `asm/backend.ts`). It instantiates the
- * kernel module over the shared memory it is sent, answers `"ready"`, then
- * loops: wait for a job in its control slot, run the kernel, signal done.
- * The backend's `dispose()` posts the quit op (a worker blocked in
- * `Atomics.wait` is not woken by `terminate()` alone), then terminates it.
+ * A worker thread of the WASM device's pool (`asm/pool.ts`). It
+ * instantiates the kernel module over the shared memory it is sent, answers
+ * `"ready"`, then loops: wait for a job in its control slot, run the
+ * kernel, signal done (protocol in `asm/protocol.ts`). The pool's
+ * `dispose()` posts the quit op (a worker blocked in `Atomics.wait` is not
+ * woken by `terminate()` alone), then terminates it.
  *
  * @module
  */
 
 /// <reference lib="deno.worker" />
 
-import { decodeBase64 } from "./base64.ts";
-import { KERNELS_WASM_BASE64 } from "./kernels.generated.ts";
 import {
   argsOffset,
   CONTROL,
   CONTROL_WORDS,
+  instantiateKernels,
+  invokePositional,
+  KERNEL_NAMES,
   type KernelExports,
   MAX_ARGS,
-  Op,
-  runOp,
+  QUIT,
 } from "./protocol.ts";
 
 interface Start {
@@ -31,13 +31,9 @@ interface Start {
 
 self.onmessage = (event: MessageEvent<Start>) => {
   const { memory, slot, threads } = event.data;
-  let kernels: KernelExports;
+  let exports: KernelExports;
   try {
-    const module = new WebAssembly.Module(
-      decodeBase64(KERNELS_WASM_BASE64),
-    );
-    kernels = new WebAssembly.Instance(module, { env: { memory } })
-      .exports as unknown as KernelExports;
+    exports = instantiateKernels(memory);
   } catch (error) {
     self.postMessage(String(error));
     return;
@@ -45,19 +41,19 @@ self.onmessage = (event: MessageEvent<Start>) => {
   self.postMessage("ready");
   // Let the "ready" message go out before this thread blocks for good.
   setTimeout(() => {
-    serve(memory, kernels, slot, threads);
+    serve(memory, exports, slot, threads);
     self.close();
   }, 0);
 };
 
 function serve(
   memory: WebAssembly.Memory,
-  kernels: KernelExports,
+  exports: KernelExports,
   slot: number,
   threads: number,
 ): void {
-  // Control and argument slots sit below the first page, so these views stay
-  // valid when the memory grows.
+  // The control block and argument slots sit below the first heap page, so
+  // these views stay valid when the memory grows.
   const control = new Int32Array(
     memory.buffer,
     slot * CONTROL_WORDS * 4,
@@ -77,11 +73,17 @@ function serve(
       sequence = Atomics.load(control, CONTROL.sequence);
     }
     seen = sequence;
-    const op = control[CONTROL.op] as Op;
-    if (op === Op.quit) return;
+    const op = control[CONTROL.op];
+    if (op === QUIT) return;
     let failed = 0;
     try {
-      runOp(kernels, op, args.subarray(0, control[CONTROL.argCount]));
+      const name = KERNEL_NAMES[op];
+      if (name === undefined) throw new RangeError(`Unknown kernel op ${op}`);
+      invokePositional(
+        exports,
+        name,
+        args.subarray(0, control[CONTROL.argCount]),
+      );
     } catch (error) {
       failed = 1;
       console.error(`WASM worker ${slot}: ${error}`);

@@ -1,218 +1,217 @@
 /**
- * Bayesian Bits training and evaluation throughput on LeNet-5 at batch 128,
- * next to the float training step and float evaluation measured in the same
- * run, on the same synthetic MNIST-shaped data (timing does not depend on
- * pixel values).
+ * Real MNIST epochs: Bayesian Bits and float LeNet-5 training and
+ * evaluation on the WASM device at each thread count, timed alternately in
+ * one run (see `bench/workloads.ts` for what each figure covers and
+ * `bench/timing.ts` for the warm-up and rounds).
  *
- * ```sh
- * deno run --allow-read --allow-env bench/bayesian_bits.ts [--threads 1,2] [--samples 3840] [--warmup-seconds 30] [--json FILE]
- * deno task bench   # runs it last, unless --no-bb
- * ```
- *
- * Each figure is the median of three rounds after a warm-up of alternating
- * float and Bayesian Bits epochs lasting at least `warmupSeconds`; within a
- * round float and Bayesian Bits alternate, so both are measured in the same
- * machine state. After the warm-up every timed round runs with V8's optimized
- * code in place, the state long training runs are in (a change of speed when
- * V8 optimizes a hot loop is how the thread pool's spinning wait was found to
- * slow two threads down: README, "Two threads: the spinning wait"). The
- * Bayesian Bits step is the full recipe step: sampled gates for all 7
- * quantizers (4 weight, 3 activation), quantizer forward and backward, the
- * prior and its gradient, three Adam optimizers. Evaluation uses the
- * deterministic gates (weights quantized once, activations per batch) at
- * batch 1000.
+ * Run by `deno task bench` (`bench/main.ts`: `--only train,eval` runs this
+ * section alone).
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
-  bayesianBits,
-  createWasmBackend,
-  evaluate,
-  evaluateGated,
-  initGated,
-  initGraph,
-  lenet5,
-  makeDataset,
-  randomKey,
-  Tensor,
-  trainBayesianBits,
-  trainFloat,
-  uniform,
-} from "../mod.ts";
+  formatRatio,
+  formatResult,
+  type Job,
+  type JobResult,
+  markdownTable,
+  pairedRatio,
+  timeRounds,
+} from "./timing.ts";
+import {
+  type BenchData,
+  benchData,
+  jobsOf,
+  TRAIN_BATCH,
+  wasmWorkloads,
+  WORKLOAD_KINDS,
+  WORKLOAD_TITLES,
+  type WorkloadKind,
+  type Workloads,
+} from "./workloads.ts";
+import { loadMnist } from "../io/mnist.ts";
 
-/** One row of the Bayesian Bits table. */
-export interface BayesianBitsBenchRow {
+/** Options of {@link benchEpochs}. */
+export interface EpochBenchOptions {
+  /** WASM thread counts. */
+  readonly threads: readonly number[];
+  /** The workloads to time. */
+  readonly kinds: readonly WorkloadKind[];
+  /** Minimum timed rounds. */
+  readonly rounds: number;
+  /** Minimum timed seconds per figure. */
+  readonly minSeconds: number;
+  /** Minimum warm-up seconds. */
+  readonly warmupSeconds: number;
+}
+
+/** One figure of the epoch table. */
+export interface EpochRow {
+  /** The workload. */
+  readonly kind: WorkloadKind;
   /** WASM threads. */
   readonly threads: number;
-  /** Float training samples/s. */
-  readonly floatTrain: number;
-  /** Bayesian Bits training samples/s. */
-  readonly bbTrain: number;
-  /** Float evaluation samples/s. */
-  readonly floatEval: number;
-  /** Bayesian Bits evaluation (deterministic gates) samples/s. */
-  readonly bbEval: number;
+  /** The device's description. */
+  readonly device: string;
+  /** The timed rounds (samples/s). */
+  readonly result: JobResult;
+  /** Peak device memory over the run, in bytes (null if untracked). */
+  readonly peakBytes: number | null;
 }
 
 /**
- * Measures and prints the table.
+ * Times the workloads on the WASM device at each thread count, every
+ * figure in the same rounds, and prints the tables.
  *
- * @param threadCounts WASM thread counts to run.
- * @param count Synthetic samples per timed epoch (>= 128).
- * @param warmupSeconds Minimum warm-up per thread count, in seconds (>= 0;
- *   at least one float and one Bayesian Bits epoch run regardless).
- * @returns The rows.
+ * @param data The MNIST data.
+ * @param options Threads, workloads, rounds.
+ * @returns The figures.
  */
-export async function benchBayesianBits(
-  threadCounts: readonly number[],
-  count: number,
-  warmupSeconds = 30,
-): Promise<BayesianBitsBenchRow[]> {
-  if (!Number.isInteger(count) || count < 128) {
-    throw new RangeError(`--samples must be an integer >= 128, got ${count}`);
-  }
-  if (!Number.isFinite(warmupSeconds) || warmupSeconds < 0) {
-    throw new RangeError(
-      `--warmup-seconds must be a number >= 0, got ${warmupSeconds}`,
-    );
-  }
-  const images = uniform([0, 3], count * 784).map((u) => 4 * u - 1);
-  const labels = Int32Array.from(
-    uniform([0, 4], count),
-    (u) => Math.floor(10 * u),
-  );
-  const train = makeDataset(images, labels, [1, 28, 28]);
-  const tiny = makeDataset(images.slice(0, 784), labels.slice(0, 1), [
-    1,
-    28,
-    28,
-  ]);
-  const model = lenet5();
-  const rows: BayesianBitsBenchRow[] = [];
-  const median = (values: number[]) =>
-    [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-  for (const threads of threadCounts) {
-    using wasm = await createWasmBackend({ threads });
-    const floatInit = initGraph(model, randomKey(0));
-    const gated = bayesianBits(model, { mu: 0.01 });
-    const state = initGated(
-      gated,
-      floatInit,
-      Tensor.adopt(images.slice(0, 128 * 784), [128, 1, 28, 28]),
-      { backend: wasm, gemm: wasm.gemm, kernels: wasm.kernels },
-    );
-    const floatEpoch = () =>
-      trainFloat(model, floatInit, { train, test: tiny }, {
-        epochs: 1,
-        batchSize: 128,
-        key: randomKey(1),
-        gemm: wasm.gemm,
-        kernels: wasm.kernels,
-      }).history[0].samplesPerSecond;
-    const bbEpoch = async () =>
-      (await trainBayesianBits(gated, state, { train, test: tiny }, {
-        epochs: 1,
-        batchSize: 128,
-        key: randomKey(1),
-        backend: wasm,
-        gemm: wasm.gemm,
-        kernels: wasm.kernels,
-      })).history[0].samplesPerSecond;
-    const timed = (f: () => unknown) => {
-      const start = performance.now();
-      f();
-      return count / ((performance.now() - start) / 1000);
-    };
-    const floatEvalOnce = () =>
-      timed(() =>
-        evaluate(model, floatInit.params, train, {
-          batchSize: 1000,
-          gemm: wasm.gemm,
-          kernels: wasm.kernels,
-        })
-      );
-    const bbEvalOnce = () =>
-      timed(() =>
-        evaluateGated(gated, state, train, {
-          batchSize: 1000,
-          backend: wasm,
-          gemm: wasm.gemm,
-          kernels: wasm.kernels,
-        })
-      );
-    // Warm-up, then float and Bayesian Bits alternate so that both see the
-    // same machine state; the warm-up carries every timed round past the
-    // first seconds, in which V8 is still compiling the hot code.
-    const warmupStart = performance.now();
-    do {
-      floatEpoch();
-      await bbEpoch();
-    } while (performance.now() - warmupStart < 1000 * warmupSeconds);
-    const f: number[] = [];
-    const b: number[] = [];
-    const fe: number[] = [];
-    const be: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      f.push(floatEpoch());
-      b.push(await bbEpoch());
-      fe.push(floatEvalOnce());
-      be.push(bbEvalOnce());
+export async function benchEpochs(
+  data: BenchData,
+  options: EpochBenchOptions,
+): Promise<EpochRow[]> {
+  const sets: { threads: number; w: Workloads }[] = [];
+  try {
+    for (const threads of options.threads) {
+      sets.push({ threads, w: await wasmWorkloads(threads, data) });
     }
-    const floatTrain = median(f);
-    const bbTrain = median(b);
-    const floatEval = median(fe);
-    const bbEval = median(be);
-    rows.push({
-      threads: wasm.threads,
-      floatTrain,
-      bbTrain,
-      floatEval,
-      bbEval,
+    // Job order: each workload at every thread count, then the next one.
+    const jobs: Job[] = [];
+    const index: { kind: WorkloadKind; set: number }[] = [];
+    for (const kind of options.kinds) {
+      sets.forEach((s, i) => {
+        jobs.push(...jobsOf(s.w, [kind], `x${s.threads}`));
+        index.push({ kind, set: i });
+      });
+    }
+    const results = await timeRounds(jobs, options);
+    const rows = results.map((result, j) => {
+      const { kind, set } = index[j];
+      const { threads, w } = sets[set];
+      return { kind, threads, device: w.label, result, peakBytes: null };
     });
-    console.error(
-      `bayesian bits x${wasm.threads}: float ${
-        floatTrain.toFixed(0)
-      }, bayesian bits ${bbTrain.toFixed(0)} train samples/s; eval ${
-        floatEval.toFixed(0)
-      } / ${bbEval.toFixed(0)} samples/s`,
-    );
+    return rows.map((r) => ({
+      ...r,
+      peakBytes: sets.find((s) => s.threads === r.threads)!.w.peakBytes(),
+    }));
+  } finally {
+    for (const s of sets) s.w.dispose();
   }
-  console.log(
-    `\nLeNet-5 Bayesian Bits vs float, batch 128 (training) / 1000 (evaluation), ${count} synthetic samples per timed epoch, median of 3 alternating rounds after a warm-up of at least ${warmupSeconds} s\n`,
-  );
-  console.log(
-    "| threads | float train samples/s | Bayesian Bits train samples/s | BB step overhead vs float | float eval samples/s | BB eval (deterministic gates) samples/s |",
-  );
-  console.log("|---|---|---|---|---|---|");
-  for (const r of rows) {
-    console.log(
-      `| ${r.threads} | ${r.floatTrain.toFixed(0)} | ${
-        r.bbTrain.toFixed(0)
-      } | ${(100 * (r.floatTrain / r.bbTrain - 1)).toFixed(0)} % | ${
-        r.floatEval.toFixed(0)
-      } | ${r.bbEval.toFixed(0)} |`,
-    );
-  }
-  return rows;
 }
 
-if (import.meta.main) {
-  const args = parseArgs({
-    options: {
-      threads: { type: "string", default: "1,2" },
-      samples: { type: "string", default: "3840" },
-      "warmup-seconds": { type: "string", default: "30" },
-      json: { type: "string" },
-    },
-  });
-  const rows = await benchBayesianBits(
-    args.values.threads!.split(",").map(Number),
-    Number(args.values.samples),
-    Number(args.values["warmup-seconds"]),
-  );
-  if (args.values.json) {
-    await Deno.writeTextFile(args.values.json, JSON.stringify(rows, null, 2));
+/**
+ * Prints the epoch tables: samples/s per workload and thread count with the
+ * thread speed-up and the Bayesian Bits / float ratios, then the wall time
+ * of whole trainer calls and the peak device memory.
+ *
+ * @param rows The figures of {@link benchEpochs}.
+ * @param data The data they were measured on.
+ * @param options The options they were measured with.
+ */
+export function printEpochTables(
+  rows: readonly EpochRow[],
+  data: BenchData,
+  options: EpochBenchOptions,
+): void {
+  const threads = [...new Set(rows.map((r) => r.threads))];
+  const at = (kind: WorkloadKind, t: number) =>
+    rows.find((r) => r.kind === kind && r.threads === t);
+  const base = threads[0];
+  const header = [
+    "workload",
+    ...threads.map((t) => `wasm x${t} samples/s`),
+    ...threads.slice(1).map((t) => `x${t} / x${base}`),
+  ];
+  const body: string[][] = [];
+  for (const kind of WORKLOAD_KINDS) {
+    if (!at(kind, base)) continue;
+    body.push([
+      WORKLOAD_TITLES[kind],
+      ...threads.map((t) => formatResult(at(kind, t)!.result)),
+      ...threads.slice(1).map((t) =>
+        formatRatio(pairedRatio(at(kind, t)!.result, at(kind, base)!.result))
+      ),
+    ]);
   }
+  for (
+    const [bb, fl, what] of [
+      ["bb-train", "float-train", "training"],
+      ["bb-eval", "float-eval", "evaluation"],
+    ] as const
+  ) {
+    if (!at(bb, base) || !at(fl, base)) continue;
+    body.push([
+      `Bayesian Bits / float, ${what}`,
+      ...threads.map((t) =>
+        formatRatio(pairedRatio(at(bb, t)!.result, at(fl, t)!.result))
+      ),
+      ...threads.slice(1).map(() => ""),
+    ]);
+  }
+  console.log(
+    `\nLeNet-5 on MNIST, real epochs: ${data.train.count} training images per epoch (batch ${TRAIN_BATCH}), ${data.test.count} test images per evaluation (batch 1000). Samples/s: median (slowest-fastest) of ${
+      rows[0]?.result.rates.length ?? 0
+    } alternating rounds after a warm-up of at least ${options.warmupSeconds} s; ratios: median of the rounds' ratios\n`,
+  );
+  console.log(markdownTable(header, body));
+  printWallTable(rows, threads);
+}
+
+function printWallTable(rows: readonly EpochRow[], threads: number[]): void {
+  const trainRows = rows.filter((r) => r.kind.endsWith("-train"));
+  if (trainRows.length === 0) return;
+  const body = threads.map((t) => {
+    const row = (kind: WorkloadKind) =>
+      trainRows.find((r) => r.kind === kind && r.threads === t);
+    const wall = (kind: WorkloadKind) => {
+      const r = row(kind);
+      return r ? `${r.result.wallSeconds.toFixed(1)} s` : "-";
+    };
+    const peak = rows.find((r) => r.threads === t)?.peakBytes;
+    return [
+      `wasm x${t}`,
+      wall("float-train"),
+      wall("bb-train"),
+      peak == null ? "-" : `${(peak / 2 ** 20).toFixed(0)} MiB`,
+    ];
+  });
+  console.log(
+    "\nWhole trainer call per epoch (steps, then test evaluation and report), median wall time; peak device memory over the run\n",
+  );
+  console.log(
+    markdownTable(
+      ["device", "float epoch", "Bayesian Bits epoch", "peak memory"],
+      body,
+    ),
+  );
+}
+
+/**
+ * Parses `--only`: `train`, `eval`, or both (comma-separated).
+ *
+ * @param only The flag's values.
+ * @returns The workload kinds.
+ * @throws {RangeError} On another value.
+ */
+export function kindsOf(only: readonly string[]): WorkloadKind[] {
+  const kinds = new Set<WorkloadKind>();
+  for (const part of only) {
+    if (part === "train") kinds.add("float-train").add("bb-train");
+    else if (part === "eval") kinds.add("float-eval").add("bb-eval");
+    else throw new RangeError(`--only takes train or eval here, got ${part}`);
+  }
+  return WORKLOAD_KINDS.filter((k) => kinds.has(k));
+}
+
+/**
+ * Loads MNIST for the benchmarks.
+ *
+ * @param limit Images per split (the training split of a timed epoch; the
+ *   test split holds at most 10,000).
+ * @returns The data.
+ */
+export async function loadBenchData(limit: number): Promise<BenchData> {
+  return benchData(await loadMnist({ limit }));
 }

@@ -12,7 +12,9 @@ import {
   type BayesianBitsProgress,
   type BayesianBitsReport,
   type BayesianBitsSnapshot,
-  createWasmBackend,
+  type Device,
+  device,
+  type DeviceKind,
   evaluateGated,
   evaluateQuantized,
   exportQuantized,
@@ -29,7 +31,7 @@ import {
   reportToJson,
   splitKey,
   summarizeLayerBits,
-  Tensor,
+  type Tensor,
   trainBayesianBits,
   type TrainingPhase,
 } from "../mod.ts";
@@ -131,6 +133,7 @@ Run options:
   --resume                continue the run in --out from its last checkpoint
                           (bit-identical to an uninterrupted run with the same --threads)
   --replace               start afresh even if --out holds a run (replaces it)
+  --device KIND           wasm (default), reference (plain TypeScript) or webgpu
   --threads N             WASM threads (default: all cores)
   --progress-every N      steps between progress lines (default 50)
   -h, --help              this text
@@ -275,6 +278,8 @@ export interface TrainArgs {
   readonly resume: boolean;
   /** Start afresh even if `out` holds a run (its checkpoint and reports are replaced). */
   readonly replace: boolean;
+  /** The device the run trains on. */
+  readonly device: DeviceKind;
   /** WASM threads. */
   readonly threads: number;
   /** Steps between progress lines. */
@@ -299,6 +304,7 @@ export async function parseTrainArgs(args: string[]): Promise<TrainArgs> {
       out: { type: "string" },
       resume: { type: "boolean" },
       replace: { type: "boolean" },
+      device: { type: "string" },
       threads: { type: "string" },
       "progress-every": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -399,6 +405,7 @@ export async function parseTrainArgs(args: string[]): Promise<TrainArgs> {
     out: v.out ?? null,
     resume: v.resume ?? false,
     replace: v.replace ?? false,
+    device: deviceKind(v.device),
     threads: v.threads === undefined
       ? navigator.hardwareConcurrency
       : number("--threads", v.threads, "positive-integer"),
@@ -437,11 +444,29 @@ export interface RunRecord {
   readonly threads?: number;
 }
 
+/**
+ * The `--device` flag's value, checked.
+ *
+ * @param value The flag's value (absent: `"wasm"`).
+ * @returns The device kind.
+ * @throws {RangeError} On an unknown kind.
+ */
+export function deviceKind(value: string | undefined): DeviceKind {
+  const kind = value ?? "wasm";
+  if (kind !== "wasm" && kind !== "reference" && kind !== "webgpu") {
+    throw new RangeError(
+      `--device must be wasm, reference or webgpu, got "${kind}"`,
+    );
+  }
+  return kind;
+}
+
 async function loadFloat(
   path: string,
+  dev: Device,
 ): Promise<{ params: Record<string, Tensor> }> {
   const { tensors } = await loadCheckpoint(path);
-  const params = paramsFromTensors(tensors, path);
+  const params = paramsFromTensors(tensors, path, { device: dev });
   if (Object.keys(params).length === 0) {
     throw new RangeError(
       `${path} holds no "param/..." tensors: it is not a float model checkpoint`,
@@ -466,6 +491,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const out = parsed.out ??
     `runs/${new Date().toISOString().replaceAll(":", "-").slice(0, 19)}`;
   const checkpointPath = `${out}/checkpoint.safetensors`;
+  using dev = await device(parsed.device, { threads: parsed.threads });
   let config = parsed.config;
   let resumeFrom: BayesianBitsSnapshot | null = null;
   let earlierHistory: HistoryEntry[] = [];
@@ -477,7 +503,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     if (parsed.replace) {
       throw new RangeError("--resume and --replace contradict each other");
     }
-    const stored = await loadSnapshot(checkpointPath);
+    const stored = await loadSnapshot(checkpointPath, { device: dev });
     const record = stored.run as RunRecord;
     for (const key of parsed.given) {
       const k = key as keyof RunConfig;
@@ -533,7 +559,6 @@ export async function trainCommand(args: string[]): Promise<number> {
   const model = lenet5();
   const gated = gatedModelOf(config);
   const data = await loadMnist({ limit: config.limit ?? undefined });
-  using wasm = await createWasmBackend({ threads: parsed.threads });
   const [initKey, mainKey, fineTuneKey] = splitKey(randomKey(config.seed), 3);
   const mainPhase: TrainingPhase = config.postTraining === "off"
     ? "bayesian-bits"
@@ -542,7 +567,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     `Bayesian Bits, LeNet-5 on MNIST: ${data.train.count} train / ${data.test.count} test images; ` +
       `${config.epochs} ${mainPhase} epoch(s)${
         config.fineTuneEpochs ? ` + ${config.fineTuneEpochs} fixed-gate` : ""
-      }, batch ${config.batchSize}, mu ${config.mu}, seed ${config.seed}, ${wasm.threads} WASM thread(s); writing to ${out}`,
+      }, batch ${config.batchSize}, mu ${config.mu}, seed ${config.seed}, on ${dev.name}; writing to ${out}`,
   );
 
   const runFacts = () => ({
@@ -593,9 +618,6 @@ export async function trainCommand(args: string[]): Promise<number> {
       phase,
       learnRanges: config.postTraining !== "logits",
       weightSchedule: config.weightSchedule,
-      backend: wasm,
-      gemm: wasm.gemm,
-      kernels: wasm.kernels,
       resume,
       progressEvery: parsed.progressEvery,
       onProgress,
@@ -644,20 +666,14 @@ export async function trainCommand(args: string[]): Promise<number> {
       start = resumeFrom.state;
     } else {
       const float = config.from === null
-        ? initGraph(model, initKey)
-        : await loadFloat(config.from);
-      const first = Tensor.adopt(
-        data.train.images.slice(
-          0,
-          Math.min(config.batchSize, data.train.count) * 784,
-        ),
-        [Math.min(config.batchSize, data.train.count), ...data.train.shape],
+        ? initGraph(model, initKey, dev)
+        : await loadFloat(config.from, dev);
+      const size = Math.min(config.batchSize, data.train.count);
+      const first = dev.upload(
+        data.train.images.subarray(0, size * 784),
+        [size, ...data.train.shape],
       );
-      start = initGated(gated, float, first, {
-        backend: wasm,
-        gemm: wasm.gemm,
-        kernels: wasm.kernels,
-      });
+      start = await initGated(gated, float, first);
     }
     const main = await runPhase(
       mainPhase,
@@ -683,10 +699,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   }
   const accuracy = history.length > 0
     ? history[history.length - 1].testAccuracy
-    : evaluateGated(gated, state, data.test, {
-      backend: wasm,
-      gemm: wasm.gemm,
-    });
+    : await evaluateGated(gated, state, data.test);
   const report = gatedReport(gated, state, {
     testAccuracy: accuracy,
     history,
@@ -694,12 +707,10 @@ export async function trainCommand(args: string[]): Promise<number> {
   });
   await writeReports(report);
   const quantizedPath = `${out}/quantized.safetensors`;
-  const exported = exportQuantized(gated, state, { backend: wasm });
+  const exported = exportQuantized(gated, state);
   await saveQuantized(quantizedPath, exported);
-  const exportedAccuracy = evaluateQuantized(exported, data.test, {
-    backend: wasm,
-    gemm: wasm.gemm,
-    kernels: wasm.kernels,
+  const exportedAccuracy = await evaluateQuantized(exported, data.test, {
+    device: dev,
   });
   console.log(formatReportTable(report));
   console.log(

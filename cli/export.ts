@@ -9,11 +9,14 @@
 
 import { parseArgs } from "node:util";
 import {
-  createWasmBackend,
+  type Device,
+  device,
   evaluateGated,
   evaluateQuantized,
   exportQuantized,
+  type GatedState,
   type QuantizedModel,
+  type Tensor,
 } from "../mod.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { saveQuantized } from "../io/quantized.ts";
@@ -60,6 +63,15 @@ export function summarizeExport(model: QuantizedModel): string[] {
       : "output not quantized";
     return `${l.name}: ${weights}, ${act}`;
   });
+}
+
+/** A gated state with its parameters uploaded to `dev`. */
+async function stateOn(state: GatedState, dev: Device): Promise<GatedState> {
+  const params: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(state.params)) {
+    params[name] = await t.to(dev);
+  }
+  return { params, signed: state.signed };
 }
 
 /**
@@ -123,10 +135,15 @@ export async function exportCommand(args: string[]): Promise<number> {
   for (const line of summarizeExport(exported)) console.log(`  ${line}`);
   if (values.evaluate) {
     const data = await loadMnist({ limit: record.config.limit ?? undefined });
-    using wasm = await createWasmBackend({ threads });
-    const options = { backend: wasm, gemm: wasm.gemm, kernels: wasm.kernels };
-    const exportedAccuracy = evaluateQuantized(exported, data.test, options);
-    const gatedAccuracy = evaluateGated(gated, state, data.test, options);
+    using wasm = await device("wasm", { threads });
+    const exportedAccuracy = await evaluateQuantized(exported, data.test, {
+      device: wasm,
+    });
+    const gatedAccuracy = await evaluateGated(
+      gated,
+      await stateOn(state, wasm),
+      data.test,
+    );
     console.log(
       `Test accuracy on ${data.test.count} images: exported model ${
         (100 * exportedAccuracy).toFixed(2)

@@ -21,7 +21,7 @@ import {
   batchCount,
   constantThenLinearSchedule,
   cosineSchedule,
-  createWasmBackend,
+  device,
   initGraph,
   lenet5,
   randomKey,
@@ -32,7 +32,7 @@ import {
 import { loadMnist } from "../io/mnist.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
 import { paramsToTensors } from "../io/params.ts";
-import { trainCommand } from "./bayesian_bits.ts";
+import { deviceKind, trainCommand } from "./bayesian_bits.ts";
 import { exportCommand } from "./export.ts";
 import { formatSeconds } from "./format.ts";
 
@@ -55,7 +55,8 @@ Options:
   --seed N          random seed for initialisation and shuffling (default 0)
   --limit N         use only the first N training and test images (default: all)
   --progress-every N  steps between progress lines (default 50)
-  --threads N       WASM threads for the matrix work (default: all cores)
+  --device KIND     wasm (default), reference or webgpu
+  --threads N       WASM threads (default: all cores)
   --out DIR         write the trained model to DIR/float.safetensors (for
                     \`deno task train -- --post-training logits --from DIR/float.safetensors\`)
   -h, --help        this text
@@ -110,6 +111,7 @@ export async function main(args: string[]): Promise<number> {
       seed: { type: "string" },
       limit: { type: "string" },
       "progress-every": { type: "string" },
+      device: { type: "string" },
       threads: { type: "string" },
       out: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -150,18 +152,16 @@ export async function main(args: string[]): Promise<number> {
     ? cosineSchedule({ lr, total })
     : lr;
   const model = lenet5();
-  using wasm = await createWasmBackend({ threads });
+  using dev = await device(deviceKind(values.device), { threads });
   console.error(
     `LeNet-5 float training: ${data.train.count} train / ${data.test.count} test images, ` +
-      `${epochs} epoch(s), batch ${batchSize}, Adam lr ${lr} (${scheduleName}), seed ${seed}, ${wasm.threads} WASM thread(s)`,
+      `${epochs} epoch(s), batch ${batchSize}, Adam lr ${lr} (${scheduleName}), seed ${seed}, on ${dev.name}`,
   );
-  const result = trainFloat(model, initGraph(model, initKey), data, {
+  const result = await trainFloat(model, initGraph(model, initKey, dev), data, {
     epochs,
     batchSize,
     optimizer: adam({ lr: schedule }),
     key: shuffleKey,
-    gemm: wasm.gemm,
-    kernels: wasm.kernels,
     progressEvery,
     onProgress: (p: TrainProgress) =>
       console.error(

@@ -1,11 +1,13 @@
 /**
  * Reverse-mode automatic differentiation over tensor ops.
  *
- * Every differentiable op computes its output and, when a gradient tape is
- * recording, registers the output's vector-Jacobian product (VJP) beside it
- * with {@link recordOp}. {@link valueAndGrad} is the user-facing transform,
- * JAX style: `valueAndGrad(lossFn)(params, ...args)` returns the loss and
- * its gradient with respect to every entry of the `params` record.
+ * Every differentiable op computes its output with its device's kernels
+ * and, when a gradient tape is recording, registers the output's
+ * vector-Jacobian product (VJP) beside it with {@link recordOp}.
+ * {@link valueAndGrad} is the user-facing transform, JAX style:
+ * `valueAndGrad(lossFn)(params, ...args)` returns the loss and its gradient
+ * with respect to every entry of the `params` record, all on the params'
+ * device (nothing is read back).
  *
  * Tensors are immutable and identified by object identity, so the tape maps
  * each op's output tensor to the inputs it came from.
@@ -13,7 +15,7 @@
  * @module
  */
 
-import { Tensor, tensorStorage } from "./tensor.ts";
+import { Tensor } from "./tensor.ts";
 
 /**
  * Maps the gradient of an op's output to the gradients of its inputs.
@@ -22,9 +24,9 @@ import { Tensor, tensorStorage } from "./tensor.ts";
  * a network's input image).
  */
 export type Vjp = (
-  outputGrad: Float32Array,
+  outputGrad: Tensor,
   needsGrad: readonly boolean[],
-) => readonly (Float32Array | null)[];
+) => readonly (Tensor | null)[];
 
 interface TapeEntry {
   readonly output: Tensor;
@@ -48,16 +50,16 @@ let activeTape: Tape | null = null;
  * @param output The op's output.
  * @param inputs The tensors the output depends on differentiably.
  * @param vjp Given `dL/doutput`, returns `dL/dinput` for each input (or
- *   `null` for no gradient), each the input's size.
+ *   `null` for no gradient), each shaped like the input.
  * @returns `output`, for chaining.
  *
  * @example
  * ```ts
- * import { recordOp, Tensor } from "@bbits/core";
+ * import { recordOp, scale, Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
  * const x = Tensor.from([1, 2]);
- * const y = recordOp(Tensor.from([2, 4]), [x], (g) => [g.map((v) => 2 * v)]);
+ * const y = recordOp(Tensor.from([2, 4]), [x], (g) => [scale(g, 2)]);
  * assert.equal(y.get(1), 4);
  * ```
  */
@@ -86,15 +88,33 @@ export type Params = Readonly<Record<string, Tensor>>;
 /** The gradient of every parameter, as tensors shaped like the parameters. */
 export type Grads = Readonly<Record<string, Tensor>>;
 
+/** What a differentiated function returns. */
+export interface ValueAndGrad<P extends Params> {
+  /** The loss, a one-element tensor on the params' device. */
+  readonly value: Tensor;
+  /** `dL/dp` for every parameter (zeros where the loss does not depend on it). */
+  readonly grads: { [K in keyof P]: Tensor };
+}
+
+/** {@link ValueAndGrad} of a function that also returns auxiliary data. */
+export interface ValueAndGradAux<P extends Params, X> extends ValueAndGrad<P> {
+  /** The second element the function returned, untouched. */
+  readonly aux: X;
+}
+
 /**
  * Transforms a scalar loss function into one returning the loss and its
- * gradient with respect to every parameter of the first argument.
+ * gradient with respect to every parameter of the first argument. With
+ * `{ aux: true }` the function returns `[loss, aux]` and the result carries
+ * `aux` along (e.g. the parts of a loss, new batch-norm statistics).
+ *
+ * The loss is not read back: check it is finite when you read it.
  *
  * @param lossFn A function of a parameter record (and any further
- *   arguments) returning a one-element tensor.
- * @returns `(params, ...args) => { value, grads }`.
+ *   arguments) returning a one-element tensor (or `[tensor, aux]`).
+ * @param options `aux: true` for functions that return `[loss, aux]`.
+ * @returns `(params, ...args) => { value, grads }` (and `aux`).
  * @throws {TypeError} If the loss is not a one-element tensor.
- * @throws {RangeError} If the loss is not finite.
  *
  * @example The gradient of sum(w * w) is 2 w
  * ```ts
@@ -103,16 +123,29 @@ export type Grads = Readonly<Record<string, Tensor>>;
  *
  * const f = valueAndGrad((p: { w: Tensor }) => sum(mul(p.w, p.w)));
  * const { value, grads } = f({ w: Tensor.from([1, -3]) });
- * assert.equal(value, 10);
+ * assert.equal(value.get(0), 10);
  * assert.deepEqual([...grads.w.toFloat32Array()], [2, -6]);
  * ```
  */
 export function valueAndGrad<P extends Params, A extends unknown[]>(
   lossFn: (params: P, ...args: A) => Tensor,
-): (
-  params: P,
-  ...args: A
-) => { value: number; grads: { [K in keyof P]: Tensor } } {
+  options?: { readonly aux?: false },
+): (params: P, ...args: A) => ValueAndGrad<P>;
+/**
+ * {@link valueAndGrad} of a function returning `[loss, aux]`.
+ *
+ * @param lossFn The function.
+ * @param options `{ aux: true }`.
+ * @returns `(params, ...args) => { value, grads, aux }`.
+ */
+export function valueAndGrad<P extends Params, A extends unknown[], X>(
+  lossFn: (params: P, ...args: A) => readonly [Tensor, X],
+  options: { readonly aux: true },
+): (params: P, ...args: A) => ValueAndGradAux<P, X>;
+export function valueAndGrad<P extends Params, A extends unknown[], X>(
+  lossFn: (params: P, ...args: A) => Tensor | readonly [Tensor, X],
+  options: { readonly aux?: boolean } = {},
+): (params: P, ...args: A) => ValueAndGrad<P> | ValueAndGradAux<P, X> {
   return (params: P, ...args: A) => {
     const outer = activeTape;
     const tape: TapeEntry[] = [];
@@ -120,12 +153,15 @@ export function valueAndGrad<P extends Params, A extends unknown[]>(
       entries: tape,
       differentiable: new WeakSet(Object.values(params)),
     };
-    let loss: Tensor;
+    let result: Tensor | readonly [Tensor, X];
     try {
-      loss = lossFn(params, ...args);
+      result = lossFn(params, ...args);
     } finally {
       activeTape = outer;
     }
+    const [loss, aux] = options.aux
+      ? result as readonly [Tensor, X]
+      : [result as Tensor, undefined];
     if (!(loss instanceof Tensor) || loss.size !== 1) {
       throw new TypeError(
         `valueAndGrad needs a loss that is a one-element Tensor, got ${
@@ -135,11 +171,10 @@ export function valueAndGrad<P extends Params, A extends unknown[]>(
         }`,
       );
     }
-    const value = tensorStorage(loss)[0];
-    if (!Number.isFinite(value)) {
-      throw new RangeError(`The loss is not finite: ${value}`);
-    }
-    const grad = new Map<Tensor, Float32Array>([[loss, new Float32Array([1])]]);
+    const kernels = loss.device.kernels;
+    const grad = new Map<Tensor, Tensor>([
+      [loss, loss.device.upload([1], loss.shape)],
+    ]);
     for (let i = tape.length - 1; i >= 0; i--) {
       const entry = tape[i];
       const g = grad.get(entry.output);
@@ -149,24 +184,19 @@ export function valueAndGrad<P extends Params, A extends unknown[]>(
         const gi = inputGrads[k];
         if (!gi || !entry.needsGrad[k]) return;
         const acc = grad.get(input);
-        if (!acc) {
-          grad.set(input, gi);
-        } else {
-          // Accumulate into a fresh array: VJPs may hand back shared buffers.
-          const sum = new Float32Array(acc.length);
-          for (let j = 0; j < acc.length; j++) sum[j] = acc[j] + gi[j];
-          grad.set(input, sum);
-        }
+        grad.set(input, acc ? kernels.add(acc, gi) : gi);
       });
     }
     const grads = {} as { [K in keyof P]: Tensor };
     for (const key of Object.keys(params) as (keyof P & string)[]) {
       const p = params[key];
-      grads[key] = Tensor.adopt(
-        grad.get(p)?.slice() ?? new Float32Array(p.size),
-        p.shape,
-      );
+      const g = grad.get(p);
+      grads[key] = g
+        ? (g.shape.join() === p.shape.join() ? g : g.reshape(p.shape))
+        : p.device.zeros(p.shape);
     }
-    return { value, grads };
+    return options.aux
+      ? { value: loss, grads, aux: aux as X }
+      : { value: loss, grads };
   };
 }

@@ -12,8 +12,10 @@
  */
 
 import type { Params } from "./autodiff.ts";
+import type { Device } from "./device.ts";
+import { referenceDevice } from "./reference/device.ts";
 import { type RandomKey, splitKey, uniform } from "./rng.ts";
-import { type Shape, Tensor } from "./tensor.ts";
+import type { Shape, Tensor } from "./tensor.ts";
 import { add, relu, relu6, reshape } from "./ops/elementwise.ts";
 import { conv2d, convOutputSize } from "./ops/conv2d.ts";
 import { dense } from "./ops/dense.ts";
@@ -223,10 +225,12 @@ export function analyzeGraph(graph: ModelGraph): GraphInfo {
 /**
  * Initialises parameters the way PyTorch's default layer initialisation does:
  * weights and biases uniform in `±1 / sqrt(fan_in)`; batch norm `gamma = 1`,
- * `beta = 0`, running mean 0 and variance 1.
+ * `beta = 0`, running mean 0 and variance 1. The numbers are drawn on the
+ * host from `key` (the same on every device) and uploaded to `device`.
  *
  * @param graph The model.
  * @param key The random key.
+ * @param device Where the parameters live (default: the reference device).
  * @returns Parameters (`name.weight`, `name.bias`, `name.bn.gamma`,
  *   `name.bn.beta`) and batch-norm statistics by layer name.
  *
@@ -242,6 +246,7 @@ export function analyzeGraph(graph: ModelGraph): GraphInfo {
 export function initGraph(
   graph: ModelGraph,
   key: RandomKey,
+  device: Device = referenceDevice,
 ): { params: Params; stats: Readonly<Record<string, BatchNormStats>> } {
   const { layers } = analyzeGraph(graph);
   const keys = splitKey(key, layers.length * 2);
@@ -255,16 +260,18 @@ export function initGraph(
     const b = uniform(keys[2 * i + 1], layer.outChannels).map((u) =>
       (2 * u - 1) * bound
     );
-    params[`${layer.name}.weight`] = Tensor.from(w, layer.weightShape);
-    params[`${layer.name}.bias`] = Tensor.from(b, [layer.outChannels]);
+    params[`${layer.name}.weight`] = device.upload(w, layer.weightShape);
+    params[`${layer.name}.bias`] = device.upload(b, [layer.outChannels]);
     if (layer.batchNorm) {
-      params[`${layer.name}.bn.gamma`] = Tensor.from(
-        new Float32Array(layer.outChannels).fill(1),
+      const c = layer.outChannels;
+      params[`${layer.name}.bn.gamma`] = device.upload(
+        new Float32Array(c).fill(1),
+        [c],
       );
-      params[`${layer.name}.bn.beta`] = Tensor.zeros([layer.outChannels]);
+      params[`${layer.name}.bn.beta`] = device.zeros([c]);
       stats[layer.name] = {
-        mean: Tensor.zeros([layer.outChannels]),
-        variance: Tensor.from(new Float32Array(layer.outChannels).fill(1)),
+        mean: device.zeros([c]),
+        variance: device.upload(new Float32Array(c).fill(1), [c]),
       };
     }
   });

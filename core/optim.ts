@@ -4,50 +4,47 @@
  * An {@link Optimizer} is a pair of pure functions in the style of JAX's
  * optax: `init(params)` makes a state, and `update(params, grads, state)`
  * returns `{ params, state }`: new parameters and a new state, never
- * touching its inputs. Parameters and gradients are records of named
- * Float32Arrays ({@link ParamArrays}).
+ * touching its inputs. Parameters, gradients and the state's slots are
+ * tensors on one device; each update runs there (the device's `adamUpdate`
+ * / `sgdUpdate` kernels), reading nothing back.
  *
- * The state is plain data, ready for a checkpoint: a step counter (the
- * number of updates done) and, per parameter, named Float32Array slots (the
- * moments of Adam, the momentum buffer of SGD). Save `step` and every slot
- * array; rebuild the same object to resume.
+ * The state is a step counter (the number of updates done) and, per
+ * parameter, named slot tensors (the moments of Adam, the momentum buffer
+ * of SGD): a checkpoint saves them and rebuilds the same object to resume.
  *
  * Learning rates are numbers or {@link Schedule}s: pure functions of the
  * step counter. {@link paramGroups} gives each group of parameters (weights,
  * gate logits, quantizer ranges, ...) its own optimizer and learning rate.
  *
  * Arithmetic is float64 per element; every stored value (parameter, slot)
- * is rounded to float32 once.
+ * is rounded to float32 once. Gradients are not read back to be checked:
+ * a non-finite gradient shows up as a non-finite loss, which the trainer
+ * checks whenever it reads the loss ({@link findNonFinite} names the tensor).
  *
  * @module
  */
 
-import {
-  type AdamResult,
-  type AdamStep,
-  currentKernels,
-} from "./ops/kernels.ts";
+import type { Params } from "./autodiff.ts";
+import type { Tensor } from "./tensor.ts";
 
-/** Named parameter arrays, e.g. `{ "conv1.weight": ..., "conv1.g4": ... }`. */
-export type ParamArrays = Readonly<Record<string, Float32Array>>;
+/** Named parameter tensors, e.g. `{ "conv1.weight": ..., "conv1.weight.logits": ... }`. */
+export type ParamTensors = Params;
 
-/** Gradients: one array per parameter, with the parameter's name and length. */
-export type GradArrays = Readonly<Record<string, Float32Array>>;
+/** Gradients: one tensor per parameter, with the parameter's name and shape. */
+export type GradTensors = Readonly<Record<string, Tensor>>;
 
-/** Optimizer state: plain numbers and typed arrays, serialisable as is. */
+/** Optimizer state: a step counter and named slot tensors per parameter. */
 export interface OptimizerState {
   /** The number of updates done so far (0 after `init`). */
   readonly step: number;
   /** Per parameter name, the optimizer's named buffers for it. */
-  readonly slots: Readonly<
-    Record<string, Readonly<Record<string, Float32Array>>>
-  >;
+  readonly slots: Readonly<Record<string, Readonly<Record<string, Tensor>>>>;
 }
 
 /** The result of one optimizer update. */
 export interface OptimizerUpdate {
-  /** The new parameters (new arrays). */
-  readonly params: Record<string, Float32Array>;
+  /** The new parameters (new tensors). */
+  readonly params: Record<string, Tensor>;
   /** The new state, with `step` one higher. */
   readonly state: OptimizerState;
 }
@@ -64,12 +61,13 @@ export type LearningRate = number | Schedule;
 /** An optimizer: pure `init` and `update` functions. */
 export interface Optimizer {
   /**
-   * Makes the initial state for `params`: step 0 and zeroed slots.
+   * Makes the initial state for `params`: step 0 and zeroed slots, on the
+   * parameters' device.
    *
    * @param params The parameters to optimize.
    * @returns A fresh state.
    */
-  readonly init: (params: ParamArrays) => OptimizerState;
+  readonly init: (params: ParamTensors) => OptimizerState;
   /**
    * Applies one update.
    *
@@ -78,14 +76,13 @@ export interface Optimizer {
    * @param state The current state (not modified).
    * @returns New parameters and state.
    * @throws {TypeError} On a missing gradient, a gradient for an unknown
-   *   parameter, or arrays that are not Float32Arrays.
-   * @throws {RangeError} On a gradient of the wrong length, a NaN or
-   *   infinite gradient element, a state that does not fit the parameters,
-   *   or a schedule that returns a bad learning rate.
+   *   parameter, or tensors that are not float32.
+   * @throws {RangeError} On a gradient of the wrong shape, a state that does
+   *   not fit the parameters, or a schedule that returns a bad learning rate.
    */
   readonly update: (
-    params: ParamArrays,
-    grads: GradArrays,
+    params: ParamTensors,
+    grads: GradTensors,
     state: OptimizerState,
   ) => OptimizerUpdate;
 }
@@ -126,7 +123,12 @@ export interface ParamGroup {
   readonly optimizer: Optimizer;
 }
 
-const describe = (value: unknown) => Object.prototype.toString.call(value);
+function describe(value: unknown): string {
+  if (value && typeof value === "object" && "dtype" in value) {
+    return `a ${(value as Tensor).dtype} tensor`;
+  }
+  return Object.prototype.toString.call(value);
+}
 
 function checkOption(
   what: string,
@@ -160,7 +162,12 @@ function learningRateAt(lr: LearningRate, step: number): number {
   return value;
 }
 
-function checkParamsAndGrads(params: ParamArrays, grads: GradArrays): void {
+function isFloatTensor(value: unknown): value is Tensor {
+  return typeof value === "object" && value !== null && "dtype" in value &&
+    "device" in value && (value as Tensor).dtype === "float32";
+}
+
+function checkParamsAndGrads(params: ParamTensors, grads: GradTensors): void {
   for (const name of Object.keys(grads)) {
     if (!Object.hasOwn(params, name)) {
       throw new TypeError(
@@ -171,37 +178,30 @@ function checkParamsAndGrads(params: ParamArrays, grads: GradArrays): void {
     }
   }
   for (const [name, param] of Object.entries(params)) {
-    if (!(param instanceof Float32Array)) {
+    if (!isFloatTensor(param)) {
       throw new TypeError(
-        `Parameter "${name}" must be a Float32Array, got ${describe(param)}`,
+        `Parameter "${name}" must be a float32 tensor, got ${describe(param)}`,
       );
     }
     if (!Object.hasOwn(grads, name)) {
       throw new TypeError(`Missing gradient for parameter "${name}"`);
     }
     const grad = grads[name];
-    if (!(grad instanceof Float32Array)) {
+    if (!isFloatTensor(grad)) {
       throw new TypeError(
-        `Gradient of "${name}" must be a Float32Array, got ${describe(grad)}`,
+        `Gradient of "${name}" must be a float32 tensor, got ${describe(grad)}`,
       );
     }
-    if (grad.length !== param.length) {
+    if (grad.size !== param.size) {
       throw new RangeError(
-        `Gradient of "${name}" has ${grad.length} elements, the parameter has ${param.length}`,
+        `Gradient of "${name}" has ${grad.size} elements, the parameter has ${param.size}`,
       );
-    }
-    for (let i = 0; i < grad.length; i++) {
-      if (!Number.isFinite(grad[i])) {
-        throw new RangeError(
-          `Gradient of "${name}" is not finite: element ${i} is ${grad[i]}`,
-        );
-      }
     }
   }
 }
 
 function checkState(
-  params: ParamArrays,
+  params: ParamTensors,
   state: OptimizerState,
   slotNames: readonly string[],
 ): void {
@@ -219,12 +219,10 @@ function checkState(
     }
     for (const slot of slotNames) {
       const buffer = slots[slot];
-      if (!(buffer instanceof Float32Array) || buffer.length !== param.length) {
+      if (!isFloatTensor(buffer) || buffer.size !== param.size) {
         throw new RangeError(
-          `Optimizer state slot "${slot}" of "${name}" must be a Float32Array of ${param.length} elements, got ${
-            buffer instanceof Float32Array
-              ? `${buffer.length} elements`
-              : describe(buffer)
+          `Optimizer state slot "${slot}" of "${name}" must be a float32 tensor of ${param.size} elements, got ${
+            isFloatTensor(buffer) ? `${buffer.size} elements` : describe(buffer)
           }`,
         );
       }
@@ -233,25 +231,25 @@ function checkState(
 }
 
 function zeroSlots(
-  params: ParamArrays,
+  params: ParamTensors,
   slotNames: readonly string[],
 ): OptimizerState {
-  const slots: Record<string, Record<string, Float32Array>> = {};
+  const slots: Record<string, Record<string, Tensor>> = {};
   for (const [name, param] of Object.entries(params)) {
-    if (!(param instanceof Float32Array)) {
+    if (!isFloatTensor(param)) {
       throw new TypeError(
-        `Parameter "${name}" must be a Float32Array, got ${describe(param)}`,
+        `Parameter "${name}" must be a float32 tensor, got ${describe(param)}`,
       );
     }
     slots[name] = Object.fromEntries(
-      slotNames.map((slot) => [slot, new Float32Array(param.length)]),
+      slotNames.map((slot) => [slot, param.device.zeros(param.shape)]),
     );
   }
   return { step: 0, slots };
 }
 
 /**
- * Adam (Kingma & Ba), exactly as PyTorch's `torch.optim.Adam` (with
+ * Adam (Kingma & Ba), as PyTorch's `torch.optim.Adam` computes it (defaults,
  * `amsgrad = false`, weight decay as an L2 term).
  *
  * With `t = state.step + 1` and `lr = lr(state.step)` for a schedule, each
@@ -265,9 +263,8 @@ function zeroSlots(
  * ```
  *
  * `m` and `v` start at 0 and are the slots `"m"` and `"v"`; the parameter
- * update uses the stored (float32) `m` and `v`. Inside a `withKernels`
- * scope whose kernels have `adamUpdate` (e.g. `wasmKernels`), `update`
- * runs each parameter's step on it (the WASM kernel gives the same bits).
+ * update uses the stored (float32) `m` and `v`. Each parameter's step runs
+ * on its device's `adamUpdate` kernel.
  *
  * @param options `lr` and optionally `beta1` (0.9), `beta2` (0.999), `eps`
  *   (1e-8) and `weightDecay` (0).
@@ -277,17 +274,17 @@ function zeroSlots(
  *
  * @example
  * ```ts
- * import { adam } from "@bbits/core";
+ * import { adam, Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
  * const optimizer = adam({ lr: 0.1 });
- * const params = { w: new Float32Array([1, -1]) };
+ * const params = { w: Tensor.from([1, -1]) };
  * const state = optimizer.init(params);
- * const next = optimizer.update(params, { w: new Float32Array([3, -0.5]) }, state);
+ * const next = optimizer.update(params, { w: Tensor.from([3, -0.5]) }, state);
  * // The first bias-corrected Adam step moves each element by lr against its gradient's sign.
- * assert.deepEqual([...next.params.w], [Math.fround(0.9), Math.fround(-0.9)]);
+ * assert.deepEqual([...next.params.w.toFloat32Array()], [Math.fround(0.9), Math.fround(-0.9)]);
  * assert.equal(next.state.step, 1);
- * assert.deepEqual([...params.w], [1, -1]); // inputs untouched
+ * assert.deepEqual([...params.w.toFloat32Array()], [1, -1]); // inputs untouched
  * ```
  */
 export function adam(options: AdamOptions): Optimizer {
@@ -318,25 +315,25 @@ export function adam(options: AdamOptions): Optimizer {
       checkState(params, state, slotNames);
       const rate = learningRateAt(lr, state.step);
       const t = state.step + 1;
-      const stepSize = rate / (1 - beta1 ** t);
-      const sqrtCorrection2 = Math.sqrt(1 - beta2 ** t);
-      const kernel = currentKernels()?.adamUpdate ?? adamUpdateReference;
-      const newParams: Record<string, Float32Array> = {};
-      const newSlots: Record<string, Record<string, Float32Array>> = {};
+      const hyper = {
+        beta1,
+        beta2,
+        eps,
+        weightDecay,
+        stepSize: rate / (1 - beta1 ** t),
+        sqrtCorrection2: Math.sqrt(1 - beta2 ** t),
+      };
+      const newParams: Record<string, Tensor> = {};
+      const newSlots: Record<string, Record<string, Tensor>> = {};
       for (const [name, theta] of Object.entries(params)) {
         const { m, v } = state.slots[name];
-        const next = kernel({
+        const next = theta.device.kernels.adamUpdate(
           theta,
-          grad: grads[name],
-          m,
-          v,
-          beta1,
-          beta2,
-          eps,
-          weightDecay,
-          stepSize,
-          sqrtCorrection2,
-        });
+          grads[name].reshape(theta.shape),
+          m.reshape(theta.shape),
+          v.reshape(theta.shape),
+          hyper,
+        );
         newParams[name] = next.theta;
         newSlots[name] = { m: next.m, v: next.v };
       }
@@ -346,37 +343,12 @@ export function adam(options: AdamOptions): Optimizer {
 }
 
 /**
- * The reference of the Adam update kernel (`OpKernels.adamUpdate`): one
- * parameter's step, as documented at {@link adam}.
- */
-export function adamUpdateReference(step: AdamStep): AdamResult {
-  const { theta, grad, beta1, beta2, eps, weightDecay } = step;
-  const { stepSize, sqrtCorrection2 } = step;
-  const m = new Float32Array(theta.length);
-  const v = new Float32Array(theta.length);
-  const out = new Float32Array(theta.length);
-  for (let i = 0; i < theta.length; i++) {
-    const g = grad[i] + weightDecay * theta[i];
-    m[i] = beta1 * step.m[i] + (1 - beta1) * g;
-    v[i] = beta2 * step.v[i] + (1 - beta2) * g * g;
-    out[i] = theta[i] -
-      stepSize * m[i] / (Math.sqrt(v[i]) / sqrtCorrection2 + eps);
-  }
-  return { theta: out, m, v };
-}
-
-/**
- * Stochastic gradient descent with optional (Nesterov) momentum, exactly as
- * PyTorch's `torch.optim.SGD` with dampening 0.
- *
- * With `lr = lr(state.step)` for a schedule, each element is updated as
+ * SGD as PyTorch's `torch.optim.SGD` computes it (dampening 0): with
+ * `g = grad + weightDecay * theta`,
  *
  * ```text
- * g = grad + weightDecay * theta
- * b = momentum * b + g                      (only if momentum > 0; b starts at 0,
- *                                            so the first b is g, as in PyTorch)
- * d = nesterov ? g + momentum * b : (momentum > 0 ? b : g)
- * theta = theta - lr * d
+ * momentum 0:   theta = theta - lr * g
+ * momentum mu:  b = mu * b + g;  theta = theta - lr * (nesterov ? g + mu * b : b)
  * ```
  *
  * The buffer `b` is the slot `"momentum"` (absent when `momentum` is 0).
@@ -389,14 +361,14 @@ export function adamUpdateReference(step: AdamStep): AdamResult {
  *
  * @example
  * ```ts
- * import { sgd } from "@bbits/core";
+ * import { sgd, Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
  * const optimizer = sgd({ lr: 0.5, momentum: 0.9, nesterov: true });
- * const params = { w: new Float32Array([1]) };
- * const next = optimizer.update(params, { w: new Float32Array([2]) }, optimizer.init(params));
+ * const params = { w: Tensor.from([1]) };
+ * const next = optimizer.update(params, { w: Tensor.from([2]) }, optimizer.init(params));
  * // b = 2; d = 2 + 0.9 * 2 = 3.8; w = 1 - 0.5 * 3.8
- * assert.equal(next.params.w[0], Math.fround(1 - 0.5 * 3.8));
+ * assert.equal(next.params.w.get(0), Math.fround(1 - 0.5 * 3.8));
  * ```
  */
 export function sgd(options: SgdOptions): Optimizer {
@@ -421,30 +393,26 @@ export function sgd(options: SgdOptions): Optimizer {
     update: (params, grads, state) => {
       checkParamsAndGrads(params, grads);
       checkState(params, state, slotNames);
-      const rate = learningRateAt(lr, state.step);
-      const newParams: Record<string, Float32Array> = {};
-      const newSlots: Record<string, Record<string, Float32Array>> = {};
+      const hyper = {
+        lr: learningRateAt(lr, state.step),
+        momentum,
+        nesterov,
+        weightDecay,
+      };
+      const newParams: Record<string, Tensor> = {};
+      const newSlots: Record<string, Record<string, Tensor>> = {};
       for (const [name, theta] of Object.entries(params)) {
-        const grad = grads[name];
-        const out = new Float32Array(theta.length);
-        if (momentum === 0) {
-          for (let i = 0; i < theta.length; i++) {
-            out[i] = theta[i] - rate * (grad[i] + weightDecay * theta[i]);
-          }
-          newParams[name] = out;
-          newSlots[name] = {};
-          continue;
-        }
-        const bOld = state.slots[name].momentum;
-        const b = new Float32Array(theta.length);
-        for (let i = 0; i < theta.length; i++) {
-          const g = grad[i] + weightDecay * theta[i];
-          b[i] = momentum * bOld[i] + g;
-          const d = nesterov ? g + momentum * b[i] : b[i];
-          out[i] = theta[i] - rate * d;
-        }
-        newParams[name] = out;
-        newSlots[name] = { momentum: b };
+        const buffer = momentum > 0
+          ? state.slots[name].momentum.reshape(theta.shape)
+          : null;
+        const next = theta.device.kernels.sgdUpdate(
+          theta,
+          grads[name].reshape(theta.shape),
+          buffer,
+          hyper,
+        );
+        newParams[name] = next.theta;
+        newSlots[name] = next.momentum ? { momentum: next.momentum } : {};
       }
       return {
         params: newParams,
@@ -452,6 +420,36 @@ export function sgd(options: SgdOptions): Optimizer {
       };
     },
   };
+}
+
+/**
+ * The first tensor of a record holding a NaN or infinity, read back from its
+ * device: what a trainer reports when a loss turned non-finite.
+ *
+ * @param tensors Named tensors (parameters or gradients).
+ * @returns `null`, or a message naming the tensor, the element and its value.
+ *
+ * @example
+ * ```ts
+ * import { findNonFinite, Tensor } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await findNonFinite({ w: Tensor.from([1, 2]) }), null);
+ * assert.match((await findNonFinite({ w: Tensor.from([1, NaN]) }))!, /"w" is not finite: element 1 is NaN/);
+ * ```
+ */
+export async function findNonFinite(
+  tensors: Readonly<Record<string, Tensor>>,
+): Promise<string | null> {
+  for (const [name, t] of Object.entries(tensors)) {
+    const values = await t.read();
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        return `"${name}" is not finite: element ${i} is ${values[i]}`;
+      }
+    }
+  }
+  return null;
 }
 
 /**
@@ -470,18 +468,18 @@ export function sgd(options: SgdOptions): Optimizer {
  *
  * @example
  * ```ts
- * import { paramGroups, sgd } from "@bbits/core";
+ * import { paramGroups, sgd, Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
  * const optimizer = paramGroups([
  *   { name: "gates", match: (name) => name.endsWith(".gates"), optimizer: sgd({ lr: 1 }) },
  *   { name: "weights", match: () => true, optimizer: sgd({ lr: 0.5 }) },
  * ]);
- * const params = { "fc.weight": new Float32Array([0]), "fc.gates": new Float32Array([0]) };
- * const grads = { "fc.weight": new Float32Array([1]), "fc.gates": new Float32Array([1]) };
+ * const params = { "fc.weight": Tensor.from([0]), "fc.gates": Tensor.from([0]) };
+ * const grads = { "fc.weight": Tensor.from([1]), "fc.gates": Tensor.from([1]) };
  * const next = optimizer.update(params, grads, optimizer.init(params));
- * assert.equal(next.params["fc.weight"][0], -0.5);
- * assert.equal(next.params["fc.gates"][0], -1);
+ * assert.equal(next.params["fc.weight"].get(0), -0.5);
+ * assert.equal(next.params["fc.gates"].get(0), -1);
  * ```
  */
 export function paramGroups(groups: readonly ParamGroup[]): Optimizer {
@@ -500,7 +498,7 @@ export function paramGroups(groups: readonly ParamGroup[]): Optimizer {
 
   const split = <T>(
     record: Readonly<Record<string, T>>,
-    params: ParamArrays,
+    params: ParamTensors,
   ) => {
     const parts: Record<string, T>[] = groups.map(() => ({}));
     for (const name of Object.keys(params)) {

@@ -8,16 +8,16 @@
  * @module
  */
 
-import { valueAndGrad } from "./autodiff.ts";
-import { type Batch, batchCount, batches, type Dataset } from "./data.ts";
+import { batches, type Dataset } from "./data.ts";
 import { analyzeGraph, type ModelGraph, runGraph } from "./graph.ts";
+import { type EpochStats, type LoopSpec, trainLoop } from "./loop.ts";
 import type { BatchNormStats } from "./ops/batchnorm.ts";
-import { type GemmFn, withGemm } from "./ops/gemm.ts";
-import { type OpKernels, withKernels } from "./ops/kernels.ts";
 import { softmaxCrossEntropy } from "./ops/loss.ts";
 import { adam, type Optimizer, type OptimizerState } from "./optim.ts";
-import { foldIn, type RandomKey } from "./rng.ts";
-import { Tensor, tensorStorage } from "./tensor.ts";
+import type { RandomKey } from "./rng.ts";
+import type { Tensor } from "./tensor.ts";
+
+export { progressRate } from "./loop.ts";
 
 /** Parameters of a model as tensors. */
 export type TensorParams = Readonly<Record<string, Tensor>>;
@@ -72,17 +72,6 @@ export interface TrainFloatOptions {
   readonly onEpoch?: (record: EpochRecord) => void;
   /** A clock in milliseconds (default `performance.now`). */
   readonly now?: () => number;
-  /**
-   * The matrix multiply the conv/dense ops use (e.g. `wasmGemm`, or a
-   * threaded `WasmBackend.gemm`); default: the plain-TypeScript reference.
-   */
-  readonly gemm?: GemmFn;
-  /**
-   * Kernels of the other training ops and of the optimizer update (e.g.
-   * `wasmKernels`, or a threaded `WasmBackend.kernels`, usually with the
-   * same backend's `gemm`); default: the plain-TypeScript references.
-   */
-  readonly kernels?: OpKernels;
 }
 
 /** What {@link trainFloat} returns. */
@@ -97,18 +86,13 @@ export interface TrainResult {
   readonly history: readonly EpochRecord[];
 }
 
-function batchTensor(batch: Batch, shape: readonly number[]): Tensor {
-  return Tensor.adopt(batch.images, [batch.size, ...shape]);
-}
-
 /**
  * Accuracy of a model on a dataset (evaluation mode: running batch-norm statistics).
  *
  * @param model The model.
  * @param params Its parameters.
  * @param data The dataset.
- * @param options Batch size (default 500), batch-norm statistics, GEMM and
- *   op kernels (as in {@link TrainFloatOptions}).
+ * @param options Batch size (default 500) and batch-norm statistics.
  * @returns The fraction of correctly classified samples.
  * @throws {RangeError} On an empty dataset.
  *
@@ -119,77 +103,38 @@ function batchTensor(batch: Batch, shape: readonly number[]): Tensor {
  *
  * const data = makeDataset(new Float32Array(2 * 784), new Int32Array([0, 1]), [1, 28, 28]);
  * const { params } = initGraph(lenet5(), randomKey(0));
- * const accuracy = evaluate(lenet5(), params, data);
+ * const accuracy = await evaluate(lenet5(), params, data);
  * assert.ok(accuracy >= 0 && accuracy <= 1);
  * ```
  */
-export function evaluate(
+export async function evaluate(
   model: ModelGraph,
   params: TensorParams,
   data: Dataset,
   options: {
     batchSize?: number;
     stats?: Readonly<Record<string, BatchNormStats>>;
-    gemm?: GemmFn;
-    kernels?: OpKernels;
   } = {},
-): number {
+): Promise<number> {
   if (data.count === 0) {
     throw new RangeError("Cannot evaluate on an empty dataset");
   }
+  const dev = Object.values(params)[0].device;
   let correct = 0;
   for (const batch of batches(data, options.batchSize ?? 500)) {
-    const { output } = withKernels(
-      options.kernels ?? null,
-      () =>
-        withGemm(
-          options.gemm ?? null,
-          () =>
-            runGraph(model, params, batchTensor(batch, data.shape), {
-              mode: "eval",
-              stats: options.stats,
-            }),
-        ),
-    );
-    correct += countCorrect(output, batch.labels);
+    const count = dev.scope(() => {
+      const x = dev.upload(batch.images, [batch.size, ...data.shape]);
+      const labels = dev.upload(batch.labels, [batch.size], "int32");
+      const { output } = runGraph(model, params, x, {
+        mode: "eval",
+        stats: options.stats,
+      });
+      return dev.kernels.countCorrect(output, labels);
+    });
+    correct += (await count.read())[0];
+    dev.free(count);
   }
   return correct / data.count;
-}
-
-/**
- * Throughput and time left of a run in progress: `seen` samples of the
- * current epoch (1-based `epoch` of `epochs`, `perEpoch` samples each) took
- * `elapsedSeconds`. Shared by the float and the Bayesian Bits trainers.
- */
-export function progressRate(
-  seen: number,
-  elapsedSeconds: number,
-  epoch: number,
-  epochs: number,
-  perEpoch: number,
-): { samplesPerSecond: number; etaSeconds: number } {
-  const samplesPerSecond = seen / Math.max(elapsedSeconds, 1e-9);
-  const remaining = (epochs - epoch) * perEpoch + (perEpoch - seen);
-  return { samplesPerSecond, etaSeconds: remaining / samplesPerSecond };
-}
-
-/**
- * How many rows of `output` (`[N, classes]` logits) have their largest
- * logit (the first, on ties) at the label. Shared by the float and the
- * gated evaluation.
- */
-export function countCorrect(output: Tensor, labels: Int32Array): number {
-  const logits = tensorStorage(output);
-  const k = output.shape[1];
-  let correct = 0;
-  for (let i = 0; i < output.shape[0]; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) {
-      if (logits[i * k + j] > logits[i * k + best]) best = j;
-    }
-    if (best === labels[i]) correct++;
-  }
-  return correct;
 }
 
 /**
@@ -237,7 +182,7 @@ export function checkImageShape(
  * };
  * const images = new Float32Array([1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]);
  * const data = makeDataset(images, new Int32Array([0, 1, 0, 1]), [1, 2, 2]);
- * const result = trainFloat(model, initGraph(model, randomKey(0)), { train: data, test: data }, {
+ * const result = await trainFloat(model, initGraph(model, randomKey(0)), { train: data, test: data }, {
  *   epochs: 1,
  *   batchSize: 2,
  *   key: randomKey(1),
@@ -245,7 +190,7 @@ export function checkImageShape(
  * assert.equal(result.history.length, 1);
  * ```
  */
-export function trainFloat(
+export async function trainFloat(
   model: ModelGraph,
   init: {
     params: TensorParams;
@@ -253,7 +198,7 @@ export function trainFloat(
   },
   data: { train: Dataset; test: Dataset },
   options: TrainFloatOptions,
-): TrainResult {
+): Promise<TrainResult> {
   const { epochs, key } = options;
   const batchSize = options.batchSize ?? 128;
   if (!Number.isInteger(epochs) || epochs < 1) {
@@ -269,96 +214,69 @@ export function trainFloat(
   }
   analyzeGraph(model);
   const optimizer = options.optimizer ?? adam({ lr: 1e-3 });
-  const now = options.now ?? (() => performance.now());
-  const every = options.progressEvery ?? 50;
-  let params: TensorParams = init.params;
-  let stats: Record<string, BatchNormStats> = { ...init.stats };
-  let state = optimizer.init(arrays(params));
-  const steps = batchCount(data.train.count, batchSize);
-  const lossAndGrad = valueAndGrad(
-    (p: TensorParams, x: Tensor, labels: Int32Array) => {
-      const run = runGraph(model, p, x, { mode: "train", stats });
-      stats = run.stats;
-      return softmaxCrossEntropy(run.output, labels);
+  const end = await trainLoop<Stats>(
+    floatSpec(model, optimizer),
+    {
+      params: init.params,
+      carry: { ...init.stats },
+      optimizerState: optimizer.init(init.params),
+      epoch: 0,
+      history: [],
+    },
+    data,
+    {
+      epochs,
+      batchSize,
+      shuffleKey: key,
+      stepKey: key,
+      progressEvery: options.progressEvery ?? 50,
+      now: options.now ?? (() => performance.now()),
+      onProgress: options.onProgress &&
+        ((p) =>
+          options.onProgress!({
+            epoch: p.epoch,
+            epochs: p.epochs,
+            step: p.step,
+            steps: p.steps,
+            loss: p.loss,
+            samplesPerSecond: p.samplesPerSecond,
+            etaSeconds: p.etaSeconds,
+          })),
+      onEpoch: options.onEpoch &&
+        ((s) => options.onEpoch!(epochRecord(s.history[s.history.length - 1]))),
     },
   );
-  const kernels = options.kernels ?? null;
-  const history: EpochRecord[] = [];
-  for (let epoch = 1; epoch <= epochs; epoch++) {
-    const epochStart = now();
-    let lossSum = 0;
-    let seen = 0;
-    let step = 0;
-    for (
-      const batch of batches(data.train, batchSize, { key: foldIn(key, epoch) })
-    ) {
-      step++;
-      const { value, grads } = withKernels(
-        kernels,
-        () =>
-          withGemm(options.gemm ?? null, () =>
-            lossAndGrad(
-              params,
-              batchTensor(batch, data.train.shape),
-              batch.labels,
-            )),
-      );
-      const update = withKernels(
-        kernels,
-        () => optimizer.update(arrays(params), arrays(grads), state),
-      );
-      state = update.state;
-      params = tensors(update.params, params);
-      lossSum += value * batch.size;
-      seen += batch.size;
-      if (options.onProgress && (step % every === 0 || step === steps)) {
-        options.onProgress({
-          epoch,
-          epochs,
-          step,
-          steps,
-          loss: lossSum / seen,
-          ...progressRate(
-            seen,
-            (now() - epochStart) / 1000,
-            epoch,
-            epochs,
-            data.train.count,
-          ),
-        });
-      }
-    }
-    const seconds = (now() - epochStart) / 1000;
-    const record: EpochRecord = {
-      epoch,
-      loss: lossSum / seen,
-      testAccuracy: evaluate(model, params, data.test, {
-        stats,
-        gemm: options.gemm,
-        kernels: options.kernels,
-      }),
-      seconds,
-      samplesPerSecond: seen / Math.max(seconds, 1e-9),
-    };
-    history.push(record);
-    options.onEpoch?.(record);
-  }
-  return { params, stats, optimizerState: state, history };
+  return {
+    params: end.params,
+    stats: end.carry,
+    optimizerState: end.optimizerState,
+    history: end.history.map(epochRecord),
+  };
 }
 
-function arrays(params: TensorParams): Record<string, Float32Array> {
-  const out: Record<string, Float32Array> = {};
-  for (const [name, t] of Object.entries(params)) out[name] = tensorStorage(t);
-  return out;
+type Stats = Readonly<Record<string, BatchNormStats>>;
+
+/** Float training as the loop sees it: cross-entropy, every parameter learned. */
+function floatSpec(model: ModelGraph, optimizer: Optimizer): LoopSpec<Stats> {
+  return {
+    optimizer,
+    trainable: () => true,
+    metrics: {},
+    loss: (params, stats, x, labels) => {
+      const run = runGraph(model, params, x, { mode: "train", stats });
+      const loss = softmaxCrossEntropy(run.output, labels);
+      return { loss, metrics: {}, carry: run.stats };
+    },
+    evaluate: (params, stats, test) => evaluate(model, params, test, { stats }),
+  };
 }
 
-function tensors(
-  values: Readonly<Record<string, Float32Array>>,
-  like: TensorParams,
-): TensorParams {
-  const out: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(like)) {
-    out[name] = Tensor.adopt(values[name], t.shape);
-  }
-  return out;
+function epochRecord(e: EpochStats): EpochRecord {
+  return {
+    epoch: e.epoch,
+    loss: e.loss,
+    testAccuracy: e.testAccuracy,
+    seconds: e.seconds,
+    samplesPerSecond: e.samplesPerSecond,
+  };
 }

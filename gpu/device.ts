@@ -1,12 +1,25 @@
 /**
- * Acquiring a WebGPU device with the adapter's full limits.
+ * The WebGPU device: tensors in GPU storage buffers, kernels in WGSL.
  *
- * WebGPU's default limits are small (256 invocations per workgroup, 16 KiB
- * of workgroup memory, 128 MiB per storage binding); the kernels of this
- * library ask for whatever the adapter offers instead.
+ * Every tensor is a `GPUBuffer` (STORAGE | COPY_SRC | COPY_DST). Kernels
+ * record compute passes into one command encoder that is submitted when a
+ * tensor is read, when a device scope ends, or every few hundred commands;
+ * nothing is read back in the middle of a step. Reading ({@link
+ * GpuDevice.read}) maps a staging buffer: the one await. The host cannot
+ * see the buffers, so `tensor.get()` and `tensor.toFloat32Array()` throw.
  *
  * @module
  */
+
+// core/tensor.ts first: it imports the reference device, which extends
+// BaseDevice, so entering the cycle at core/device.ts would evaluate the
+// reference device before BaseDevice exists.
+import "../core/tensor.ts";
+import { BaseDevice, type Storage } from "../core/device.ts";
+import type { Kernels } from "../core/kernels.ts";
+import type { DType } from "../core/tensor.ts";
+import { gpuKernels } from "./kernels.ts";
+import { CommandQueue } from "./queue.ts";
 
 /** Thrown when WebGPU, or a usable adapter, is not available. */
 export class GpuUnavailableError extends Error {
@@ -15,15 +28,6 @@ export class GpuUnavailableError extends Error {
    *
    * @param message What was missing.
    * @param options Standard error options (`cause`).
-   *
-   * @example
-   * ```ts
-   * import { GpuUnavailableError } from "@bbits/core/gpu";
-   * import assert from "node:assert/strict";
-   *
-   * const error = new GpuUnavailableError("no adapter");
-   * assert.equal(error.name, "GpuUnavailableError");
-   * ```
    */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
@@ -31,7 +35,7 @@ export class GpuUnavailableError extends Error {
   }
 }
 
-/** What a benchmark report needs to know about the adapter. */
+/** What reports and tolerance decisions need to know about the adapter. */
 export interface GpuAdapterSummary {
   /** Whether this is a software / fallback adapter (e.g. llvmpipe). */
   readonly isFallbackAdapter: boolean;
@@ -39,85 +43,38 @@ export interface GpuAdapterSummary {
   readonly vendor: string;
   /** Adapter architecture (may be empty). */
   readonly architecture: string;
-  /** Adapter device name or id (may be empty). */
-  readonly device: string;
   /** Human-readable description, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits)"`. */
   readonly description: string;
-  /** Features the device was created with. */
-  readonly features: readonly string[];
   /** `maxStorageBufferBindingSize` of the device, in bytes. */
   readonly maxStorageBufferBindingSize: number;
   /** `maxBufferSize` of the device, in bytes. */
   readonly maxBufferSize: number;
 }
 
-/** Options of {@link requestGpuDevice}. */
-export interface RequestGpuDeviceOptions {
-  /** Adapter power preference (default: the implementation's choice). */
-  readonly powerPreference?: GPUPowerPreference;
-  /** Optional features to enable when the adapter has them, e.g. `"timestamp-query"`. */
-  readonly optionalFeatures?: readonly GPUFeatureName[];
-}
-
-/** A device together with a summary of its adapter. */
-export interface GpuDeviceHandle {
-  /** The device, with the adapter's limits. Destroy it when done. */
-  readonly device: GPUDevice;
-  /** The adapter summary, for reports and tolerance decisions. */
-  readonly adapterInfo: GpuAdapterSummary;
-}
-
-// Limits worth raising to the adapter's values. Asking for every limit the
-// adapter lists fails on some implementations (unknown or unsupported names).
+// Limits worth raising to the adapter's values (the defaults are small:
+// 128 MiB per storage binding). Asking for every limit the adapter lists
+// fails on some implementations.
 const RAISED_LIMITS = [
   "maxBufferSize",
   "maxStorageBufferBindingSize",
   "maxComputeWorkgroupStorageSize",
   "maxComputeInvocationsPerWorkgroup",
-  "maxComputeWorkgroupSizeX",
-  "maxComputeWorkgroupSizeY",
-  "maxComputeWorkgroupSizeZ",
   "maxComputeWorkgroupsPerDimension",
   "maxStorageBuffersPerShaderStage",
-  "maxUniformBufferBindingSize",
 ] as const;
 
-/**
- * Requests a WebGPU adapter and a device with the adapter's limits.
- *
- * @param options Power preference and optional features.
- * @returns The device and a summary of the adapter.
- * @throws {GpuUnavailableError} If `navigator.gpu` is missing, no adapter is
- * found, or the device request fails.
- *
- * @example
- * ```ts
- * import { requestGpuDevice } from "@bbits/core/gpu";
- * import assert from "node:assert/strict";
- *
- * const { device, adapterInfo } = await requestGpuDevice();
- * assert.equal(typeof adapterInfo.isFallbackAdapter, "boolean");
- * assert.ok(device.limits.maxStorageBufferBindingSize >= 128 * 2 ** 20);
- * device.destroy();
- * ```
- */
-export async function requestGpuDevice(
-  options: RequestGpuDeviceOptions = {},
-): Promise<GpuDeviceHandle> {
+/** Requests the first adapter and a device with its raised limits. */
+async function requestDevice(): Promise<GPUDevice> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) {
     throw new GpuUnavailableError(
-      "Cannot use the WebGPU backend: navigator.gpu is undefined in this runtime",
+      "Cannot open the WebGPU device: navigator.gpu is undefined in this runtime",
     );
   }
-  const adapter = await gpu.requestAdapter(
-    options.powerPreference
-      ? { powerPreference: options.powerPreference }
-      : undefined,
-  );
+  const adapter = await gpu.requestAdapter();
   if (!adapter) {
     throw new GpuUnavailableError(
-      "Cannot use the WebGPU backend: navigator.gpu.requestAdapter() returned null (no GPU or software adapter found)",
+      "Cannot open the WebGPU device: navigator.gpu.requestAdapter() returned null (no GPU or software adapter found)",
     );
   }
   const requiredLimits: Record<string, number> = {};
@@ -125,49 +82,204 @@ export async function requestGpuDevice(
     const value = (adapter.limits as unknown as Record<string, number>)[name];
     if (typeof value === "number") requiredLimits[name] = value;
   }
-  const requiredFeatures = (options.optionalFeatures ?? []).filter((f) =>
-    adapter.features.has(f)
-  );
-  let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+    return await adapter.requestDevice({ requiredLimits });
   } catch (cause) {
     throw new GpuUnavailableError(
-      `Cannot use the WebGPU backend: requestDevice() failed with limits ${
+      `Cannot open the WebGPU device: requestDevice() failed with limits ${
         JSON.stringify(requiredLimits)
       }`,
       { cause },
     );
   }
-  return { device, adapterInfo: summarizeDevice(device) };
 }
 
-/**
- * Summarises the adapter of an existing device (`device.adapterInfo`).
- *
- * @param device A WebGPU device.
- * @returns The adapter summary.
- *
- * @example
- * ```ts
- * import { requestGpuDevice, summarizeDevice } from "@bbits/core/gpu";
- * import assert from "node:assert/strict";
- *
- * const { device } = await requestGpuDevice();
- * assert.equal(typeof summarizeDevice(device).description, "string");
- * device.destroy();
- * ```
- */
-export function summarizeDevice(device: GPUDevice): GpuAdapterSummary {
-  const info = device.adapterInfo;
+function summarize(gpu: GPUDevice): GpuAdapterSummary {
+  const info = gpu.adapterInfo;
   return Object.freeze({
     isFallbackAdapter: info?.isFallbackAdapter === true,
     vendor: info?.vendor ?? "",
     architecture: info?.architecture ?? "",
-    device: info?.device ?? "",
     description: info?.description ?? "",
-    features: Object.freeze([...device.features].sort()),
-    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
-    maxBufferSize: device.limits.maxBufferSize,
+    maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize,
+    maxBufferSize: gpu.limits.maxBufferSize,
   });
+}
+
+/**
+ * A device whose tensors live in WebGPU storage buffers. Made by
+ * {@link createGpuDevice}; see the module documentation.
+ */
+export class GpuDevice extends BaseDevice {
+  /** Always `"webgpu"`. */
+  readonly kind = "webgpu" as const;
+  /** `"webgpu (<adapter description>)"`. */
+  readonly name: string;
+  /** Every kernel; those without a WGSL version throw `UnsupportedKernelError`. */
+  readonly kernels: Kernels;
+  /** The adapter this device runs on. */
+  readonly adapterInfo: GpuAdapterSummary;
+  readonly #queue: CommandQueue;
+
+  /**
+   * Use {@link createGpuDevice}.
+   *
+   * @ignore
+   */
+  constructor(queue: CommandQueue, kernels: (dev: GpuDevice) => Kernels) {
+    super();
+    this.#queue = queue;
+    this.adapterInfo = summarize(queue.gpu);
+    this.name = `webgpu (${this.adapterInfo.description || "unnamed adapter"})`;
+    this.kernels = kernels(this);
+  }
+
+  /**
+   * A storage buffer (pooled or new) for `length` four-byte elements.
+   *
+   * @ignore
+   */
+  protected allocateHandle(length: number, _dtype: DType): unknown {
+    const bytes = length * 4;
+    if (bytes > this.#queue.maxBindingBytes) {
+      throw new RangeError(
+        `Cannot allocate ${length} elements on the ${this.name} device: ${bytes} bytes exceed its storage binding limit of ${this.#queue.maxBindingBytes} bytes`,
+      );
+    }
+    return this.#queue.storage(bytes, "bbits tensor");
+  }
+
+  /**
+   * Returns the buffer to the pool once the work that uses it is submitted.
+   *
+   * @ignore
+   */
+  protected releaseHandle(handle: unknown): void {
+    this.#queue.release(handle as GPUBuffer);
+  }
+
+  /**
+   * Writes an upload with `queue.writeBuffer`.
+   *
+   * @ignore
+   */
+  protected writeHandle(
+    handle: unknown,
+    values: Float32Array | Int32Array,
+  ): void {
+    this.#queue.write(handle as GPUBuffer, values);
+  }
+
+  /**
+   * Submits pending work and maps a staging copy of the buffer.
+   *
+   * @ignore
+   */
+  protected async readHandle(
+    storage: Storage,
+  ): Promise<Float32Array | Int32Array> {
+    const bytes = await this.#queue.read(
+      storage.handle as GPUBuffer,
+      storage.length * 4,
+    );
+    return storage.dtype === "int32"
+      ? new Int32Array(bytes)
+      : new Float32Array(bytes);
+  }
+
+  /**
+   * Records a `clearBuffer`.
+   *
+   * @ignore
+   */
+  protected zeroHandle(storage: Storage): void {
+    this.#queue.settle();
+    this.#queue.clear(storage.handle as GPUBuffer);
+  }
+
+  /**
+   * Throws: the host cannot see GPU memory (use `await tensor.read()`).
+   *
+   * @throws {TypeError} Always.
+   * @ignore
+   */
+  hostView(_storage: Storage): Float32Array | Int32Array {
+    throw new TypeError(
+      `The ${this.name} device keeps tensors in GPU memory, which the host cannot see: read them with await tensor.read()`,
+    );
+  }
+
+  /**
+   * Submits the scope's commands.
+   *
+   * @ignore
+   */
+  protected override endScope(): void {
+    this.#queue.flush();
+  }
+
+  /**
+   * Destroys the WebGPU device and with it every buffer.
+   *
+   * @ignore
+   */
+  protected disposeResources(): void {
+    this.#queue.destroy();
+  }
+}
+
+/** Options of {@link createGpuDevice}. */
+export interface GpuDeviceOptions {
+  /**
+   * Workgroups per dimension of a dispatch grid, at most the adapter's
+   * `maxComputeWorkgroupsPerDimension` (the default). Larger dispatches
+   * use a second dimension; a small value makes small inputs take that
+   * path (for tests).
+   */
+  readonly maxWorkgroupsPerDimension?: number;
+}
+
+/**
+ * Opens the WebGPU device on the first adapter `navigator.gpu` offers
+ * (with the adapter's limits), compiling its kernels.
+ *
+ * @param options A smaller dispatch grid limit (for tests).
+ * @returns The device; dispose it when done (`using dev = await createGpuDevice()`).
+ * @throws {GpuUnavailableError} If WebGPU or an adapter is missing.
+ * @throws {RangeError} If `maxWorkgroupsPerDimension` is not an integer
+ *   from 1 to the adapter's limit.
+ *
+ * @example Quantize at 4 bits on the GPU and read the result
+ * ```ts
+ * import { createGpuDevice } from "@bbits/core/gpu";
+ * import assert from "node:assert/strict";
+ *
+ * using dev = await createGpuDevice();
+ * const x = dev.upload([-0.9, 0.2, 0.5], [3]);
+ * const xmax = dev.upload([1], [1]);
+ * const gates = dev.upload([1, 0, 0, 0], [4]); // z4 on: 4 bits
+ * const xq = await dev.kernels.residualQuantize(x, xmax, gates, null, false).read();
+ * // Unsigned 4 bits: steps of 1/15 in [0, 1].
+ * [0, 3 / 15, 7 / 15].forEach((v, i) => assert.ok(Math.abs(xq[i] - v) < 1e-6));
+ * ```
+ */
+export async function createGpuDevice(
+  options: GpuDeviceOptions = {},
+): Promise<GpuDevice> {
+  const gpu = await requestDevice();
+  try {
+    const limit = gpu.limits.maxComputeWorkgroupsPerDimension;
+    const groups = options.maxWorkgroupsPerDimension ?? limit;
+    if (!Number.isInteger(groups) || groups < 1 || groups > limit) {
+      throw new RangeError(
+        `Cannot open the WebGPU device with maxWorkgroupsPerDimension ${groups}: expected an integer from 1 to ${limit}`,
+      );
+    }
+    const queue = new CommandQueue(gpu, groups);
+    const kernels = await gpuKernels(queue);
+    return new GpuDevice(queue, kernels);
+  } catch (error) {
+    gpu.destroy();
+    throw error;
+  }
 }

@@ -1,77 +1,50 @@
 /**
- * # @bbits/core/gpu — the WebGPU backend
+ * # @bbits/core/gpu — the WebGPU device
  *
- * The fused residual quantizer (forward and straight-through backward) and
- * the counter-based uniform generator as WGSL compute kernels. The forward
- * output and `dx` match the reference backend bit for bit on an IEEE-exact
- * adapter (llvmpipe in CI); per-channel gradient sums are float32 tree sums
- * per tile added in float64 on the host. Everything is asynchronous because
- * GPU read-back is; a resident API keeps tensors on the device for training
- * loops and benchmarks.
+ * Tensors live in GPU storage buffers and kernels run in WGSL; a tensor is
+ * read back only when asked (`await tensor.read()`). The residual quantizer
+ * (forward, straight-through backward, and the fused max-pool of the
+ * forward pass) and the Threefry uniform generator run on the GPU; the
+ * quantizer derives its scales and clip bounds on the device from the
+ * `xmax` and `gates` tensors, so a step never waits for the host. On an
+ * IEEE-exact adapter (llvmpipe in CI) the forward output and `dx` are the
+ * reference device's bits; the gradient reductions are float32 tree sums
+ * that agree with the reference's float64 sums to about 1e-6 of the sum of
+ * their terms' magnitudes. Every other kernel throws
+ * `UnsupportedKernelError` (nothing falls back to another device): run those
+ * on the `"wasm"` or `"reference"` device.
  *
  * This subpath is separate so that importing `@bbits/core` never loads GPU
- * code.
+ * code; `device("webgpu")` from `@bbits/core` opens the same device.
  *
- * @example Forward and backward on the GPU, checked against the reference
+ * @example Quantize and differentiate on the GPU, checked against the reference
  * ```ts
- * import { createGpuBackend } from "@bbits/core/gpu";
- * import { quantizerConstants, referenceBackend } from "@bbits/core";
+ * import { createGpuDevice } from "@bbits/core/gpu";
+ * import { Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
- * const gpu = await createGpuBackend();
- * const gates = [1, 1, 0, 0] as const; // 8 bits
- * const pass = {
- *   channels: 2,
- *   z2: new Float32Array([1, 0.5]),
- *   gates,
- *   constants: quantizerConstants(0.8, true, gates),
- * };
- * const x = new Float32Array([0.1, -0.5, 0.9, -0.02]);
- * const dy = new Float32Array([1, -2, 0.5, 3]);
- * assert.deepEqual(
- *   await gpu.quantizeForward(x, pass),
- *   referenceBackend.quantizeForward(x, pass),
- * );
- * const grads = await gpu.quantizeBackward(x, dy, pass);
- * assert.deepEqual(grads.dx, referenceBackend.quantizeBackward(x, dy, pass).dx);
- * gpu.destroy();
+ * using gpu = await createGpuDevice();
+ * const values = { x: [0.1, -0.5, 0.9, -0.02], xmax: [0.8], gates: [1, 1, 0, 0], z2: [1, 0.5] };
+ * const on = (dev?: typeof gpu) => ({
+ *   x: Tensor.from(values.x, [2, 2], dev),
+ *   xmax: Tensor.from(values.xmax, [1], dev),
+ *   gates: Tensor.from(values.gates, [4], dev),
+ *   z2: Tensor.from(values.z2, [2], dev),
+ * });
+ * const g = on(gpu);
+ * const r = on();
+ * const xq = gpu.kernels.residualQuantize(g.x, g.xmax, g.gates, g.z2, true);
+ * const expected = r.x.device.kernels.residualQuantize(r.x, r.xmax, r.gates, r.z2, true);
+ * assert.deepEqual(await xq.read(), await expected.read());
  * ```
  *
  * @module
  */
 
 export {
+  createGpuDevice,
   type GpuAdapterSummary,
-  type GpuDeviceHandle,
+  type GpuDevice,
+  type GpuDeviceOptions,
   GpuUnavailableError,
-  requestGpuDevice,
-  type RequestGpuDeviceOptions,
-  summarizeDevice,
 } from "./device.ts";
-export {
-  createGpuBackend,
-  type GpuBackend,
-  type GpuF32Buffer,
-} from "./backend.ts";
-export {
-  BACKWARD_ELEMENTS_PER_INVOCATION,
-  BACKWARD_WORKGROUP_SIZE,
-  ELEMENTS_PER_TILE,
-  FORWARD_WORKGROUP_SIZE,
-  PARTIALS_STRIDE,
-  QUANTIZER_BACKWARD_WGSL,
-  QUANTIZER_FORWARD_WGSL,
-  QUANTIZER_PARAMS_BYTES,
-} from "./kernels/quantizer.ts";
-export {
-  RNG_PARAMS_BYTES,
-  RNG_WORKGROUP_SIZE,
-  THREEFRY_WGSL,
-  UNIFORM_FILL_WGSL,
-} from "./kernels/rng.ts";
-export type {
-  QuantizerConstants,
-  QuantizerGrads,
-  QuantizerPass,
-} from "../core/backend.ts";
-export type { RandomKey } from "../core/rng.ts";

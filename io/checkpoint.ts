@@ -13,9 +13,17 @@
  *   of `"bbits.state"`. A flipped byte anywhere in the file is thus caught:
  *   in the payload, a tensor name or shape, or the state.
  *
+ * Tensors to save are host arrays or {@link Tensor}s on any device:
+ * {@link saveCheckpoint} reads each `Tensor` back (`await t.read()`) before
+ * it creates any file. {@link loadCheckpoint} returns host arrays (a file
+ * may hold dtypes a `Tensor` cannot, e.g. the `U8` codes of an exported
+ * model); the functions that make tensors from them take
+ * {@link LoadOptions}: `{ device }`, the device to put the tensors on (the
+ * reference device unless given).
+ *
  * Optimizer state (`{ step, slots }` from `core/optim.ts`) goes in with
  * {@link flattenOptimizerState} and comes back with
- * {@link unflattenOptimizerState}: each slot array becomes a 1-D F32 tensor
+ * {@link unflattenOptimizerState}: each slot tensor becomes a 1-D F32 tensor
  * named `"opt/<param>/<slot>"`, and `step` goes in the JSON state.
  *
  * {@link saveCheckpoint} needs `--allow-read` and `--allow-write` (for
@@ -31,10 +39,15 @@ import {
   type SafetensorsInput,
   type SafetensorsTensor,
 } from "../core/safetensors.ts";
+import type { Device } from "../core/device.ts";
 import type { OptimizerState } from "../core/optim.ts";
+import { referenceDevice } from "../core/reference/device.ts";
+import { Tensor } from "../core/tensor.ts";
 
 // Re-exported so that this module documents on its own as an entry point.
+export type { Device } from "../core/device.ts";
 export type { OptimizerState } from "../core/optim.ts";
+export type { Tensor } from "../core/tensor.ts";
 export type {
   SafetensorsArrays,
   SafetensorsDtype,
@@ -56,16 +69,32 @@ export const CHECKPOINT_KEYS: {
   sha256: "bbits.sha256",
 });
 
+/**
+ * A tensor to save: host arrays (any safetensors dtype), or a {@link Tensor}
+ * on any device, read back when saved (`float32` as `F32`, `int32` as `I32`).
+ */
+export type CheckpointTensor = SafetensorsInput | Tensor;
+
 /** What {@link saveCheckpoint} writes. */
 export interface Checkpoint {
   /** Tensors by name (parameters, optimizer slots, ...). */
-  readonly tensors: Readonly<Record<string, SafetensorsInput>>;
+  readonly tensors: Readonly<Record<string, CheckpointTensor>>;
   /**
    * JSON-serialisable state. It goes through `JSON.stringify`, so its
    * rules apply: `NaN` and `Infinity` become `null`, `undefined` members
    * vanish, and typed arrays become objects; put arrays in `tensors`.
    */
   readonly state: unknown;
+}
+
+/** Options of the functions that make tensors from a loaded checkpoint. */
+export interface LoadOptions {
+  /**
+   * The device to put the tensors on (default: the reference device).
+   * Choose the device the run continues on: the tensors are uploaded there
+   * once, as they are read.
+   */
+  readonly device?: Device;
 }
 
 /** What {@link loadCheckpoint} returns. */
@@ -79,20 +108,24 @@ export interface LoadedCheckpoint {
 /**
  * Writes a checkpoint to `path`, atomically.
  *
- * The bytes go to a new temporary file `path + ".tmp-<random>"` in the same
- * directory, which is flushed to disk (`FsFile.sync`) and then renamed over
- * `path`. Readers see the old file or the new one, never a mix. On any
- * error the temporary file is removed and the previous file at `path`, if
- * any, is left as it was. (The directory entry itself is not fsynced, so
- * after a power cut the rename may be lost, but never half done.)
+ * `Tensor` values are read back from their devices first (`await t.read()`),
+ * so they must stay alive until the promise resolves. The bytes then go to
+ * a new temporary file `path + ".tmp-<random>"` in the same directory,
+ * which is flushed to disk (`FsFile.sync`) and then renamed over `path`.
+ * Readers see the old file or the new one, never a mix. On any error the
+ * temporary file is removed and the previous file at `path`, if any, is
+ * left as it was. (The directory entry itself is not fsynced, so after a
+ * power cut the rename may be lost, but never half done.)
  *
  * @param path Where to write; its directory must exist.
- * @param checkpoint The tensors and the JSON state.
+ * @param checkpoint The tensors (host arrays or tensors on any device) and
+ *   the JSON state.
  * @returns A promise that resolves once the file is in place.
  * @throws {TypeError} If `state` cannot be turned into JSON (`undefined`, a
  *   function, a BigInt, a cycle), or a tensor's data is not one of the
  *   typed arrays of a safetensors dtype.
  * @throws {RangeError} If a tensor's shape is bad or does not match its data.
+ * @throws {Error} If a `Tensor` was freed (its device scope ended).
  * @throws {Deno.errors.NotFound} If the directory of `path` does not exist.
  * @throws {Deno.errors.PermissionDenied} Without `--allow-read` and
  *   `--allow-write`.
@@ -100,16 +133,22 @@ export interface LoadedCheckpoint {
  * @example
  * ```ts
  * import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+ * import { Tensor } from "../core/tensor.ts";
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.makeTempDir();
  * const path = `${dir}/model.safetensors`;
  * await saveCheckpoint(path, {
- *   tensors: { w: { shape: [2], data: new Float32Array([0.5, -1]) } },
+ *   tensors: {
+ *     w: { shape: [2], data: new Float32Array([0.5, -1]) },
+ *     b: Tensor.from([2, 3, 4, 5], [2, 2]),
+ *   },
  *   state: { epoch: 3, rngKey: [1, 2] },
  * });
  * const { tensors, state } = await loadCheckpoint(path);
  * assert.deepEqual([...tensors.w.data], [0.5, -1]);
+ * assert.deepEqual(tensors.b.shape, [2, 2]);
+ * assert.deepEqual([...tensors.b.data], [2, 3, 4, 5]);
  * assert.deepEqual(state, { epoch: 3, rngKey: [1, 2] });
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -126,8 +165,9 @@ export async function saveCheckpoint(
         .state})`,
     );
   }
-  const sha256 = checksum(encodeSafetensors(checkpoint.tensors), stateJson);
-  const bytes = encodeSafetensors(checkpoint.tensors, {
+  const tensors = await hostTensors(checkpoint.tensors);
+  const sha256 = checksum(encodeSafetensors(tensors), stateJson);
+  const bytes = encodeSafetensors(tensors, {
     [CHECKPOINT_KEYS.version]: CHECKPOINT_VERSION,
     [CHECKPOINT_KEYS.state]: stateJson,
     [CHECKPOINT_KEYS.sha256]: sha256,
@@ -156,8 +196,29 @@ export async function saveCheckpoint(
   }
 }
 
+/** The checkpoint's tensors with every `Tensor` read back to the host. */
+async function hostTensors(
+  tensors: Readonly<Record<string, CheckpointTensor>>,
+): Promise<Record<string, SafetensorsInput>> {
+  // Inputs that are not tensors pass through untouched: encodeSafetensors
+  // checks them (and reads their data) itself.
+  const entries = await Promise.all(
+    Object.entries(tensors).map(async ([name, t]) => {
+      const host: SafetensorsInput = t instanceof Tensor
+        ? { shape: t.shape, data: await t.read() }
+        : t;
+      return [name, host] as const;
+    }),
+  );
+  return Object.fromEntries(entries);
+}
+
 /**
  * Reads and checks a checkpoint written by {@link saveCheckpoint}.
+ *
+ * The tensors come back as host arrays with their safetensors dtypes; make
+ * device tensors from them with `paramsFromTensors` (`io/params.ts`),
+ * {@link unflattenOptimizerState} or `device.upload`.
  *
  * @param path The checkpoint file.
  * @returns The tensors (fresh arrays, with dtypes) and the parsed state.
@@ -233,37 +294,40 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 /**
  * Turns optimizer state into tensors and a step count for a checkpoint:
  * slot `slot` of parameter `param` becomes the 1-D tensor
- * `"<prefix><param>/<slot>"`. Parameter names may contain `/`; slot names
+ * `"<prefix><param>/<slot>"` (whatever the slot's shape, as files written
+ * by earlier versions have it). Parameter names may contain `/`; slot names
  * may not.
  *
- * The tensors' `data` are the state's own arrays (no copy):
- * {@link saveCheckpoint} copies them into the file.
+ * The tensors are the state's own slot tensors, reshaped (no copy, nothing
+ * read): {@link saveCheckpoint} reads them from their device.
  *
  * @param state The optimizer state (`{ step, slots }`).
  * @param prefix Put before each tensor name; `"opt/"` unless given.
  * @returns `tensors` to merge into the checkpoint's tensors, and `step` to
  *   put in its JSON state.
  * @throws {RangeError} If a slot name is empty or contains `/`.
+ * @throws {TypeError} If a slot is not a float32 tensor.
  *
  * @example
  * ```ts
- * import { flattenOptimizerState, unflattenOptimizerState } from "./checkpoint.ts";
+ * import { flattenOptimizerState } from "./checkpoint.ts";
+ * import { Tensor } from "../core/tensor.ts";
  * import assert from "node:assert/strict";
  *
- * const state = { step: 5, slots: { "fc/w": { m: new Float32Array([1, 2]) } } };
+ * const state = { step: 5, slots: { "fc/w": { m: Tensor.from([1, 2, 3, 4], [2, 2]) } } };
  * const { tensors, step } = flattenOptimizerState(state);
  * assert.deepEqual(Object.keys(tensors), ["opt/fc/w/m"]);
- * assert.deepEqual(tensors["opt/fc/w/m"].shape, [2]);
- * assert.deepEqual(unflattenOptimizerState(tensors, step), state);
+ * assert.deepEqual(tensors["opt/fc/w/m"].shape, [4]);
+ * assert.equal(step, 5);
  * ```
  */
 export function flattenOptimizerState(
   state: OptimizerState,
   prefix = "opt/",
-): { tensors: Record<string, SafetensorsInput>; step: number } {
-  const tensors: [string, SafetensorsInput][] = [];
+): { tensors: Record<string, Tensor>; step: number } {
+  const tensors: [string, Tensor][] = [];
   for (const [param, slots] of Object.entries(state.slots)) {
-    for (const [slot, data] of Object.entries(slots)) {
+    for (const [slot, t] of Object.entries(slots)) {
       if (slot === "" || slot.includes("/")) {
         throw new RangeError(
           `Cannot flatten optimizer slot ${
@@ -271,27 +335,39 @@ export function flattenOptimizerState(
           } of "${param}": slot names must be non-empty and contain no "/"`,
         );
       }
-      tensors.push([`${prefix}${param}/${slot}`, {
-        shape: [data.length],
-        data,
-      }]);
+      if (!(t instanceof Tensor) || t.dtype !== "float32") {
+        throw new TypeError(
+          `Cannot flatten optimizer slot "${slot}" of "${param}": slots must be float32 tensors, got ${
+            t instanceof Tensor
+              ? `a ${t.dtype} tensor`
+              : Object.prototype.toString.call(t)
+          }`,
+        );
+      }
+      tensors.push([`${prefix}${param}/${slot}`, t.reshape([t.size])]);
     }
   }
   return { tensors: Object.fromEntries(tensors), step: state.step };
 }
 
+/** Options of {@link unflattenOptimizerState}. */
+export interface UnflattenOptions extends LoadOptions {
+  /** The prefix given to {@link flattenOptimizerState}; `"opt/"` unless given. */
+  readonly prefix?: string;
+}
+
 /**
  * Rebuilds optimizer state from checkpoint tensors: the inverse of
- * {@link flattenOptimizerState}. Tensors whose names do not start with
- * `prefix` are ignored; the rest are split at their last `/` into
- * parameter and slot.
- *
- * The slot arrays are the tensors' own arrays (no copy).
+ * {@link flattenOptimizerState}. Tensors whose names do not start with the
+ * prefix are ignored; the rest are split at their last `/` into parameter
+ * and slot, and uploaded to `options.device` as 1-D float32 tensors (the
+ * optimizers accept a slot of any shape with the parameter's size).
  *
  * @param tensors Tensors by name, e.g. {@link loadCheckpoint}'s.
  * @param step The step count saved with them.
- * @param prefix The prefix given to {@link flattenOptimizerState}.
- * @returns The optimizer state.
+ * @param options The prefix, and the device to put the slots on (default:
+ *   the reference device).
+ * @returns The optimizer state, its slots on the device.
  * @throws {RangeError} If `step` is not a non-negative integer, or a
  *   prefixed tensor is not F32 data or has no `/` after the prefix.
  *
@@ -305,14 +381,20 @@ export function flattenOptimizerState(
  *   "opt/fc.w/v": { shape: [1], data: new Float32Array([0.25]) },
  * };
  * const state = unflattenOptimizerState(tensors, 2);
- * assert.deepEqual(state, { step: 2, slots: { "fc.w": { v: new Float32Array([0.25]) } } });
+ * assert.equal(state.step, 2);
+ * assert.deepEqual(Object.keys(state.slots), ["fc.w"]);
+ * const v = state.slots["fc.w"].v;
+ * assert.equal(v.device.kind, "reference");
+ * assert.deepEqual([...await v.read()], [0.25]);
  * ```
  */
 export function unflattenOptimizerState(
   tensors: Readonly<Record<string, { readonly data: unknown }>>,
   step: number,
-  prefix = "opt/",
+  options: UnflattenOptions = {},
 ): OptimizerState {
+  const prefix = options.prefix ?? "opt/";
+  const device = options.device ?? referenceDevice;
   if (!Number.isSafeInteger(step) || step < 0) {
     throw new RangeError(
       `Cannot unflatten optimizer state: step must be a non-negative integer, got ${step}`,
@@ -339,10 +421,19 @@ export function unflattenOptimizerState(
     if (!slots.has(param)) slots.set(param, []);
     slots.get(param)!.push([rest.slice(cut + 1), data]);
   }
+  // Everything is checked before the first upload.
   return {
     step,
     slots: Object.fromEntries(
-      [...slots].map(([param, list]) => [param, Object.fromEntries(list)]),
+      [...slots].map(([param, list]) => [
+        param,
+        Object.fromEntries(
+          list.map(([slot, data]) => [
+            slot,
+            device.upload(data, [data.length]),
+          ]),
+        ),
+      ]),
     ),
   };
 }

@@ -6,8 +6,10 @@
  * @module
  */
 
+import { referenceDevice } from "../core/reference/device.ts";
 import type { SafetensorsTensor } from "../core/safetensors.ts";
-import { Tensor } from "../core/tensor.ts";
+import type { Tensor } from "../core/tensor.ts";
+import type { LoadOptions } from "./checkpoint.ts";
 
 /** The tensor-name prefix of parameters in a checkpoint. */
 export const PARAM_PREFIX = "param/";
@@ -15,42 +17,47 @@ export const PARAM_PREFIX = "param/";
 /**
  * Parameters as checkpoint tensors named `param/<name>`.
  *
- * @param params Parameters by name.
- * @returns Tensors for `saveCheckpoint` (the data is each tensor's own storage copy).
+ * @param params Parameters by name, on any device.
+ * @returns The same tensors under their checkpoint names, for
+ *   `saveCheckpoint` (which reads them from their device).
  */
 export function paramsToTensors(
   params: Readonly<Record<string, Tensor>>,
-): Record<string, { shape: number[]; data: Float32Array }> {
-  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+): Record<string, Tensor> {
+  const tensors: Record<string, Tensor> = {};
   for (const [name, t] of Object.entries(params)) {
-    tensors[`${PARAM_PREFIX}${name}`] = {
-      shape: [...t.shape],
-      data: t.toFloat32Array(),
-    };
+    tensors[`${PARAM_PREFIX}${name}`] = t;
   }
   return tensors;
 }
 
 /**
- * The `param/<name>` tensors of a loaded checkpoint as parameters (other
- * tensors are skipped).
+ * The `param/<name>` tensors of a loaded checkpoint as parameters on a
+ * device (other tensors are skipped).
  *
- * @param tensors The checkpoint's tensors.
+ * @param tensors The checkpoint's tensors (`loadCheckpoint`'s, host arrays).
  * @param where Prefix of error messages (e.g. the file).
- * @returns Parameters by name.
+ * @param options The device to put the parameters on (default: the
+ *   reference device).
+ * @returns Parameters by name, on the device.
  * @throws {RangeError} If a parameter tensor is not F32.
  */
 export function paramsFromTensors(
   tensors: Readonly<Record<string, SafetensorsTensor>>,
   where: string,
+  options: LoadOptions = {},
 ): Record<string, Tensor> {
-  const params: Record<string, Tensor> = {};
+  const device = options.device ?? referenceDevice;
+  const found: [string, SafetensorsTensor][] = [];
   for (const [name, t] of Object.entries(tensors)) {
     if (!name.startsWith(PARAM_PREFIX)) continue;
     if (!(t.data instanceof Float32Array)) {
       throw new RangeError(`${where}: parameter "${name}" is not F32`);
     }
-    params[name.slice(PARAM_PREFIX.length)] = Tensor.adopt(t.data, t.shape);
+    found.push([name.slice(PARAM_PREFIX.length), t]);
   }
-  return params;
+  // Everything is checked before the first upload.
+  return Object.fromEntries(
+    found.map(([name, t]) => [name, device.upload(t.data, t.shape)]),
+  );
 }

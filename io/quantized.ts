@@ -72,7 +72,7 @@ export const QUANTIZED_KIND = "bbits.quantized-model";
  *
  * const gated = bayesianBits(lenet5());
  * const x = Tensor.from(new Float32Array(784).map((_, i) => (i % 9) / 9), [1, 1, 28, 28]);
- * const exported = exportQuantized(gated, initGated(gated, initGraph(lenet5(), randomKey(0)), x));
+ * const exported = exportQuantized(gated, await initGated(gated, initGraph(lenet5(), randomKey(0)), x));
  * const dir = await Deno.makeTempDir();
  * await saveQuantized(`${dir}/model.safetensors`, exported);
  * const loaded = await loadQuantized(`${dir}/model.safetensors`);

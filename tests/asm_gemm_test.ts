@@ -1,6 +1,9 @@
+/** The WASM device's GEMM kernel on one thread against `gemmReference`. */
+
 import assert from "node:assert/strict";
-import { gemmReference, type GemmShape } from "../core/ops/gemm.ts";
-import { wasmGemm as gemmWasm } from "../asm/backend.ts";
+import { createWasmDevice, type WasmDevice } from "../asm/device.ts";
+import type { GemmShape } from "../core/kernels.ts";
+import { gemmReference } from "../core/reference/matrix.ts";
 
 /** Deterministic uniform [-1, 1) values (xorshift32). */
 function random(n: number, seed: number): Float32Array {
@@ -17,16 +20,36 @@ function random(n: number, seed: number): Float32Array {
   return x;
 }
 
+/** `C = op(A) op(B)` on the device, read back. */
+async function gemmOn(
+  dev: WasmDevice,
+  shape: GemmShape,
+  a: Float32Array,
+  b: Float32Array,
+): Promise<Float32Array> {
+  const c = dev.kernels.gemm(
+    dev.upload(a, [a.length]),
+    dev.upload(b, [b.length]),
+    shape,
+  );
+  assert.deepEqual(c.shape, [shape.m, shape.n]);
+  return await c.read() as Float32Array;
+}
+
 /**
- * Checks `wasmGemm` (the single-thread backend GEMM) against `gemmReference` elementwise with a relative
- * tolerance of 1e-5 against the scale `sum_p |a_ip b_pj|` (float32 blocked
- * accumulation, FMA or not, stays well inside it).
+ * Checks the device's GEMM against `gemmReference` elementwise with a
+ * relative tolerance of 1e-5 against the scale `sum_p |a_ip b_pj|` (float32
+ * blocked accumulation, FMA or not, stays well inside it).
  */
-function check(shape: GemmShape, seed: number): void {
+async function check(
+  dev: WasmDevice,
+  shape: GemmShape,
+  seed: number,
+): Promise<void> {
   const { m, n, k } = shape;
   const a = random(m * k, seed);
   const b = random(k * n, seed + 7919);
-  const got = gemmWasm(shape, a, b);
+  const got = await gemmOn(dev, shape, a, b);
   const want = gemmReference(shape, a, b);
   const absA = a.map(Math.abs);
   const absB = b.map(Math.abs);
@@ -52,21 +75,27 @@ const variants: readonly { name: string; transA: boolean; transB: boolean }[] =
     { name: "transA and transB", transA: true, transB: true },
   ];
 
-Deno.test("gemmWasm matches gemmReference on small and odd shapes", () => {
+Deno.test("gemm matches gemmReference on small and odd shapes", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
   const sizes = [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 16, 17, 24, 25, 31];
   let seed = 1;
   for (const v of variants) {
     for (const m of [1, 3, 4, 5, 13]) {
       for (const n of sizes) {
         for (const k of [1, 2, 5, 12]) {
-          check({ m, n, k, transA: v.transA, transB: v.transB }, seed++);
+          await check(
+            dev,
+            { m, n, k, transA: v.transA, transB: v.transB },
+            seed++,
+          );
         }
       }
     }
   }
 });
 
-Deno.test("gemmWasm matches gemmReference on random shapes", () => {
+Deno.test("gemm matches gemmReference on random shapes", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
   let s = 12345;
   const next = (max: number) => {
     s = (s * 1103515245 + 12345) >>> 0;
@@ -74,7 +103,7 @@ Deno.test("gemmWasm matches gemmReference on random shapes", () => {
   };
   for (let t = 0; t < 60; t++) {
     const v = variants[t % variants.length];
-    check({
+    await check(dev, {
       m: next(70),
       n: next(70),
       k: next(600),
@@ -84,15 +113,29 @@ Deno.test("gemmWasm matches gemmReference on random shapes", () => {
   }
 });
 
-Deno.test("gemmWasm handles k above one k-block and n above one column block", () => {
+Deno.test("gemm handles k above one k-block and n above one column block", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
   // k = 513 gives three balanced k-blocks; n = 1040 > 1032 gives two column blocks.
   for (const v of variants) {
-    check({ m: 6, n: 13, k: 513, transA: v.transA, transB: v.transB }, 7);
-    check({ m: 5, n: 1040, k: 9, transA: v.transA, transB: v.transB }, 8);
+    await check(dev, {
+      m: 6,
+      n: 13,
+      k: 513,
+      transA: v.transA,
+      transB: v.transB,
+    }, 7);
+    await check(dev, {
+      m: 5,
+      n: 1040,
+      k: 9,
+      transA: v.transA,
+      transB: v.transB,
+    }, 8);
   }
 });
 
-Deno.test("gemmWasm on the LeNet-5 training products, scaled down", () => {
+Deno.test("gemm on the LeNet-5 training products, scaled down", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
   // Batch 2 instead of 128: conv1 (im2col 24x24 positions, K 25, 32 channels),
   // conv2 (8x8 positions, K 800, 64 channels), fc1 (1024 -> 512), fc2 (512 -> 10).
   const layers = [
@@ -104,28 +147,37 @@ Deno.test("gemmWasm on the LeNet-5 training products, scaled down", () => {
   let seed = 1000;
   for (const { rows, inF, outF } of layers) {
     // forward Y = X W^T, grad-input dX = dY W, grad-weight dW = dY^T X
-    check({ m: rows, n: outF, k: inF, transB: true }, seed++);
-    check({ m: rows, n: inF, k: outF }, seed++);
-    check({ m: outF, n: inF, k: rows, transA: true }, seed++);
+    await check(dev, { m: rows, n: outF, k: inF, transB: true }, seed++);
+    await check(dev, { m: rows, n: inF, k: outF }, seed++);
+    await check(dev, { m: outF, n: inF, k: rows, transA: true }, seed++);
   }
 });
 
-Deno.test("gemmWasm edge cases: zero sizes, k = 0, length errors", () => {
-  assert.deepEqual([
-    ...gemmWasm({ m: 2, n: 2, k: 0 }, new Float32Array(0), new Float32Array(0)),
-  ], [0, 0, 0, 0]);
+Deno.test("gemm edge cases: zero sizes, k = 0, length errors, special values", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
+  const none = new Float32Array(0);
+  assert.deepEqual(
+    [...await gemmOn(dev, { m: 2, n: 2, k: 0 }, none, none)],
+    [0, 0, 0, 0],
+  );
   assert.equal(
-    gemmWasm({ m: 0, n: 3, k: 2 }, new Float32Array(0), new Float32Array(6))
+    (await gemmOn(dev, { m: 0, n: 3, k: 2 }, none, new Float32Array(6)))
       .length,
     0,
   );
-  assert.throws(
+  await assert.rejects(
     () =>
-      gemmWasm({ m: 2, n: 2, k: 2 }, new Float32Array(3), new Float32Array(4)),
+      gemmOn(
+        dev,
+        { m: 2, n: 2, k: 2 },
+        new Float32Array(3),
+        new Float32Array(4),
+      ),
     RangeError,
   );
   // Special values propagate like the reference.
-  const c = gemmWasm(
+  const c = await gemmOn(
+    dev,
     { m: 1, n: 2, k: 1 },
     new Float32Array([Infinity]),
     new Float32Array([1, 0]),

@@ -1,13 +1,13 @@
-/** The WASM quantizer kernels against the reference backend. */
+/** The WASM device's quantizer kernels against the reference device. */
 
 import assert from "node:assert/strict";
-import { quantizerConstants, type QuantizerPass } from "../core/backend.ts";
-import { referenceBackend } from "../core/reference.ts";
-import {
-  createWasmBackend,
-  type WasmBackend,
-  wasmBackend,
-} from "../asm/backend.ts";
+import { createWasmDevice, type WasmDevice } from "../asm/device.ts";
+import { splitElements } from "../asm/pool.ts";
+import type { Device } from "../core/device.ts";
+import type { PoolGeometry } from "../core/kernels.ts";
+import { referenceDevice } from "../core/reference/device.ts";
+import { quantizerConstants } from "../core/reference/quantizer.ts";
+import type { Tensor } from "../core/tensor.ts";
 import { assertBitwise, randomValues } from "./helpers.ts";
 
 type Gates = readonly [number, number, number, number];
@@ -31,15 +31,6 @@ interface Case {
   z2: Float32Array | null;
   xmax: number;
   signed: boolean;
-}
-
-function pass(c: Case, gates: Gates): QuantizerPass {
-  return {
-    channels: c.channels,
-    z2: c.z2,
-    gates,
-    constants: quantizerConstants(c.xmax, c.signed, gates),
-  };
 }
 
 function makeCase(
@@ -82,6 +73,7 @@ function cases(): Case[] {
       },
     ),
   );
+  // Without z2 the kernels see one channel; the three are a shape only.
   list.push(
     makeCase("3 channels of 5 without z2", randomValues(3, 15, -1, 1), {
       channels: 3,
@@ -133,27 +125,46 @@ function cases(): Case[] {
   return list;
 }
 
-function assertSameBits(
-  actual: Float32Array,
-  expected: Float32Array,
-  what: string,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
-  const b = new Uint32Array(
-    expected.buffer,
-    expected.byteOffset,
-    expected.length,
+/** The tensors of a case and gate pattern on `dev`. */
+function inputs(dev: Device, c: Case, gates: Gates) {
+  return {
+    x: dev.upload(c.x, [c.x.length]),
+    dy: dev.upload(c.dy, [c.dy.length]),
+    xmax: dev.upload([c.xmax], [1]),
+    gates: dev.upload(gates, [4]),
+    z2: c.z2 ? dev.upload(c.z2, [c.z2.length]) : null,
+  };
+}
+
+interface Grads {
+  dx: Float32Array;
+  dxmax: number;
+  dgates: Float32Array;
+  dz2: Float32Array | null;
+}
+
+/** Forward output and gradients of one case on `dev`. */
+async function run(dev: Device, c: Case, gates: Gates) {
+  const t = inputs(dev, c, gates);
+  const k = dev.kernels;
+  const xq = await k.residualQuantize(t.x, t.xmax, t.gates, t.z2, c.signed)
+    .read() as Float32Array;
+  const g = k.residualQuantizeBackward(
+    t.x,
+    t.xmax,
+    t.gates,
+    t.z2,
+    c.signed,
+    t.dy,
   );
-  for (let i = 0; i < a.length; i++) {
-    if (
-      a[i] !== b[i] && !(Number.isNaN(actual[i]) && Number.isNaN(expected[i]))
-    ) {
-      assert.fail(
-        `${what}: element ${i} is ${actual[i]}, expected ${expected[i]}`,
-      );
-    }
-  }
+  const read = async (r: Tensor) => await r.read() as Float32Array;
+  const grads: Grads = {
+    dx: await read(g.dx),
+    dxmax: (await read(g.dxmax))[0],
+    dgates: await read(g.dgates),
+    dz2: g.dz2 ? await read(g.dz2) : null,
+  };
+  return { xq, grads };
 }
 
 /**
@@ -163,16 +174,18 @@ function assertSameBits(
  * |inner_l| (xmax for l = 0, s_{l-1} above) or on |d xc / d xmax|.
  */
 function assertSumsClose(
-  actual: ReturnType<WasmBackend["backwardResident"]>,
-  expected: ReturnType<WasmBackend["backwardResident"]>,
+  actual: Grads,
+  expected: Grads,
   c: Case,
-  p: QuantizerPass,
+  gates: Gates,
   what: string,
 ): void {
-  const per = c.x.length / c.channels;
+  const constants = quantizerConstants(c.xmax, c.signed, gates);
+  const channels = c.z2 ? c.channels : 1;
+  const per = c.x.length / channels;
   const rtol = 1e-5;
   let total = 0;
-  for (let ch = 0; ch < c.channels; ch++) {
+  for (let ch = 0; ch < channels; ch++) {
     let absDy = 0;
     for (let i = ch * per; i < (ch + 1) * per; i++) absDy += Math.abs(c.dy[i]);
     total += absDy * (c.z2 ? Math.abs(c.z2[ch]) : 1);
@@ -192,7 +205,7 @@ function assertSumsClose(
     expected.dz2 === null,
     `${what}: dz2 presence`,
   );
-  const s = p.constants.scales;
+  const s = constants.scales;
   for (let l = 0; l < 4; l++) {
     const atol = rtol * total * s[l];
     const err = Math.abs(actual.dgates[l] - expected.dgates[l]);
@@ -204,7 +217,7 @@ function assertSumsClose(
     );
   }
   const termBound = 1 +
-    p.constants.xmaxFactors.reduce((a, f) => a + Math.abs(f), 0);
+    constants.xmaxFactors.reduce((a, f) => a + Math.abs(f), 0);
   const err = Math.abs(actual.dxmax - expected.dxmax);
   assert.ok(
     err <= rtol * total * termBound + rtol * Math.abs(expected.dxmax),
@@ -212,47 +225,35 @@ function assertSumsClose(
   );
 }
 
-function checkAgainstReference(
-  backend: {
-    quantizeForward: typeof referenceBackend.quantizeForward;
-    quantizeBackward: typeof referenceBackend.quantizeBackward;
-  },
+async function checkAgainstReference(
+  dev: WasmDevice,
   label: string,
-): void {
+): Promise<void> {
   for (const c of cases()) {
     for (const gates of GATE_PATTERNS) {
-      const p = pass(c, gates);
       const what = `${label}, ${c.name}, gates [${gates}]`;
-      assertSameBits(
-        backend.quantizeForward(c.x, p),
-        referenceBackend.quantizeForward(c.x, p),
-        `${what}: xq`,
-      );
-      const actual = backend.quantizeBackward(c.x, c.dy, p);
-      const expected = referenceBackend.quantizeBackward(c.x, c.dy, p);
-      assertSameBits(actual.dx, expected.dx, `${what}: dx`);
-      assertSumsClose(actual, expected, c, p, what);
+      const actual = await run(dev, c, gates);
+      const expected = await run(referenceDevice, c, gates);
+      assertBitwise(actual.xq, expected.xq, `${what}: xq`);
+      assertBitwise(actual.grads.dx, expected.grads.dx, `${what}: dx`);
+      assertSumsClose(actual.grads, expected.grads, c, gates, what);
     }
   }
 }
 
-Deno.test("wasmBackend matches the reference bit for bit forward and closely backward", () => {
-  checkAgainstReference(wasmBackend, "wasmBackend");
+Deno.test("a one-thread WASM device matches the reference bit for bit forward and closely backward", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
+  await checkAgainstReference(dev, "1 thread");
 });
 
-Deno.test("a one-thread WASM backend matches the reference", async () => {
-  using wasm = await createWasmBackend({ threads: 1 });
-  checkAgainstReference(wasm, "1 thread");
+Deno.test("a two-thread WASM device splitting every call matches the reference", async () => {
+  using dev = await createWasmDevice({ threads: 2, parallelThreshold: 1 });
+  assert.equal(dev.threads, 2);
+  await checkAgainstReference(dev, "2 threads");
 });
 
-Deno.test("a two-thread WASM backend splitting every call matches the reference", async () => {
-  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
-  assert.equal(wasm.threads, 2);
-  checkAgainstReference(wasm, "2 threads");
-});
-
-Deno.test("a two-thread WASM backend keeps 1M-element sums accurate", async () => {
-  using wasm = await createWasmBackend({ threads: 2 });
+Deno.test("a two-thread WASM device keeps 1M-element sums accurate", async () => {
+  using dev = await createWasmDevice({ threads: 2 });
   const n = 1 << 20;
   const c = makeCase(
     "1M values in 64 channels",
@@ -262,83 +263,133 @@ Deno.test("a two-thread WASM backend keeps 1M-element sums accurate", async () =
       z2: Float32Array.from({ length: 64 }, (_, i) => (i % 5 === 0 ? 0.5 : 1)),
     },
   );
-  const p = pass(c, [1, 1, 0, 0]);
-  const actual = wasm.quantizeBackward(c.x, c.dy, p);
-  const expected = referenceBackend.quantizeBackward(c.x, c.dy, p);
-  assertSameBits(actual.dx, expected.dx, "1M: dx");
-  assertSumsClose(actual, expected, c, p, "1M");
-  const rel = Math.abs(actual.dxmax - expected.dxmax) /
-    Math.abs(expected.dxmax);
+  const gates = [1, 1, 0, 0] as const;
+  const actual = await run(dev, c, gates);
+  const expected = await run(referenceDevice, c, gates);
+  assertBitwise(actual.grads.dx, expected.grads.dx, "1M: dx");
+  assertSumsClose(actual.grads, expected.grads, c, gates, "1M");
+  const rel = Math.abs(actual.grads.dxmax - expected.grads.dxmax) /
+    Math.abs(expected.grads.dxmax);
   assert.ok(rel < 1e-5, `1M: dxmax relative error ${rel}`);
 });
 
-Deno.test("resident buffers give the same results as the copying API", async () => {
-  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 64 });
+Deno.test("resident tensors chain: the forward output feeds the backward without leaving the memory", async () => {
+  using dev = await createWasmDevice({ threads: 2, parallelThreshold: 64 });
   const c = makeCase("1000 values", randomValues(5, 1000, -1.3, 1.3), {
     channels: 8,
     z2: Float32Array.from([1, 0.5, 0, 1, 1, 1, 0.25, 1]),
   });
-  const p = pass(c, [1, 1, 0, 0]);
-  const x = wasm.alloc(1000);
-  const dy = wasm.alloc(1000);
-  const out = wasm.alloc(1000);
-  x.view().set(c.x);
-  dy.view().set(c.dy);
-  wasm.forwardResident(x, out, p);
-  assertSameBits(
-    out.view(),
-    referenceBackend.quantizeForward(c.x, p),
-    "resident xq",
+  const gates = [1, 1, 0, 0] as const;
+  const t = inputs(dev, c, gates);
+  const r = inputs(referenceDevice, c, gates);
+  const k = dev.kernels;
+  const rk = referenceDevice.kernels;
+  // Quantize twice (xq is on the grid, so the second pass is exact) and
+  // differentiate the second pass at the first's output.
+  const xq = k.residualQuantize(t.x, t.xmax, t.gates, t.z2, true);
+  const xqRef = rk.residualQuantize(r.x, r.xmax, r.gates, r.z2, true);
+  assertBitwise(await xq.read(), await xqRef.read(), "resident xq");
+  const grads = k.residualQuantizeBackward(
+    xq,
+    t.xmax,
+    t.gates,
+    t.z2,
+    true,
+    t.dy,
   );
-  const grads = wasm.backwardResident(x, dy, out, p);
-  const expected = referenceBackend.quantizeBackward(c.x, c.dy, p);
-  assertSameBits(out.view(), expected.dx, "resident dx");
-  assertSumsClose(grads, expected, c, p, "resident");
+  const expected = rk.residualQuantizeBackward(
+    xqRef,
+    r.xmax,
+    r.gates,
+    r.z2,
+    true,
+    r.dy,
+  );
+  assertBitwise(await grads.dx.read(), await expected.dx.read(), "resident dx");
+  const toGrads = async (g: typeof grads): Promise<Grads> => ({
+    dx: await g.dx.read() as Float32Array,
+    dxmax: (await g.dxmax.read())[0],
+    dgates: await g.dgates.read() as Float32Array,
+    dz2: g.dz2 ? await g.dz2.read() as Float32Array : null,
+  });
+  const shifted = { ...c, x: await xqRef.read() as Float32Array };
+  assertSumsClose(
+    await toGrads(grads),
+    await toGrads(expected),
+    shifted,
+    gates,
+    "resident",
+  );
 });
 
-Deno.test("resident calls reject mismatched, foreign and freed buffers", async () => {
-  using wasm = await createWasmBackend({ threads: 1 });
-  using other = await createWasmBackend({ threads: 1 });
-  const p = pass(makeCase("", [0]), [1, 1, 0, 0]);
-  const a = wasm.alloc(8);
+Deno.test("quantizer kernels reject mismatched, foreign and freed tensors", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
+  using other = await createWasmDevice({ threads: 1 });
+  const k = dev.kernels;
+  const xmax = dev.upload([1], [1]);
+  const gates = dev.upload([1, 1, 0, 0], [4]);
+  const a = dev.zeros([8]);
   assert.throws(
-    () => wasm.forwardResident(a, wasm.alloc(7), p),
-    /lengths differ \(8, 7\)/,
+    () =>
+      k.residualQuantizeBackward(a, xmax, gates, null, true, dev.zeros([7])),
+    /dy has 7 elements, expected 8/,
   );
-  assert.throws(() => wasm.forwardResident(a, other.alloc(8), p), TypeError);
   assert.throws(
-    () => wasm.forwardResident(a, a, { ...p, channels: 3 }),
+    () => k.residualQuantize(other.zeros([8]), xmax, gates, null, true),
+    /was given to the wasm \(1 thread, simd128\) device/,
+  );
+  assert.throws(
+    () => k.residualQuantize(a, xmax, gates, dev.upload([1, 1, 1], [3]), true),
     /Cannot quantize 8 elements in 3 channels/,
   );
-  wasm.reset();
-  assert.throws(() => a.view(), /freed by reset\(\)/);
-  assert.throws(() => wasm.alloc(-1), /Cannot allocate -1 float32 elements/);
+  assert.throws(
+    () => k.residualQuantize(a, dev.upload([1, 2], [2]), gates, null, true),
+    /xmax has 2 elements, expected 1/,
+  );
+  dev.free(a);
+  assert.throws(
+    () => k.residualQuantize(a, xmax, gates, null, true),
+    /used after its device scope ended or it was disposed/,
+  );
+  assert.throws(() => dev.zeros([-1]), /dimension -1/);
 });
 
-Deno.test("createWasmBackend rejects a bad thread count", async () => {
+Deno.test("createWasmDevice rejects a bad thread count or threshold", async () => {
   await assert.rejects(
-    () => createWasmBackend({ threads: 0 }),
+    () => createWasmDevice({ threads: 0 }),
     /with 0 threads/,
   );
   await assert.rejects(
-    () => createWasmBackend({ threads: 1.5 }),
+    () => createWasmDevice({ threads: 1.5 }),
     /with 1.5 threads/,
+  );
+  await assert.rejects(
+    () => createWasmDevice({ threads: 65 }),
+    /with 65 threads/,
+  );
+  await assert.rejects(
+    () => createWasmDevice({ threads: 1, parallelThreshold: 0 }),
+    /parallelThreshold 0/,
   );
 });
 
 Deno.test("the copy kernel copies every bit", async () => {
   for (const threads of [1, 2]) {
-    using wasm = await createWasmBackend({ threads, parallelThreshold: 16 });
+    using dev = await createWasmDevice({ threads, parallelThreshold: 16 });
     for (const n of [0, 1, 3, 17, 1023, 100_003]) {
-      const x = wasm.alloc(n);
-      const y = wasm.alloc(n);
-      const bits = new Uint32Array(x.view().buffer, x.byteOffset, n);
+      const bits = new Uint32Array(n);
       for (let i = 0; i < n; i++) {
         bits[i] = (Math.imul(i, 2654435761) ^ 0x7fc00001) >>> 0;
       }
-      wasm.copyResident(x, y);
+      const x = dev.upload(new Int32Array(bits.buffer), [n]);
+      const y = dev.zeros([n], "int32");
+      const [px, py] = [dev.offset(x), dev.offset(y)];
+      dev.run(
+        "copy",
+        splitElements(dev, n).map((job) => ({ x: px, y: py, ...job })),
+      );
       assert.deepEqual(
-        new Uint32Array(y.view().buffer, y.byteOffset, n),
+        new Uint32Array((await y.read()).buffer),
         bits,
         `copy of ${n} elements on ${threads} threads`,
       );
@@ -346,8 +397,7 @@ Deno.test("the copy kernel copies every bit", async () => {
   }
 });
 
-Deno.test("quantizePoolForward equals the reference max-pool of the reference xq, bit for bit", async () => {
-  const { maxPool2dReference } = await import("../core/ops/pool.ts");
+Deno.test("residualQuantizePool equals the reference max-pool of the reference xq, bit for bit", async () => {
   // [n, c, h, w, kernel, stride, padding]: LeNet's 2x2/2 (SIMD path, with
   // a ragged column count), odd sizes, overlap and padding (scalar path).
   const shapes = [
@@ -357,28 +407,39 @@ Deno.test("quantizePoolForward equals the reference max-pool of the reference xq
     [1, 1, 5, 5, 2, 1, 0],
     [2, 3, 1, 1, 1, 1, 0],
   ];
+  const rk = referenceDevice.kernels;
   for (const threads of [1, 2]) {
-    using wasm = await createWasmBackend({ threads, parallelThreshold: 1 });
+    using dev = await createWasmDevice({ threads, parallelThreshold: 1 });
     for (const [n, c, h, w, kernel, stride, padding] of shapes) {
       const oh = Math.floor((h + 2 * padding - kernel) / stride) + 1;
       const ow = Math.floor((w + 2 * padding - kernel) / stride) + 1;
-      const g = { n, c, h, w, oh, ow, kernel, stride, padding };
+      const g: PoolGeometry = { n, c, h, w, oh, ow, kernel, stride, padding };
       const x = randomValues(n * h + w, n * c * h * w, -1, 2);
       // Values the ReLU-free clip must handle as the ReLU would, and ties.
       x.set([NaN, -Infinity, -0, 0, 0.65, 0.65], 0);
+      const shape = [n, c, h, w];
+      const xw = dev.upload(x, shape);
+      const xr = referenceDevice.upload(x, shape);
       for (const gates of GATE_PATTERNS) {
         for (const xmax of [1.3, 0.2]) {
-          const p: QuantizerPass = {
-            channels: 1,
-            z2: null,
-            gates,
-            constants: quantizerConstants(xmax, false, gates),
-          };
-          const expected =
-            maxPool2dReference(referenceBackend.quantizeForward(x, p), g).y;
+          const xq = rk.residualQuantize(
+            xr,
+            referenceDevice.upload([xmax], [1]),
+            referenceDevice.upload(gates, [4]),
+            null,
+            false,
+          );
+          const expected = rk.maxPool2d(xq, g).y;
+          const actual = dev.kernels.residualQuantizePool(
+            xw,
+            dev.upload([xmax], [1]),
+            dev.upload(gates, [4]),
+            false,
+            g,
+          );
           assertBitwise(
-            wasm.quantizePoolForward(x, p, g),
-            expected,
+            await actual.read(),
+            await expected.read(),
             `${threads} thread(s), [${n},${c},${h},${w}] ${kernel}/${stride}/${padding}, gates ${gates}, xmax ${xmax}`,
           );
         }
@@ -387,8 +448,8 @@ Deno.test("quantizePoolForward equals the reference max-pool of the reference xq
   }
 });
 
-Deno.test("quantizePoolForward refuses z2 gates and a wrong length", () => {
-  const gates = [1, 0, 0, 0] as const;
+Deno.test("residualQuantizePool refuses a wrong length", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
   const g = {
     n: 1,
     c: 1,
@@ -400,22 +461,15 @@ Deno.test("quantizePoolForward refuses z2 gates and a wrong length", () => {
     stride: 2,
     padding: 0,
   };
-  const p: QuantizerPass = {
-    channels: 1,
-    z2: null,
-    gates,
-    constants: quantizerConstants(1, false, gates),
-  };
   assert.throws(
     () =>
-      wasmBackend.quantizePoolForward!(new Float32Array(4), {
-        ...p,
-        z2: new Float32Array([1]),
-      }, g),
-    /pruning gates z2/,
-  );
-  assert.throws(
-    () => wasmBackend.quantizePoolForward!(new Float32Array(5), p, g),
+      dev.kernels.residualQuantizePool(
+        dev.zeros([5]),
+        dev.upload([1], [1]),
+        dev.upload([1, 0, 0, 0], [4]),
+        false,
+        g,
+      ),
     /has 5 elements, expected 4/,
   );
 });

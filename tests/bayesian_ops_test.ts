@@ -1,20 +1,19 @@
 import assert from "node:assert/strict";
+import { valueAndGrad } from "../core/autodiff.ts";
+import { type Device, device } from "../core/device.ts";
+import { initGraph, type ModelGraph, runGraph } from "../core/graph.ts";
 import {
-  add,
   gatesOp,
-  initGraph,
-  type ModelGraph,
   priorOp,
+  quantizeActivationForInference,
   quantizerOp,
-  randomKey,
-  runGraph,
-  scale,
-  softmaxCrossEntropy,
-  sum,
-  Tensor,
-  uniform,
-  valueAndGrad,
-} from "../mod.ts";
+} from "../core/methods/bayesian_bits/ops.ts";
+import { add, relu, scale, sum } from "../core/ops/elementwise.ts";
+import { softmaxCrossEntropy } from "../core/ops/loss.ts";
+import { maxPool2d } from "../core/ops/pool.ts";
+import { referenceDevice } from "../core/reference/device.ts";
+import { randomKey, uniform } from "../core/rng.ts";
+import { Tensor } from "../core/tensor.ts";
 import { assertClose, randomValues } from "./helpers.ts";
 
 const MODEL: ModelGraph = {
@@ -45,7 +44,7 @@ function bayesianLoss(
   p: P,
   x: Tensor,
   labels: number[],
-  noise: Float32Array[],
+  noise: Tensor[],
   mu: number,
 ): Tensor {
   const g1 = gatesOp({ chain: p["fc1.w.logits"], g2: p["fc1.w.g2"] }, noise[0]);
@@ -63,10 +62,13 @@ function bayesianLoss(
   });
   const priors = add(
     add(
-      priorOp({ chain: p["fc1.w.logits"], g2: p["fc1.w.g2"] }, { macRatio: 1 }),
-      priorOp({ chain: p["fc1.a.logits"] }, { macRatio: 0.5 }),
+      priorOp({ chain: p["fc1.w.logits"], g2: p["fc1.w.g2"] }, {
+        macRatio: 1,
+        mode: "bop",
+      }),
+      priorOp({ chain: p["fc1.a.logits"] }, { macRatio: 0.5, mode: "bop" }),
     ),
-    priorOp({ chain: p["fc2.w.logits"] }, { macRatio: 0.5 }),
+    priorOp({ chain: p["fc2.w.logits"] }, { macRatio: 0.5, mode: "bop" }),
   );
   return add(softmaxCrossEntropy(output, labels), scale(priors, mu));
 }
@@ -86,9 +88,9 @@ Deno.test("the Bayesian Bits loss's gradient w.r.t. every gate logit matches fin
   const x = Tensor.from(randomValues(2, 5 * 4, -1, 2), [5, 1, 2, 2]);
   const labels = [0, 1, 1, 0, 1];
   const noise = [
-    uniform(randomKey(3), 7),
-    uniform(randomKey(4), 4),
-    uniform(randomKey(5), 4),
+    Tensor.from(uniform(randomKey(3), 7)),
+    Tensor.from(uniform(randomKey(4), 4)),
+    Tensor.from(uniform(randomKey(5), 4)),
   ];
   const mu = 0.05;
   const { grads } = valueAndGrad((q: P) =>
@@ -140,89 +142,55 @@ Deno.test("gatesOp() in evaluation gives deterministic, gradient-free gates", ()
 });
 
 Deno.test("quantizeActivationForInference equals quantizerOp of the ReLU, then maxPool2d, bit for bit", async () => {
-  const { quantizeActivationForInference } = await import(
-    "../core/ops/bayesian.ts"
-  );
-  const { relu } = await import("../core/ops/elementwise.ts");
-  const { maxPool2d } = await import("../core/ops/pool.ts");
-  const { createWasmBackend } = await import("../asm/backend.ts");
-  const { referenceBackend } = await import("../core/reference.ts");
-  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
-  const z = Tensor.adopt(randomValues(5, 2 * 3 * 9 * 8, -2, 2), [2, 3, 9, 8]);
-  const zs = z.toFloat32Array();
-  zs.set([NaN, -Infinity, -0, 0.5], 0); // the ReLU maps NaN and -Infinity to 0
-  const zt = Tensor.adopt(zs, z.shape);
-  for (const backend of [referenceBackend, wasm]) {
-    for (const chain of [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]] as const) {
-      for (
-        const pool of [null, { kernel: 2, stride: 2, padding: 0 }, {
-          kernel: 3,
-          stride: 2,
-          padding: 1,
-        }]
-      ) {
-        const twoSteps = quantizerOp(relu(zt), Tensor.from([1.1]), {
-          chain: Tensor.from(chain),
-        }, {
-          signed: false,
-          backend,
-        });
-        const expected = pool
-          ? maxPool2d(twoSteps, pool.kernel, pool.stride, pool.padding)
-          : twoSteps;
-        const got = quantizeActivationForInference(zt, 1.1, chain, {
-          relu: true,
-          pool,
-          backend,
-        });
-        assert.deepEqual(got.shape, expected.shape);
-        assert.deepEqual(
-          [...got.toFloat32Array()].map((v) => Object.is(v, -0) ? "-0" : v),
-          [...expected.toFloat32Array()].map((v) =>
-            Object.is(v, -0) ? "-0" : v
-          ),
-          `${backend.name}, gates ${chain}, pool ${JSON.stringify(pool)}`,
-        );
-      }
+  const wasm = await device("wasm", { threads: 2, parallelThreshold: 1 });
+  try {
+    const zs = randomValues(5, 2 * 3 * 9 * 8, -2, 2);
+    zs.set([NaN, -Infinity, -0, 0.5], 0); // the ReLU maps NaN and -Infinity to 0
+    for (const dev of [referenceDevice, wasm]) {
+      checkFusedInference(dev, dev.upload(zs, [2, 3, 9, 8]));
     }
+  } finally {
+    wasm.dispose();
   }
   // Without a ReLU the activation is z itself.
   const positive = Tensor.from([0.1, 0.7, 3]);
+  const chain = Tensor.from([1, 0, 0, 0]);
   assert.deepEqual(
     [
-      ...quantizeActivationForInference(positive, 1, [1, 0, 0, 0], {
+      ...quantizeActivationForInference(positive, Tensor.from([1]), chain, {
         relu: false,
         pool: null,
       }).toFloat32Array(),
     ],
     [
-      ...quantizerOp(positive, Tensor.from([1]), {
-        chain: Tensor.from([1, 0, 0, 0]),
-      }, { signed: false }).toFloat32Array(),
+      ...quantizerOp(positive, Tensor.from([1]), { chain }, { signed: false })
+        .toFloat32Array(),
     ],
   );
   // What the two steps refuse, it refuses: relu(+Infinity), or any NaN without a ReLU.
   assert.throws(
     () =>
-      quantizeActivationForInference(Tensor.from([1, Infinity]), 1, [
-        1,
-        0,
-        0,
-        0,
-      ], { relu: true, pool: null, name: "c.act" }),
+      quantizeActivationForInference(
+        Tensor.from([1, Infinity]),
+        Tensor.from([1]),
+        chain,
+        { relu: true, pool: null, name: "c.act" },
+      ),
     /Cannot quantize "c.act": element 1 is Infinity/,
   );
   assert.throws(
     () =>
-      quantizeActivationForInference(Tensor.from([NaN]), 1, [1, 0, 0, 0], {
-        relu: false,
-        pool: null,
-      }),
+      quantizeActivationForInference(
+        Tensor.from([NaN]),
+        Tensor.from([1]),
+        chain,
+        { relu: false, pool: null },
+      ),
     /element 0 is NaN/,
   );
   assert.throws(
     () =>
-      quantizeActivationForInference(positive, -1, [1, 0, 0, 0], {
+      quantizeActivationForInference(positive, Tensor.from([-1]), chain, {
         relu: true,
         pool: null,
       }),
@@ -230,13 +198,46 @@ Deno.test("quantizeActivationForInference equals quantizerOp of the ReLU, then m
   );
   assert.throws(
     () =>
-      quantizeActivationForInference(positive, 1, [1, 0, 0, 0], {
+      quantizeActivationForInference(positive, Tensor.from([1]), chain, {
         relu: true,
         pool: { kernel: 2, stride: 2, padding: 0 },
       }),
     /4-D/,
   );
 });
+
+/** The fused pass against its two steps on one device, for several gates and pools. */
+function checkFusedInference(dev: Device, zt: Tensor): void {
+  const xmax = dev.upload([1.1], [1]);
+  for (const gates of [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]]) {
+    const chain = dev.upload(gates, [4]);
+    for (
+      const pool of [null, { kernel: 2, stride: 2, padding: 0 }, {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+      }]
+    ) {
+      const twoSteps = quantizerOp(relu(zt), xmax, { chain }, {
+        signed: false,
+      });
+      const expected = pool
+        ? maxPool2d(twoSteps, pool.kernel, pool.stride, pool.padding)
+        : twoSteps;
+      const got = quantizeActivationForInference(zt, xmax, chain, {
+        relu: true,
+        pool,
+      });
+      assert.equal(got.device, dev);
+      assert.deepEqual(got.shape, expected.shape);
+      assert.deepEqual(
+        [...got.toFloat32Array()].map((v) => Object.is(v, -0) ? "-0" : v),
+        [...expected.toFloat32Array()].map((v) => Object.is(v, -0) ? "-0" : v),
+        `${dev.name}, gates ${gates}, pool ${JSON.stringify(pool)}`,
+      );
+    }
+  }
+}
 
 Deno.test("runGraph's fused hook sees each layer with its activation and following pool; undefined changes nothing, a tensor replaces both", () => {
   const graph: ModelGraph = {
@@ -266,7 +267,7 @@ Deno.test("runGraph's fused hook sees each layer with its activation and followi
     ],
   } as ModelGraph;
   const { params } = initGraph(graph, randomKey(4));
-  const x = Tensor.adopt(randomValues(9, 2 * 36), [2, 1, 6, 6]);
+  const x = Tensor.from(randomValues(9, 2 * 36), [2, 1, 6, 6]);
   const plain = runGraph(graph, params, x).output.toFloat32Array();
   const seen: string[] = [];
   const same = runGraph(graph, params, x, {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bopReport, chainBops, layerBops } from "../mod.ts";
+import { bopReport, chainBops, layerBops } from "../core/bops.ts";
 import { assertClose } from "./helpers.ts";
 
 // LeNet-5 of spec section 6, MACs per sample worked out by hand:

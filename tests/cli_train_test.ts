@@ -243,3 +243,96 @@ Deno.test("post-training from a float checkpoint learns only gate logits: the we
   assert.match(String(missing), /missing\.safetensors.*no such file/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("--device picks where a run trains: a tiny run on the reference device matches the same run on the WASM device", async () => {
+  const dir = await Deno.makeTempDir();
+  const args = (device: string) => [
+    "--device",
+    device,
+    "--epochs",
+    "1",
+    "--limit",
+    "16",
+    "--batch-size",
+    "8",
+    "--threads",
+    "1",
+    "--out",
+    `${dir}/${device}`,
+  ];
+  const reference = await quietly(() => trainCommand(args("reference")));
+  assert.equal(reference.value, 0);
+  assert.match(reference.err, /on reference;/);
+  assert.match(reference.err, /\[bayesian-bits\] epoch 1\/1 step 2\/2 loss/);
+  assert.match(reference.out, /^conv1 +conv /m); // the report table
+  const wasm = await quietly(() => trainCommand(args("wasm")));
+  assert.equal(wasm.value, 0);
+  assert.match(wasm.err, /on wasm \(1 thread/);
+  const [r, w] = await Promise.all(
+    ["reference", "wasm"].map(async (device) =>
+      parseReport(await Deno.readTextFile(`${dir}/${device}/report.json`))
+        .history[0]
+    ),
+  );
+  // Same init, batches and gate noise; only the devices' summation orders
+  // differ, so the losses agree to float32 rounding and the predictions of
+  // 16 test images to all but a near tie.
+  for (const key of ["loss", "crossEntropy", "prior"] as const) {
+    assert.ok(
+      Math.abs(r[key] - w[key]) <= 1e-4 * Math.abs(w[key]),
+      `${key}: reference ${r[key]}, wasm ${w[key]}`,
+    );
+  }
+  assert.equal(r.relativeGbops, w.relativeGbops);
+  assert.ok(
+    Math.abs(r.testAccuracy - w.testAccuracy) <= 1 / 16,
+    `test accuracy: reference ${r.testAccuracy}, wasm ${w.testAccuracy}`,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("--device rejects an unknown device kind, naming it, in train and float", async () => {
+  assert.equal((await parseTrainArgs([])).device, "wasm");
+  assert.equal(
+    (await parseTrainArgs(["--device", "reference"])).device,
+    "reference",
+  );
+  const message = /--device must be wasm, reference or webgpu, got "bogus"/;
+  await assert.rejects(parseTrainArgs(["--device", "bogus"]), message);
+  await assert.rejects(
+    quietly(() => trainCommand(["--device", "bogus", "--epochs", "1"])),
+    message,
+  );
+  const { main } = await import("../cli/main.ts");
+  await assert.rejects(
+    quietly(() => main(["float", "--device", "bogus", "--limit", "16"])),
+    message,
+  );
+  // From the shell: exit code 1 and the message on stderr, no stack trace.
+  for (const command of ["train", "float"]) {
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-check",
+        "--allow-read",
+        "--allow-env",
+        "cli/main.ts",
+        command,
+        "--device",
+        "bogus",
+        "--limit",
+        "16",
+      ],
+      cwd: new URL("../", import.meta.url),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(run.stderr);
+    assert.equal(run.code, 1, `${command}: ${stderr}`);
+    assert.equal(
+      stderr,
+      'error: --device must be wasm, reference or webgpu, got "bogus"\n',
+      command,
+    );
+  }
+});

@@ -3,8 +3,9 @@ import {
   bayesianBits,
   checkQuantizedModel,
   codeRange,
-  createWasmBackend,
   dequantizeParams,
+  type Device,
+  device,
   evaluateGated,
   evaluateQuantized,
   exportQuantized,
@@ -34,7 +35,7 @@ import { loadCheckpoint } from "../io/checkpoint.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { exportCommand } from "../cli/export.ts";
 import { trainCommand } from "../cli/bayesian_bits.ts";
-import { tensorStorage } from "../core/tensor.ts";
+import { referenceDevice } from "../core/reference/device.ts";
 import { assertBitwise } from "./helpers.ts";
 
 const TINY: ModelGraph = {
@@ -48,7 +49,7 @@ const TINY: ModelGraph = {
 };
 
 /** The tiny model's gated state from the given d1 weights, ranges from x = [1, 0.5]. */
-function initTiny(gated: GatedModel, d1: number[]): GatedState {
+function initTiny(gated: GatedModel, d1: number[]): Promise<GatedState> {
   const params = {
     "d1.weight": Tensor.from(d1, [3, 2]),
     "d1.bias": Tensor.from([0.1, 0.3, -0.1]),
@@ -59,9 +60,11 @@ function initTiny(gated: GatedModel, d1: number[]): GatedState {
 }
 
 /** The tiny model with hand-picked weights, ranges and gates. */
-function tinyState(): { gated: GatedModel; state: GatedState } {
+async function tinyState(): Promise<
+  { gated: GatedModel; state: GatedState }
+> {
   const gated = bayesianBits(TINY);
-  const init = initTiny(gated, [0.5, -0.3, 0.2, 0.1, 0.9, -1.2]);
+  const init = await initTiny(gated, [0.5, -0.3, 0.2, 0.1, 0.9, -1.2]);
   const state: GatedState = {
     signed: init.signed,
     params: {
@@ -81,8 +84,8 @@ function tinyState(): { gated: GatedModel; state: GatedState } {
   return { gated, state };
 }
 
-Deno.test("exportQuantized: hand-computed codes, scales, kept channels and logits of a tiny model", () => {
-  const { gated, state } = tinyState();
+Deno.test("exportQuantized: hand-computed codes, scales, kept channels and logits of a tiny model", async () => {
+  const { gated, state } = await tinyState();
   assert.equal(state.signed["d1.weight"], true);
   assert.equal(state.signed["d1.act"], false);
   const model = exportQuantized(gated, state);
@@ -153,11 +156,13 @@ function nearTie(
 }
 
 /** LeNet-5 with mixed bit widths, some channels pruned, an unsigned weight layer. */
-function mixedLenet(): { gated: GatedModel; state: GatedState } {
+async function mixedLenet(): Promise<
+  { gated: GatedModel; state: GatedState }
+> {
   const gated = bayesianBits(lenet5());
   const float = initGraph(lenet5(), randomKey(7));
   const x = Tensor.from(uniform(randomKey(8), 16 * 784), [16, 1, 28, 28]);
-  const init = initGated(gated, float, x);
+  const init = await initGated(gated, float, x);
   const prune = (channels: number, every: number) =>
     Tensor.from(
       Array.from({ length: channels }, (_, c) => (c % every === 1 ? -6 : 6)),
@@ -183,7 +188,7 @@ function mixedLenet(): { gated: GatedModel; state: GatedState } {
 }
 
 Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain uniform quantizer, weights of evaluation, bits and channels of the report", async () => {
-  const { gated, state } = mixedLenet();
+  const { gated, state } = await mixedLenet();
   const model = exportQuantized(gated, state);
   const cost = gatedBops(gated, state.params);
   for (const [i, layer] of model.layers.entries()) {
@@ -191,7 +196,7 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
     assert.equal(w.bits, cost.layers[i].weightBits, layer.name);
     assert.equal(w.kept.length, cost.layers[i].keptChannels, layer.name);
     assert.equal(layer.activation?.bits ?? null, cost.layers[i].activationBits);
-    const xmax = tensorStorage(state.params[`${layer.name}.weight.xmax`])[0];
+    const xmax = state.params[`${layer.name}.weight.xmax`].get(0);
     assert.equal(w.xmax, xmax);
     assert.equal(w.scale, gridScale(xmax, w.signed, w.bits));
     const [lo, hi] = codeRange(w.bits, w.signed);
@@ -199,13 +204,12 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
     // Against the plain uniform quantizer of the same bit width (the other
     // side of the spec's identity), away from rounding ties.
     const weights = state.params[`${layer.name}.weight`];
-    const plain = tensorStorage(
-      uniformQuantize(weights, { xmax, signed: w.signed }, w.bits),
-    );
+    const plain = uniformQuantize(weights, { xmax, signed: w.signed }, w.bits)
+      .toFloat32Array();
     const row = weights.size / weights.shape[0];
     let compared = 0;
     let atTies = 0;
-    const weightValues = tensorStorage(weights);
+    const weightValues = weights.toFloat32Array();
     w.kept.forEach((c, r) => {
       for (let j = 0; j < row; j++) {
         const level = plain[c * row + j] / w.scale;
@@ -267,7 +271,7 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
   // rounding of the level sums), pruned rows 0.
   const params = dequantizeParams(model);
   for (const q of gated.quantizers.filter((q) => q.kind === "weight")) {
-    const expected = tensorStorage(quantizerOp(
+    const expected = quantizerOp(
       state.params[`${q.layer}.weight`],
       state.params[q.xmaxParam],
       gatesOp(
@@ -280,9 +284,9 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
         null,
       ),
       { signed: state.signed[q.name] },
-    ));
-    const got = tensorStorage(params[`${q.layer}.weight`]);
-    const xmax = tensorStorage(state.params[q.xmaxParam])[0];
+    ).toFloat32Array();
+    const got = params[`${q.layer}.weight`].toFloat32Array();
+    const xmax = state.params[q.xmaxParam].get(0);
     let worst = 0;
     for (let i = 0; i < got.length; i++) {
       worst = Math.max(worst, Math.abs(got[i] - expected[i]));
@@ -291,57 +295,70 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
   }
 });
 
-Deno.test("evaluateQuantized on MNIST gives evaluateGated's accuracy, on both backends", async () => {
-  const { gated, state } = mixedLenet();
+/** The state with every parameter uploaded to `dev`. */
+async function stateOn(state: GatedState, dev: Device): Promise<GatedState> {
+  const params: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(state.params)) {
+    params[name] = await t.to(dev);
+  }
+  return { params, signed: state.signed };
+}
+
+Deno.test("evaluateQuantized on MNIST gives evaluateGated's accuracy, on the reference and WASM devices", async () => {
+  const { gated, state } = await mixedLenet();
   const model = exportQuantized(gated, state);
-  // The references on 100 test images, WASM on 1,000.
+  // The reference device on 100 test images, WASM on 1,000.
   const small = (await loadMnist({ limit: 100 })).test;
   assert.equal(
-    evaluateQuantized(model, small),
-    evaluateGated(gated, state, small),
+    await evaluateQuantized(model, small),
+    await evaluateGated(gated, state, small),
   );
   const data = (await loadMnist({ limit: 1000 })).test;
-  using wasm = await createWasmBackend({ threads: 2 });
-  const fast = {
-    backend: wasm,
-    gemm: wasm.gemm,
-    kernels: wasm.kernels,
+  using wasm = await device("wasm", { threads: 2 });
+  const onWasm = await stateOn(state, wasm);
+  const gatedAccuracy = await evaluateGated(gated, onWasm, data, {
     batchSize: 256,
-  };
-  const gatedAccuracy = evaluateGated(gated, state, data, fast);
-  assert.equal(evaluateQuantized(model, data, fast), gatedAccuracy);
-  assert.deepEqual(exportQuantized(gated, state, { backend: wasm }), model);
+  });
+  assert.equal(
+    await evaluateQuantized(model, data, { device: wasm, batchSize: 256 }),
+    gatedAccuracy,
+  );
+  // Exporting from the WASM device gives the same model, bit for bit.
+  assert.deepEqual(exportQuantized(gated, onWasm), model);
   // Not a constant: the accuracy of an untrained model is near chance.
   assert.ok(gatedAccuracy < 0.5);
 });
 
 Deno.test("the fused inference path (quantize + max-pool in one pass) gives the two-step logits and predictions, bit for bit", async () => {
-  const { gated, state } = mixedLenet();
+  const { gated, state } = await mixedLenet();
   const model = exportQuantized(gated, state);
   const data = (await loadMnist({ limit: 200 })).test;
-  const x = Tensor.adopt(data.images.slice(0, 24 * 784), [24, 1, 28, 28]);
-  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
-  const params = dequantizeParams(model);
+  const images = data.images.slice(0, 24 * 784);
+  using wasm = await device("wasm", { threads: 2, parallelThreshold: 1 });
   const grids = new Map(model.layers.map((l) => [l.name, l.activation]));
-  for (const backend of [undefined, wasm]) {
+  const devices: Device[] = [referenceDevice, wasm];
+  for (const dev of devices) {
+    const x = dev.upload(images, [24, 1, 28, 28]);
+    const params = dequantizeParams(model, dev);
     // The two steps: ReLU, the activation quantizer, then the graph's pool.
     const twoSteps = runGraph(model.graph, params, x, {
       activation: (layer, a) => {
         const g = grids.get(layer.name);
         if (!g) return a;
         const bits = [4, 8, 16, 32].map((b) => (g.bits >= b ? 1 : 0));
-        return quantizerOp(a, Tensor.from([g.xmax]), {
-          chain: Tensor.from(bits),
-        }, { signed: g.signed, backend });
+        return quantizerOp(a, dev.upload([g.xmax], [1]), {
+          chain: dev.upload(bits, [4]),
+        }, { signed: g.signed });
       },
     }).output;
     assertBitwise(
-      runQuantized(model, x, { backend }).toFloat32Array(),
-      twoSteps.toFloat32Array(),
-      `runQuantized, ${backend?.name ?? "reference"}`,
+      await runQuantized(model, x).read(),
+      await twoSteps.read(),
+      `runQuantized, ${dev.name}`,
     );
   }
   // evaluateGated predicts the labels of the two-step gated forward pass.
+  const x = Tensor.from(images, [24, 1, 28, 28]);
   const q = new Map(gated.quantizers.map((info) => [info.name, info]));
   const gatesOf = (name: string) => {
     const info = q.get(name)!;
@@ -364,15 +381,15 @@ Deno.test("the fused inference path (quantize + max-pool in one pass) gives the 
     const row = logits.subarray(10 * i, 10 * i + 10);
     return row.indexOf(Math.max(...row));
   });
-  const own = makeDataset(data.images.slice(0, 24 * 784), labels, [1, 28, 28]);
-  assert.equal(evaluateGated(gated, state, own, { batchSize: 10 }), 1);
-  assert.equal(evaluateGated(gated, state, own, { backend: wasm }), 1);
+  const own = makeDataset(images, labels, [1, 28, 28]);
+  assert.equal(await evaluateGated(gated, state, own, { batchSize: 10 }), 1);
+  assert.equal(await evaluateGated(gated, await stateOn(state, wasm), own), 1);
 });
 
 Deno.test("saveQuantized/loadQuantized round-trip unsigned 32-bit codes, float layers, fully pruned layers", async () => {
   const gated = bayesianBits(TINY, { fullPrecision: ["d2"] });
   // All non-negative: an unsigned weight grid.
-  const init = initTiny(gated, [0.5, 0.25, 0.125, 1, 0.75, 0.3]);
+  const init = await initTiny(gated, [0.5, 0.25, 0.125, 1, 0.75, 0.3]);
   assert.equal(init.signed["d1.weight"], false);
   const state = {
     signed: init.signed,
@@ -412,7 +429,7 @@ Deno.test("saveQuantized/loadQuantized round-trip unsigned 32-bit codes, float l
 });
 
 Deno.test("bad exported models are refused with the reason, on check, save and load; nothing is written", async () => {
-  const { gated, state } = tinyState();
+  const { gated, state } = await tinyState();
   const model = exportQuantized(gated, state);
   const w1 = model.layers[0].weight as QuantizedWeights;
   const withWeight = (weight: Partial<QuantizedWeights>): QuantizedModel => ({

@@ -6,12 +6,11 @@ import {
   gateNoise,
   gateProbability,
   gateProbabilityGrad,
-  randomKey,
   sampleGate,
   sampleGateGrad,
   sampleGates,
-  uniform,
-} from "../mod.ts";
+} from "../core/reference/gates.ts";
+import { randomKey, uniform } from "../core/rng.ts";
 import { assertClose } from "./helpers.ts";
 
 Deno.test("sampleGate() follows the stretched, clamped sigmoid (hand-computed values)", () => {

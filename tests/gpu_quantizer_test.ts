@@ -1,25 +1,35 @@
 /**
- * The WebGPU quantizer against the reference backend.
+ * The WebGPU quantizer kernels against the reference device.
  *
- * On the fallback adapter (llvmpipe, what CI has) the forward output and
- * `dx` must match bit for bit; on a real GPU a few ulps are allowed (its
- * division may be less exact). Reductions are float32 tree sums per tile:
- * they must match to a relative 1e-4 of the sum of the magnitudes of their
- * terms. These tests need an adapter and fail, not skip, without one.
+ * On the fallback adapter (llvmpipe, what CI has) the forward output, the
+ * pooled output and `dx` must match bit for bit; on a real GPU a few ulps
+ * are allowed (its division may be less exact). The reductions (`dxmax`,
+ * `dgates`, `dz2`) are float32 tree sums on the device: they must match to
+ * a relative 1e-5 of the sum of the magnitudes of their terms. These tests
+ * need an adapter and fail, not skip, without one.
  */
 
 import assert from "node:assert/strict";
+import type { Device } from "../core/device.ts";
+import { quantizerConstants } from "../core/reference/quantizer.ts";
+import { referenceDevice } from "../core/reference/device.ts";
+import { uniform } from "../core/rng.ts";
+import { Tensor } from "../core/tensor.ts";
+import type { GpuDevice } from "../gpu/mod.ts";
 import {
-  quantizerConstants,
-  type QuantizerGrads,
-  type QuantizerPass,
-  referenceBackend,
-} from "../mod.ts";
-import { GpuUnavailableError, requestGpuDevice } from "../gpu/mod.ts";
-import { assertBitwise, assertClose, randomValues } from "./helpers.ts";
-import { backend, onFallbackAdapter } from "./gpu_helpers.ts";
-
-type Gates = [number, number, number, number];
+  assertClose,
+  assertForwardMatches,
+  assertSameBits,
+  type Case,
+  checkCase,
+  type Gates,
+  gpuDevice,
+  plain,
+  poolGeometry,
+  poolOn,
+  randomValues,
+  runOn,
+} from "./gpu_helpers.ts";
 
 /** Gate patterns for 1 to 5 levels, and fractional ones (float32 values). */
 const GATE_PATTERNS: Gates[] = [
@@ -44,204 +54,35 @@ const ALL_RANGES = [
 ];
 
 /**
- * The ranges to test on this adapter. At `xmax = 1e-30` the scale `s32`
- * (about `4.6e-10 xmax`) is subnormal, which WGSL lets a device flush to
- * zero (llvmpipe does not): on other adapters only ranges whose five scales
- * are normal float32 numbers are compared.
+ * The ranges to test on `dev`. At `xmax = 1e-30` the scale `s32` (about
+ * `4.6e-10 xmax`) is subnormal, which WGSL lets a device flush to zero
+ * (llvmpipe does not): on other adapters only ranges whose five scales are
+ * normal float32 numbers are compared.
  */
-const RANGES = ALL_RANGES.filter(({ xmax, signed }) =>
-  onFallbackAdapter() ||
-  quantizerConstants(xmax, signed, [1, 1, 1, 1]).scales[4] >= 2 ** -126
-);
-
-const LENGTHS = [1, 3, 5, 63, 65, 257, 1000];
-
-function makePass(
-  xmax: number,
-  signed: boolean,
-  gates: Gates,
-  z2: Float32Array | null = null,
-): QuantizerPass {
-  return {
-    channels: z2 ? z2.length : 1,
-    z2,
-    gates,
-    constants: quantizerConstants(xmax, signed, gates),
-  };
-}
-
-/** The finest scale the forward pass computes. */
-function finestScale(pass: QuantizerPass): number {
-  return pass.constants.scales[pass.constants.levelsForward - 1];
-}
-
-/** Bit-for-bit equality, telling -0 from +0 (stricter than assertBitwise). */
-function assertSameBits(
-  actual: Float32Array,
-  expected: Float32Array,
-  what: string,
-): void {
-  assertBitwise(actual, expected, what);
-  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
-  const e = new Uint32Array(
-    expected.buffer,
-    expected.byteOffset,
-    expected.length,
-  );
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] !== e[i]) {
-      assert.fail(
-        `${what}: element ${i} has bits 0x${a[i].toString(16)} (${
-          actual[i]
-        }), expected 0x${e[i].toString(16)} (${expected[i]})`,
-      );
-    }
-  }
-}
-
-function assertForwardMatches(
-  actual: Float32Array,
-  expected: Float32Array,
-  pass: QuantizerPass,
-  what: string,
-): void {
-  if (backend().adapterInfo.isFallbackAdapter) {
-    assertSameBits(actual, expected, what);
-    return;
-  }
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  // A real GPU's division may be a few ulps off and move a rounding tie by
-  // one step of the finest computed level.
-  const atol = finestScale(pass) + 4 * 2 ** -23 * pass.constants.xmax;
-  for (let i = 0; i < actual.length; i++) {
-    assertClose(actual[i], expected[i], 4 * 2 ** -23, atol, `${what} [${i}]`);
-  }
-}
-
-/** Sum of |dy| over the elements of channel `c` (all channels when -1). */
-function absSum(dy: Float32Array, pass: QuantizerPass, c = -1): number {
-  const per = dy.length / pass.channels;
-  const [start, end] = c < 0 ? [0, dy.length] : [c * per, (c + 1) * per];
-  let sum = 0;
-  for (let i = start; i < end; i++) sum += Math.abs(dy[i]);
-  return sum;
-}
-
-/**
- * Reductions are float32 tree sums per tile, so their error is a small
- * multiple of 2^-24 times the sum of the magnitudes of their terms, whatever
- * the cancellation. The terms are bounded by |dy| times: |inner_0| <= xmax
- * (dz2), |inner_l| <= s_{l-1} (dgates[l-1]) and |d xc / d xmax| <= 2 (dxmax).
- */
-const REDUCTION_TOLERANCE = 1e-5;
-
-function assertGradsMatch(
-  actual: QuantizerGrads,
-  expected: QuantizerGrads,
-  dy: Float32Array,
-  pass: QuantizerPass,
-  what: string,
-): void {
-  assertForwardMatches(actual.dx, expected.dx, pass, `${what} dx`);
-  const c = pass.constants;
-  const total = absSum(dy, pass);
-  const tol = REDUCTION_TOLERANCE;
-  assertClose(
-    actual.dxmax,
-    expected.dxmax,
-    1e-4,
-    tol * 2 * total,
-    `${what} dxmax`,
-  );
-  for (let l = 0; l < 4; l++) {
-    assertClose(
-      actual.dgates[l],
-      expected.dgates[l],
-      1e-4,
-      tol * c.scales[l] * total,
-      `${what} dgates[${l}]`,
-    );
-  }
-  if (expected.dz2 === null) {
-    assert.equal(actual.dz2, null, `${what} dz2`);
-  } else {
-    assert.ok(actual.dz2 !== null, `${what}: dz2 is null`);
-    assert.equal(actual.dz2.length, expected.dz2.length, `${what} dz2 length`);
-    for (let ch = 0; ch < expected.dz2.length; ch++) {
-      assertClose(
-        actual.dz2[ch],
-        expected.dz2[ch],
-        1e-4,
-        tol * c.xmax * absSum(dy, pass, ch),
-        `${what} dz2[${ch}]`,
-      );
-    }
-  }
-}
-
-async function checkCase(
-  x: Float32Array,
-  dy: Float32Array,
-  pass: QuantizerPass,
-  what: string,
-): Promise<void> {
-  const gpu = backend();
-  assertForwardMatches(
-    await gpu.quantizeForward(x, pass),
-    referenceBackend.quantizeForward(x, pass),
-    pass,
-    `${what} forward`,
-  );
-  assertGradsMatch(
-    await gpu.quantizeBackward(x, dy, pass),
-    referenceBackend.quantizeBackward(x, dy, pass),
-    dy,
-    pass,
-    `${what} backward`,
+function rangesFor(dev: GpuDevice) {
+  return ALL_RANGES.filter(({ xmax, signed }) =>
+    dev.adapterInfo.isFallbackAdapter ||
+    quantizerConstants(Math.fround(xmax), signed, [1, 1, 1, 1]).scales[4] >=
+      2 ** -126
   );
 }
 
-Deno.test("the WebGPU tests have an adapter to run on", () => {
-  const info = backend().adapterInfo;
-  assert.equal(backend().name, "webgpu");
-  assert.equal(typeof info.isFallbackAdapter, "boolean");
-  assert.ok(info.maxStorageBufferBindingSize >= 2 ** 27);
-});
-
-Deno.test("requestGpuDevice() throws GpuUnavailableError when navigator.gpu is missing", async () => {
-  Object.defineProperty(navigator, "gpu", {
-    value: undefined,
-    configurable: true,
-  });
-  try {
-    await assert.rejects(
-      () => requestGpuDevice(),
-      (e: Error) =>
-        e instanceof GpuUnavailableError &&
-        e.message.includes("navigator.gpu is undefined"),
-    );
-  } finally {
-    // Uncovers the getter on Navigator.prototype again.
-    delete (navigator as { gpu?: unknown }).gpu;
-  }
-  assert.ok(navigator.gpu, "navigator.gpu is restored");
-});
+const describe = (xmax: number, signed: boolean, gates: Gates) =>
+  `xmax ${xmax} ${signed ? "signed" : "unsigned"} gates ${gates}`;
 
 Deno.test("the WebGPU quantizer matches the reference on random inputs, every range and gate pattern", async () => {
+  const dev = await gpuDevice();
   let seed = 100;
-  for (const { xmax, signed } of RANGES) {
+  for (const { xmax, signed } of rangesFor(dev)) {
     for (const gates of GATE_PATTERNS) {
       for (const length of [257, 1000]) {
         const lo = signed ? -1.3 * xmax : -0.3 * xmax;
         const x = randomValues(seed++, length, lo, 1.3 * xmax);
         const dy = randomValues(seed++, length);
         await checkCase(
-          x,
-          dy,
-          makePass(xmax, signed, gates),
-          `xmax ${xmax} ${
-            signed ? "signed" : "unsigned"
-          } gates ${gates} length ${length}`,
+          dev,
+          plain(x, dy, xmax, signed, gates),
+          `${describe(xmax, signed, gates)} length ${length}`,
         );
       }
     }
@@ -249,21 +90,24 @@ Deno.test("the WebGPU quantizer matches the reference on random inputs, every ra
 });
 
 Deno.test("the WebGPU quantizer handles lengths that are not multiples of 4 or of the workgroup size", async () => {
+  const dev = await gpuDevice();
   let seed = 500;
-  for (const length of LENGTHS) {
+  for (const length of [1, 3, 5, 63, 65, 257, 1000]) {
     for (const gates of [[1, 1, 0, 0], [1, 1, 1, 1]] as Gates[]) {
       const x = randomValues(seed++, length, -1.2, 1.2);
       const dy = randomValues(seed++, length);
-      await checkCase(x, dy, makePass(1, true, gates), `length ${length}`);
+      await checkCase(dev, plain(x, dy, 1, true, gates), `length ${length}`);
     }
   }
 });
 
 Deno.test("the WebGPU quantizer handles several channels with odd sizes, with and without z2", async () => {
+  const dev = await gpuDevice();
   const shapes = [
     [7, 13],
     [3, 1025], // more than one tile per channel
     [2, 2049],
+    [2, 70_001], // more than 64 tiles per channel: two reduction passes
     [1000, 1],
     [5, 257],
     [4, 3],
@@ -280,28 +124,26 @@ Deno.test("the WebGPU quantizer handles several channels with odd sizes, with an
       const gates of [[1, 0, 0, 0], [1, 1, 1, 1], [0.5, 0.5, 0, 0]] as Gates[]
     ) {
       const what = `${channels} channels of ${per}, gates ${gates}`;
-      await checkCase(x, dy, makePass(0.6, true, gates, z2), `${what} with z2`);
-      // Channels without z2: one block per channel, z2 counts as 1.
-      const pass = { ...makePass(0.6, true, gates), channels };
-      await checkCase(x, dy, pass, `${what} without z2`);
+      const c = plain(x, dy, 0.6, true, gates);
+      await checkCase(dev, { ...c, z2 }, `${what} with z2`);
+      await checkCase(dev, c, `${what} without z2`);
     }
   }
 });
 
 Deno.test("the WebGPU quantizer rounds exact ties to even like the reference", async () => {
+  const dev = await gpuDevice();
   const cases: { xmax: number; signed: boolean; x: number[] }[] = [];
   // The spec's example: xmax = 1, x = -0.6 at 8 bits is a tie of a coarser level.
   cases.push({ xmax: 1, signed: true, x: [-0.6, 0.6, -0.2, 0.2] });
-  for (const { xmax, signed } of RANGES) {
-    const c = quantizerConstants(xmax, signed, [1, 1, 1, 1]);
+  for (const { xmax, signed } of rangesFor(dev)) {
+    const s = quantizerConstants(Math.fround(xmax), signed, [1, 1, 1, 1])
+      .scales;
     const x: number[] = [];
     // Multiples of half a step of each of the first three levels.
     for (let l = 0; l < 3; l++) {
-      const s = c.scales[l];
-      for (let k = -9; k <= 9; k++) x.push(Math.fround((k * s) / 2));
-      for (let k = 0; k < 5; k++) {
-        x.push(Math.fround(c.scales[0] * k + s / 2));
-      }
+      for (let k = -9; k <= 9; k++) x.push(Math.fround((k * s[l]) / 2));
+      for (let k = 0; k < 5; k++) x.push(Math.fround(s[0] * k + s[l] / 2));
     }
     cases.push({ xmax, signed, x });
   }
@@ -311,19 +153,19 @@ Deno.test("the WebGPU quantizer rounds exact ties to even like the reference", a
     const dy = randomValues(seed++, data.length);
     for (const gates of GATE_PATTERNS.slice(0, 5)) {
       await checkCase(
-        data,
-        dy,
-        makePass(xmax, signed, gates),
-        `ties, xmax ${xmax} ${signed ? "signed" : "unsigned"} gates ${gates}`,
+        dev,
+        plain(data, dy, xmax, signed, gates),
+        `ties, ${describe(xmax, signed, gates)}`,
       );
     }
   }
 });
 
 Deno.test("the WebGPU quantizer matches the reference at the clip bounds, zeros and extreme values", async () => {
+  const dev = await gpuDevice();
   let seed = 1700;
-  for (const { xmax, signed } of RANGES) {
-    const c = quantizerConstants(xmax, signed, [1, 1, 1, 1]);
+  for (const { xmax, signed } of rangesFor(dev)) {
+    const c = quantizerConstants(Math.fround(xmax), signed, [1, 1, 1, 1]);
     const up = (v: number) => Math.fround(v * (1 + 2 ** -22));
     const x = Float32Array.from([
       c.hi,
@@ -347,123 +189,219 @@ Deno.test("the WebGPU quantizer matches the reference at the clip bounds, zeros 
     const dy = randomValues(seed++, x.length);
     for (const gates of GATE_PATTERNS) {
       await checkCase(
-        x,
-        dy,
-        makePass(xmax, signed, gates),
-        `bounds, xmax ${xmax} ${signed ? "signed" : "unsigned"} gates ${gates}`,
+        dev,
+        plain(x, dy, xmax, signed, gates),
+        `bounds, ${describe(xmax, signed, gates)}`,
       );
     }
   }
 });
 
 Deno.test("the WebGPU quantizer runs more than 65535 workgroups as a 2-D grid", async () => {
-  const gpu = backend();
+  const dev = await gpuDevice();
   // Backward: one tile per channel, 70000 tiles.
   const channels = 70_000;
   const x = randomValues(1900, channels, -1.2, 1.2);
   const dy = randomValues(1901, channels);
   const z2 = new Float32Array(channels).map((_, c) => c % 3 === 0 ? 0.5 : 1);
-  await checkCase(x, dy, makePass(1, true, [1, 1, 0, 0], z2), "70000 tiles");
+  await checkCase(
+    dev,
+    { ...plain(x, dy, 1, true, [1, 1, 0, 0]), z2 },
+    "70000 tiles",
+  );
   // Forward: 65535 workgroups of 256 elements and then some. It is
   // elementwise, so the reference only needs the elements past the first row.
   const length = 65_535 * 256 + 1000;
   const big = new Float32Array(length);
   for (let i = 0; i < length; i++) big[i] = ((i * 7919) % 2001 - 1000) / 700;
-  const pass = makePass(1, true, [1, 1, 0, 0]);
-  const xq = await gpu.quantizeForward(big, pass);
+  const on = (dev: Device, values: Float32Array) => ({
+    x: Tensor.from(values, [values.length], dev),
+    xmax: Tensor.from([1], [1], dev),
+    gates: Tensor.from([1, 1, 0, 0], [4], dev),
+  });
+  const g = on(dev, big);
+  const xq = await dev.kernels.residualQuantize(
+    g.x,
+    g.xmax,
+    g.gates,
+    null,
+    true,
+  )
+    .read() as Float32Array;
+  dev.free(g.x);
   const tail = length - 65_535 * 256 + 256;
+  const r = on(referenceDevice, big.subarray(length - tail));
+  const expected = referenceDevice.kernels.residualQuantize(
+    r.x,
+    r.xmax,
+    r.gates,
+    null,
+    true,
+  );
   assertForwardMatches(
+    dev,
     xq.subarray(length - tail),
-    referenceBackend.quantizeForward(big.subarray(length - tail), pass),
-    pass,
+    await expected.read() as Float32Array,
+    { xmax: 1, signed: true, gates: [1, 1, 0, 0] },
     "forward past 65535 workgroups",
   );
 });
-
-Deno.test("the resident API gives the same results as the one-shot calls", async () => {
-  const gpu = backend();
-  const z2 = Float32Array.from([1, 0.5, 0]);
-  const pass = makePass(0.9, true, [1, 1, 0, 0], z2);
-  const x = randomValues(2001, 3 * 345, -1, 1);
-  const dy = randomValues(2002, 3 * 345);
-  const xb = gpu.upload(x);
-  const dyb = gpu.upload(dy);
-  const out = gpu.allocate(x.length);
-  const dx = gpu.allocate(x.length);
-  try {
-    gpu.forwardResident(xb, out, pass);
-    gpu.forwardResident(xb, out, pass); // back-to-back submissions are fine
-    await gpu.sync();
-    assertBitwise(
-      await gpu.read(out),
-      await gpu.quantizeForward(x, pass),
-      "xq",
-    );
-    const rest = await gpu.backwardResident(xb, dyb, dx, pass);
-    const full = await gpu.quantizeBackward(x, dy, pass);
-    assertBitwise(await gpu.read(dx), full.dx, "dx");
-    assert.equal(rest.dxmax, full.dxmax);
-    assert.deepEqual(rest.dgates, full.dgates);
-    assert.deepEqual(rest.dz2, full.dz2);
-  } finally {
-    for (const b of [xb, dyb, out, dx]) b.destroy();
+Deno.test("residualQuantizePool on the GPU is the reference's max-pool of the quantized input", async () => {
+  const dev = await gpuDevice();
+  const geometries = [
+    poolGeometry(2, 3, 7, 9, 2, 2, 0),
+    poolGeometry(2, 3, 7, 9, 3, 2, 1),
+    poolGeometry(1, 2, 5, 5, 3, 1, 1),
+    poolGeometry(1, 2, 8, 7, 2, 3, 0),
+    poolGeometry(1, 1, 4, 4, 1, 2, 1), // windows wholly in the padding: -inf
+    poolGeometry(4, 8, 16, 16, 2, 2, 0), // 2048 outputs: several workgroups
+  ];
+  let seed = 2500;
+  for (const g of geometries) {
+    for (const { xmax, signed } of rangesFor(dev)) {
+      // Coarse values so that windows hold ties of the quantized values.
+      const x = randomValues(seed++, g.n * g.c * g.h * g.w, -1.3, 1.3)
+        .map((v) => Math.fround(Math.round(v * 8) / 8 * xmax));
+      for (
+        const gates of [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]] as Gates[]
+      ) {
+        const c = { xmax, signed, gates };
+        const what = `pool ${JSON.stringify(g)}, ${
+          describe(xmax, signed, gates)
+        }`;
+        const [actual, expected] = await Promise.all([
+          poolOn(dev, x, c, g),
+          poolOn(referenceDevice, x, c, g),
+        ]);
+        assertForwardMatches(dev, actual, expected, c, what);
+      }
+    }
   }
 });
 
-Deno.test("the WebGPU quantizer returns empty results for empty inputs", async () => {
-  const gpu = backend();
-  const pass = makePass(1, true, [1, 0, 0, 0], Float32Array.from([1, 1]));
-  const empty = new Float32Array(0);
-  assert.deepEqual(await gpu.quantizeForward(empty, pass), empty);
-  const grads = await gpu.quantizeBackward(empty, empty, pass);
-  assert.deepEqual(
-    grads,
-    referenceBackend.quantizeBackward(empty, empty, pass),
-  );
+/** Quantizes, re-quantizes and differentiates with device-made gates, in a scope. */
+function chain(dev: Device) {
+  return dev.scope(() => {
+    const k = dev.kernels;
+    const x = Tensor.from(randomValues(3100, 3 * 345, -1, 1), [3, 345], dev);
+    // Gates and z2 produced on the device: nothing is read in between.
+    const gates = k.uniform([7, 11], 4, 0);
+    const z2 = k.uniform([7, 11], 3, 4);
+    const xmax = Tensor.from([0.9], [1], dev);
+    const xq = k.residualQuantize(x, xmax, gates, z2, true);
+    const again = k.residualQuantize(xq, xmax, gates, z2, true);
+    const grads = k.residualQuantizeBackward(xq, xmax, gates, z2, true, again);
+    return { xq, again, ...grads };
+  });
+}
+
+Deno.test("the WebGPU kernels chain on resident tensors, with device-made gates, inside a scope", async () => {
+  const dev = await gpuDevice();
+  const gpu = chain(dev);
+  const ref = chain(referenceDevice);
+  const read = async (t: Tensor | null) => await t!.read() as Float32Array;
+  const gates = Array.from(uniform([7, 11], 4, 0)) as Gates;
+  const grid = { xmax: 0.9, signed: true, gates };
+  for (const name of ["xq", "again", "dx"] as const) {
+    assertForwardMatches(
+      dev,
+      await read(gpu[name]),
+      await read(ref[name]),
+      grid,
+      name,
+    );
+  }
+  for (const name of ["dxmax", "dgates", "dz2"] as const) {
+    const [a, e] = [await read(gpu[name]), await read(ref[name])];
+    assert.equal(a.length, e.length, `${name} length`);
+    a.forEach((v, i) => assertClose(v, e[i], 1e-5, 1e-5, `${name}[${i}]`));
+  }
+  // The same inputs give the same bits when run again.
+  assertSameBits(await read(chain(dev).again), await read(gpu.again), "rerun");
 });
 
-Deno.test("the WebGPU quantizer rejects inputs that do not fit the pass or the device, naming the value", async () => {
-  const gpu = backend();
-  const pass = makePass(1, true, [1, 0, 0, 0], Float32Array.from([1, 1]));
-  await assert.rejects(
-    () => gpu.quantizeForward(new Float32Array(5), pass),
-    (e: Error) => e instanceof RangeError && e.message.includes("length 5"),
-  );
-  await assert.rejects(
-    () => gpu.quantizeBackward(new Float32Array(4), new Float32Array(3), pass),
-    (e: Error) => e instanceof RangeError && e.message.includes("dy has 3"),
-  );
-  const bad = { ...pass, z2: Float32Array.from([1, 1, 1]) };
-  await assert.rejects(
-    () => gpu.quantizeForward(new Float32Array(4), bad),
-    (e: Error) => e instanceof RangeError && e.message.includes("z2 has 3"),
-  );
-  const limit = gpu.adapterInfo.maxStorageBufferBindingSize;
-  const tooMany = Math.floor(limit / 4) + 1;
+Deno.test("the WebGPU quantizer gives empty outputs and zero reductions for empty inputs", async () => {
+  const dev = await gpuDevice();
+  const c: Case = {
+    x: new Float32Array(0),
+    dy: new Float32Array(0),
+    xmax: 1,
+    signed: true,
+    gates: [1, 0, 0, 0],
+    z2: Float32Array.from([1, 1]),
+  };
+  const [gpu, ref] = await Promise.all([
+    runOn(dev, c),
+    runOn(referenceDevice, c),
+  ]);
+  assert.equal(gpu.xq.length, 0);
+  assert.deepEqual(gpu.grads, ref.grads);
+  assert.deepEqual([...gpu.grads.dgates], [0, 0, 0, 0]);
+  assert.deepEqual([...gpu.grads.dz2!], [0, 0]);
+  const g = poolGeometry(1, 2, 0, 0, 2, 2, 0);
+  assert.equal((await poolOn(dev, c.x, c, g)).length, 0);
+});
+
+Deno.test("the WebGPU quantizer rejects inputs that do not fit, naming the value", async () => {
+  const dev = await gpuDevice();
+  const k = dev.kernels;
+  const t = (values: number[]) => dev.upload(values, [values.length]);
+  const x4 = t([0, 0, 0, 0]);
+  const [xmax, gates, z2] = [t([1]), t([1, 0, 0, 0]), t([1, 1])];
+  const range = (message: string) => (e: Error) =>
+    e instanceof RangeError && e.message.includes(message);
   assert.throws(
-    () => gpu.allocate(tooMany),
-    (e: Error) =>
-      e instanceof RangeError && e.message.includes(`${tooMany} elements`),
+    () => k.residualQuantize(t([0, 0, 0, 0, 0]), xmax, gates, z2, true),
+    range("x has 5 elements, not a multiple of the 2 channels"),
   );
-  const xb = gpu.allocate(4);
-  const out = gpu.allocate(3);
-  try {
-    assert.throws(
-      () => gpu.forwardResident(xb, out, pass),
-      (e: Error) => e instanceof RangeError && e.message.includes("3 elements"),
-    );
-  } finally {
-    xb.destroy();
-    out.destroy();
-  }
+  assert.throws(
+    () => k.residualQuantizeBackward(x4, xmax, gates, z2, true, t([0, 0, 0])),
+    range("dy has 3"),
+  );
+  assert.throws(
+    () => k.residualQuantize(x4, t([1, 2]), gates, null, true),
+    range("xmax has 2"),
+  );
+  assert.throws(
+    () => k.residualQuantize(x4, xmax, t([1, 0, 0]), null, true),
+    range("gates has 3"),
+  );
+  assert.throws(
+    () =>
+      k.residualQuantizePool(
+        x4,
+        xmax,
+        gates,
+        true,
+        poolGeometry(1, 1, 3, 3, 2, 2, 0),
+      ),
+    range("x has 4 elements, the geometry needs 1 x 1 x 3 x 3"),
+  );
+  assert.throws(
+    () =>
+      k.residualQuantize(
+        dev.upload(new Int32Array(4), [4]),
+        xmax,
+        gates,
+        null,
+        true,
+      ),
+    (e: Error) => e instanceof TypeError && e.message.includes("int32"),
+  );
+  assert.throws(
+    () =>
+      k.residualQuantize(Tensor.from([0, 0, 0, 0]), xmax, gates, null, true),
+    range("was given to the webgpu"),
+  );
 });
 
-Deno.test("a destroyed WebGPU backend refuses to run", async () => {
-  const gpu = backend();
-  gpu.destroy();
-  await assert.rejects(
-    () =>
-      gpu.quantizeForward(new Float32Array(1), makePass(1, true, [0, 0, 0, 0])),
-    /destroyed/,
+Deno.test("the GPU device of the quantizer tests can be disposed", async () => {
+  const dev = await gpuDevice();
+  const t = (values: number[]) => dev.upload(values, [values.length]);
+  const [x, xmax, gates] = [t([0.5]), t([1]), t([1, 0, 0, 0])];
+  dev.dispose();
+  assert.throws(
+    () => dev.kernels.residualQuantize(x, xmax, gates, null, true),
+    /disposed/,
   );
 });

@@ -6,18 +6,26 @@
  */
 
 import assert from "node:assert/strict";
-import { type RandomKey, randomKey, threefry2x32, uniform } from "../mod.ts";
-import { THREEFRY_WGSL } from "../gpu/mod.ts";
-import { assertBitwise } from "./helpers.ts";
-import { backend } from "./gpu_helpers.ts";
+import {
+  type RandomKey,
+  randomKey,
+  threefry2x32,
+  uniform,
+} from "../core/rng.ts";
+import { referenceDevice } from "../core/reference/device.ts";
+import { THREEFRY_WGSL } from "../gpu/kernels/rng.ts";
+import { assertSameBits, gpuDevice } from "./gpu_helpers.ts";
 
 /** Runs THREEFRY_WGSL on (key, counter) rows; returns the output words. */
 async function threefryOnGpu(
   rows: [RandomKey, [number, number]][],
 ): Promise<Uint32Array> {
-  const device = backend().device;
-  const module = device.createShaderModule({
-    code: THREEFRY_WGSL + /* wgsl */ `
+  const adapter = await navigator.gpu.requestAdapter();
+  assert.ok(adapter, "a WebGPU adapter");
+  const device = await adapter.requestDevice();
+  try {
+    const module = device.createShaderModule({
+      code: THREEFRY_WGSL + /* wgsl */ `
 @group(0) @binding(0) var<storage, read_write> io: array<vec4<u32>>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -26,22 +34,21 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     io[id.x] = vec4<u32>(threefry2x32(row.xy, row.zw), 0u, 0u);
   }
 }`,
-  });
-  const pipeline = await device.createComputePipelineAsync({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const data = new Uint32Array(rows.flatMap(([k, c]) => [...k, ...c]));
-  const io = device.createBuffer({
-    size: data.byteLength,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST |
-      GPUBufferUsage.COPY_SRC,
-  });
-  const staging = device.createBuffer({
-    size: data.byteLength,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  try {
+    });
+    const pipeline = await device.createComputePipelineAsync({
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+    });
+    const data = new Uint32Array(rows.flatMap(([k, c]) => [...k, ...c]));
+    const io = device.createBuffer({
+      size: data.byteLength,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST |
+        GPUBufferUsage.COPY_SRC,
+    });
+    const staging = device.createBuffer({
+      size: data.byteLength,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     device.queue.writeBuffer(io, 0, data);
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
@@ -60,8 +67,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     await staging.mapAsync(GPUMapMode.READ);
     return new Uint32Array(staging.getMappedRange().slice(0));
   } finally {
-    io.destroy();
-    staging.destroy();
+    device.destroy();
   }
 }
 
@@ -90,6 +96,7 @@ Deno.test("the WGSL threefry2x32 matches the known answers and core/rng.ts word 
 });
 
 Deno.test("uniform() on the GPU equals the TypeScript stream for any count and offset", async () => {
+  const dev = await gpuDevice();
   const cases: [RandomKey, number, number][] = [
     [randomKey(0), 1, 0],
     [randomKey(0), 2, 1],
@@ -106,43 +113,56 @@ Deno.test("uniform() on the GPU equals the TypeScript stream for any count and o
     [randomKey(9), 65, 2 ** 33 - 65],
   ];
   for (const [key, count, offset] of cases) {
-    assertBitwise(
-      await backend().uniform(key, count, offset),
-      uniform(key, count, offset),
-      `key ${key}, count ${count}, offset ${offset}`,
+    const t = dev.kernels.uniform(key, count, offset);
+    assert.deepEqual(t.shape, [count]);
+    const what = `key ${key}, count ${count}, offset ${offset}`;
+    const actual = await t.read();
+    assertSameBits(actual, uniform(key, count, offset), what);
+    assertSameBits(
+      actual,
+      await referenceDevice.kernels.uniform(key, count, offset).read(),
+      `${what} (reference device)`,
     );
   }
 });
 
 Deno.test("uniform() on the GPU fills many workgroups from an odd offset", async () => {
+  const dev = await gpuDevice();
   const key = randomKey(2024);
-  assertBitwise(
-    await backend().uniform(key, 70_001, 5),
+  assertSameBits(
+    await dev.kernels.uniform(key, 70_001, 5).read(),
     uniform(key, 70_001, 5),
+    "70001 from offset 5",
   );
 });
 
-Deno.test("uniform() on the GPU returns an empty array for count 0", async () => {
-  assert.equal((await backend().uniform(randomKey(1), 0)).length, 0);
+Deno.test("uniform() on the GPU returns an empty tensor for count 0", async () => {
+  const dev = await gpuDevice();
+  const t = dev.kernels.uniform(randomKey(1), 0, 0);
+  assert.deepEqual(t.shape, [0]);
+  assert.equal((await t.read()).length, 0);
 });
 
 Deno.test("uniform() on the GPU rejects bad keys, counts and offsets, naming the value", async () => {
-  const gpu = backend();
-  await assert.rejects(
-    () => gpu.uniform([1, -1] as unknown as RandomKey, 4),
+  const dev = await gpuDevice();
+  const k = dev.kernels;
+  assert.throws(
+    () => k.uniform([1, -1] as unknown as RandomKey, 4, 0),
     (e: Error) => e instanceof TypeError && e.message.includes("[1,-1]"),
   );
-  await assert.rejects(
-    () => gpu.uniform(randomKey(1), 2.5),
+  assert.throws(
+    () => k.uniform(randomKey(1), 2.5, 0),
     (e: Error) => e instanceof RangeError && e.message.includes("2.5"),
   );
-  await assert.rejects(
-    () => gpu.uniform(randomKey(1), 4, 2 ** 33 - 3),
+  assert.throws(
+    () => k.uniform(randomKey(1), 4, 2 ** 33 - 3),
     (e: Error) =>
       e instanceof RangeError && e.message.includes(`${2 ** 33 - 3}`),
   );
 });
 
-Deno.test("the GPU RNG backend can be destroyed", () => {
-  backend().destroy();
+Deno.test("the GPU device of the RNG tests can be disposed", async () => {
+  const dev = await gpuDevice();
+  dev.dispose();
+  assert.throws(() => dev.kernels.uniform(randomKey(1), 4, 0), /disposed/);
 });

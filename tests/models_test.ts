@@ -1,18 +1,15 @@
 import assert from "node:assert/strict";
+import { valueAndGrad } from "../core/autodiff.ts";
 import {
   analyzeGraph,
   initGraph,
-  lenet5,
-  mobilenetV2,
   type ModelGraph,
-  randomKey,
-  resnet18,
   runGraph,
-  softmaxCrossEntropy,
-  Tensor,
-  valueAndGrad,
-  vgg7,
-} from "../mod.ts";
+} from "../core/graph.ts";
+import { lenet5, mobilenetV2, resnet18, vgg7 } from "../core/models.ts";
+import { softmaxCrossEntropy } from "../core/ops/loss.ts";
+import { randomKey } from "../core/rng.ts";
+import { Tensor } from "../core/tensor.ts";
 import { assertClose, randomValues } from "./helpers.ts";
 
 Deno.test("lenet5() has the spec's layers, shapes and MAC counts", () => {

@@ -1,25 +1,21 @@
 /**
- * `dense` and `conv2d` on the WASM GEMM path (`withGemm`) against their
- * reference paths (forward and every VJP), and `WasmBackend.gemm` with 1 and
- * 2 threads against `gemmReference` for every transpose.
+ * `dense` and `conv2d` on the WASM device (GEMM path) against the reference
+ * device (forward and every VJP), and the WASM device's GEMM with 1 and 2
+ * threads against `gemmReference` for every transpose.
  */
 
 import assert from "node:assert/strict";
-import {
-  conv2d,
-  createWasmBackend,
-  currentGemm,
-  dense,
-  type GemmFn,
-  gemmReference,
-  type GemmShape,
-  mul,
-  sum,
-  Tensor,
-  valueAndGrad,
-  wasmGemm,
-  withGemm,
-} from "../mod.ts";
+import { createWasmDevice, type WasmDevice } from "../asm/device.ts";
+import { HEAP_ALIGN } from "../asm/heap.ts";
+import { valueAndGrad } from "../core/autodiff.ts";
+import type { Device } from "../core/device.ts";
+import type { GemmShape, Kernels } from "../core/kernels.ts";
+import { conv2d } from "../core/ops/conv2d.ts";
+import { dense } from "../core/ops/dense.ts";
+import { mul, sum } from "../core/ops/elementwise.ts";
+import { referenceDevice } from "../core/reference/device.ts";
+import { gemmReference } from "../core/reference/matrix.ts";
+import type { Tensor } from "../core/tensor.ts";
 import { assertBitwise, randomValues } from "./helpers.ts";
 
 /** Asserts `|got - want| <= rtol * scale` elementwise (scale: sums of magnitudes). */
@@ -45,55 +41,74 @@ function assertScaled(
 
 type Op = (x: Tensor, w: Tensor, b?: Tensor) => Tensor;
 
+/** Host values and a shape: an op input, uploaded to each device in turn. */
+interface Input {
+  values: Float32Array;
+  shape: number[];
+}
+
 interface Pass {
   y: Float32Array;
   grads: Record<string, Float32Array>;
+  /** The devices the output and every gradient were on. */
+  devices: Device[];
 }
 
-/** Forward output and the VJP of cotangent `g` for every input of `op`. */
-function run(
+/** Forward output and the VJP of cotangent `g` for every input of `op`, on `dev`. */
+async function run(
+  dev: Device,
   op: Op,
-  inputs: Record<string, Tensor>,
-  g: Tensor,
-): Pass {
+  inputs: Record<string, Input>,
+  g: Input,
+): Promise<Pass> {
+  const params: Record<string, Tensor> = {};
+  for (const [key, v] of Object.entries(inputs)) {
+    params[key] = dev.upload(v.values, v.shape);
+  }
+  const cotangent = dev.upload(g.values, g.shape);
   let y: Tensor | undefined;
   const f = valueAndGrad((p: Record<string, Tensor>) => {
     y = op(p.x, p.w, p.b);
-    return sum(mul(y, g));
+    return sum(mul(y, cotangent));
   });
-  const { grads } = f(inputs);
+  const { grads } = f(params);
   const out: Record<string, Float32Array> = {};
+  const devices = [y!.device];
   for (const key of Object.keys(inputs)) {
-    out[key] = grads[key].toFloat32Array();
+    out[key] = await grads[key].read() as Float32Array;
+    devices.push(grads[key].device);
   }
-  return { y: y!.toFloat32Array(), grads: out };
+  return { y: await y!.read() as Float32Array, grads: out, devices };
 }
 
-const abs = (t: Tensor) =>
-  Tensor.from(t.toFloat32Array().map(Math.abs), t.shape);
+const abs = (v: Input): Input => ({
+  values: v.values.map(Math.abs),
+  shape: v.shape,
+});
 
 /**
- * Runs `op` on the reference path, on `gemm`'s path, and on the reference
- * path with absolute values (the magnitude sums every result is compared
+ * Runs `op` on the reference device, on `dev`, and on the reference device
+ * with absolute values (the magnitude sums every result is compared
  * against).
  */
-function compare(
-  gemm: GemmFn,
+async function compare(
+  dev: WasmDevice,
   op: Op,
-  inputs: Record<string, Tensor>,
-  outShape: readonly number[],
+  inputs: Record<string, Input>,
+  outShape: number[],
   seed: number,
   what: string,
-): void {
-  const g = Tensor.from(
-    randomValues(seed, outShape.reduce((a, b) => a * b, 1)),
-    outShape,
+): Promise<void> {
+  const g = input(seed, outShape);
+  const want = await run(referenceDevice, op, inputs, g);
+  const got = await run(dev, op, inputs, g);
+  assert.ok(
+    got.devices.every((d) => d === dev),
+    `${what}: stays on ${dev.name}`,
   );
-  const want = run(op, inputs, g);
-  const got = withGemm(gemm, () => run(op, inputs, g));
-  const absInputs: Record<string, Tensor> = {};
+  const absInputs: Record<string, Input> = {};
   for (const [k, v] of Object.entries(inputs)) absInputs[k] = abs(v);
-  const scale = run(op, absInputs, abs(g));
+  const scale = await run(referenceDevice, op, absInputs, abs(g));
   assertScaled(got.y, want.y, scale.y, `${what} forward`);
   for (const key of Object.keys(inputs)) {
     assertScaled(
@@ -105,11 +120,11 @@ function compare(
   }
 }
 
-function tensor(seed: number, shape: number[]): Tensor {
-  return Tensor.from(
-    randomValues(seed, shape.reduce((a, b) => a * b, 1)),
+function input(seed: number, shape: number[]): Input {
+  return {
+    values: randomValues(seed, shape.reduce((a, b) => a * b, 1)),
     shape,
-  );
+  };
 }
 
 interface ConvCase {
@@ -234,11 +249,11 @@ const groupCases: ConvCase[] = [
 ];
 
 function convInputs(k: ConvCase, seed: number) {
-  const inputs: Record<string, Tensor> = {
-    x: tensor(seed, [k.n, k.c, k.h, k.w]),
-    w: tensor(seed + 1, [k.o, k.c / (k.groups ?? 1), k.kh, k.kw]),
+  const inputs: Record<string, Input> = {
+    x: input(seed, [k.n, k.c, k.h, k.w]),
+    w: input(seed + 1, [k.o, k.c / (k.groups ?? 1), k.kh, k.kw]),
   };
-  if (k.bias) inputs.b = tensor(seed + 2, [k.o]);
+  if (k.bias) inputs.b = input(seed + 2, [k.o]);
   const options = {
     stride: k.stride,
     padding: k.padding,
@@ -259,30 +274,29 @@ const denseCases = [
   { n: 128, i: 100, o: 10, bias: true },
 ];
 
-async function withBackends(
-  body: (gemm: GemmFn, label: string) => void,
+/** One thread, and two threads splitting even the small products. */
+async function withDevices(
+  body: (dev: WasmDevice, label: string) => Promise<void>,
 ): Promise<void> {
-  body(wasmGemm, "wasmGemm");
-  // parallelThreshold 1 splits even the small products over both threads.
-  const wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
-  try {
-    body(wasm.gemm, "2 threads");
-  } finally {
-    wasm.dispose();
+  {
+    using dev = await createWasmDevice({ threads: 1 });
+    await body(dev, "1 thread");
   }
+  using dev = await createWasmDevice({ threads: 2, parallelThreshold: 1 });
+  await body(dev, "2 threads");
 }
 
-Deno.test("dense on the WASM GEMM matches the reference, forward and VJPs", async () => {
-  await withBackends((gemm, label) => {
+Deno.test("dense on the WASM device matches the reference, forward and VJPs", async () => {
+  await withDevices(async (dev, label) => {
     let seed = 100;
     for (const d of denseCases) {
-      const inputs: Record<string, Tensor> = {
-        x: tensor(seed++, [d.n, d.i]),
-        w: tensor(seed++, [d.o, d.i]),
+      const inputs: Record<string, Input> = {
+        x: input(seed++, [d.n, d.i]),
+        w: input(seed++, [d.o, d.i]),
       };
-      if (d.bias) inputs.b = tensor(seed++, [d.o]);
-      compare(
-        gemm,
+      if (d.bias) inputs.b = input(seed++, [d.o]);
+      await compare(
+        dev,
         dense,
         inputs,
         [d.n, d.o],
@@ -293,31 +307,33 @@ Deno.test("dense on the WASM GEMM matches the reference, forward and VJPs", asyn
   });
 });
 
-Deno.test("conv2d on the WASM GEMM (im2col) matches the direct loop, forward and VJPs", async () => {
-  await withBackends((gemm, label) => {
+Deno.test("conv2d on the WASM device (im2col + GEMM) matches the direct loop, forward and VJPs", async () => {
+  await withDevices(async (dev, label) => {
     let seed = 200;
     for (const k of convCases) {
       const { inputs, op, outShape } = convInputs(k, seed);
       seed += 10;
-      compare(gemm, op, inputs, outShape, seed++, `${label} conv2d ${k.name}`);
+      await compare(
+        dev,
+        op,
+        inputs,
+        outShape,
+        seed++,
+        `${label} conv2d ${k.name}`,
+      );
     }
   });
 });
 
-Deno.test("conv2d with groups > 1 keeps the direct loop inside withGemm", () => {
+Deno.test("conv2d with groups > 1 on the WASM device is the reference's direct loop, bit for bit", async () => {
+  using dev = await createWasmDevice({ threads: 2, parallelThreshold: 1 });
   let seed = 300;
   for (const k of groupCases) {
     const { inputs, op, outShape } = convInputs(k, seed);
     seed += 10;
-    const g = tensor(seed++, outShape);
-    const want = run(op, inputs, g);
-    let calls = 0;
-    const counting: GemmFn = (shape, a, b) => {
-      calls++;
-      return wasmGemm(shape, a, b);
-    };
-    const got = withGemm(counting, () => run(op, inputs, g));
-    assert.equal(calls, 0, k.name);
+    const g = input(seed++, outShape);
+    const want = await run(referenceDevice, op, inputs, g);
+    const got = await run(dev, op, inputs, g);
     assertBitwise(got.y, want.y, `${k.name} forward`);
     for (const key of Object.keys(inputs)) {
       assertBitwise(got.grads[key], want.grads[key], `${k.name} d${key}`);
@@ -325,44 +341,52 @@ Deno.test("conv2d with groups > 1 keeps the direct loop inside withGemm", () => 
   }
 });
 
-Deno.test("withGemm scopes nest, restore on throw, and VJPs keep the forward's GEMM", () => {
-  assert.equal(currentGemm(), null);
-  const seen: string[] = [];
-  const tagged = (tag: string): GemmFn => (shape, a, b) => {
-    seen.push(tag);
-    return gemmReference(shape, a, b);
+Deno.test("a tape recorded on the WASM device runs its VJPs there, only for parameters", async () => {
+  using dev = await createWasmDevice({ threads: 1 });
+  const x = dev.upload(randomValues(1, 6), [2, 3]);
+  const w = dev.upload(randomValues(2, 12), [4, 3]);
+  const kernels = dev.kernels as { gemm: Kernels["gemm"] };
+  const gemm = kernels.gemm;
+  let calls = 0;
+  kernels.gemm = (a, b, shape) => {
+    calls++;
+    return gemm(a, b, shape);
   };
-  const outer = tagged("outer");
-  withGemm(outer, () => {
-    assert.equal(currentGemm(), outer);
-    withGemm(null, () => assert.equal(currentGemm(), null));
-    assert.throws(() =>
-      withGemm(tagged("inner"), () => {
-        throw new Error("boom");
-      }), /boom/);
-    assert.equal(currentGemm(), outer);
-  });
-  assert.equal(currentGemm(), null);
-  // A tape recorded inside the scope runs its VJPs (after the forward) on the same GEMM.
-  const x = tensor(1, [2, 3]);
-  const w = tensor(2, [4, 3]);
-  const f = valueAndGrad((p: { w: Tensor }) =>
-    withGemm(tagged("tape"), () => sum(dense(x, p.w)))
-  );
-  f({ w });
-  // forward and grad-weight; x is not a parameter, so its gradient is skipped
-  assert.deepEqual(seen, ["tape", "tape"]);
+  const f = valueAndGrad((p: { w: Tensor }) => sum(dense(x, p.w)));
+  const { value, grads } = f({ w });
+  kernels.gemm = gemm;
+  // Forward and grad-weight; x is not a parameter, so its gradient is skipped.
+  assert.equal(calls, 2);
+  assert.equal(value.device, dev);
+  assert.equal(grads.w.device, dev);
+  // d sum(x W^T) / dW[o, i] = sum_n x[n, i], for every output o.
+  const xs = await x.read();
+  const dw = await grads.w.read();
+  for (let o = 0; o < 4; o++) {
+    for (let i = 0; i < 3; i++) {
+      assert.equal(dw[o * 3 + i], Math.fround(xs[i] + xs[3 + i]));
+    }
+  }
 });
 
-/** Checks a backend's `gemm` against `gemmReference` (tolerance 1e-5 of the magnitude sums). */
-function checkGemm(gemm: GemmFn, shape: GemmShape, seed: number): void {
+/** Checks the device's GEMM against `gemmReference` (tolerance 1e-5 of the magnitude sums). */
+async function checkGemm(
+  dev: WasmDevice,
+  shape: GemmShape,
+  seed: number,
+): Promise<void> {
   const { m, n, k } = shape;
   const a = randomValues(seed, m * k);
   const b = randomValues(seed + 1, k * n);
   const want = gemmReference(shape, a, b);
   const scale = gemmReference(shape, a.map(Math.abs), b.map(Math.abs));
+  const got = dev.kernels.gemm(
+    dev.upload(a, [m * k]),
+    dev.upload(b, [k * n]),
+    shape,
+  );
   assertScaled(
-    gemm(shape, a, b),
+    await got.read() as Float32Array,
     want,
     scale,
     `gemm ${JSON.stringify(shape)}`,
@@ -391,65 +415,66 @@ const gemmSizes: [number, number, number][] = [
 
 for (const threads of [1, 2]) {
   for (const parallelThreshold of [1, undefined]) {
-    Deno.test(`WasmBackend.gemm (${threads} threads, parallelThreshold ${parallelThreshold}) matches gemmReference for every transpose`, async () => {
-      using wasm = await createWasmBackend({ threads, parallelThreshold });
+    Deno.test(`gemm (${threads} threads, parallelThreshold ${parallelThreshold}) matches gemmReference for every transpose`, async () => {
+      using dev = await createWasmDevice({ threads, parallelThreshold });
       let seed = 1000;
       for (const t of transposes) {
         for (const [m, n, k] of gemmSizes) {
-          checkGemm(wasm.gemm, { m, n, k, ...t }, seed += 2);
+          await checkGemm(dev, { m, n, k, ...t }, seed += 2);
         }
       }
       if (parallelThreshold === undefined) {
         // Above ~2 MFLOP per thread: the default threshold splits too.
         for (const t of transposes) {
-          checkGemm(wasm.gemm, { m: 200, n: 48, k: 150, ...t }, seed += 2);
-          checkGemm(wasm.gemm, { m: 40, n: 300, k: 150, ...t }, seed += 2);
+          await checkGemm(dev, { m: 200, n: 48, k: 150, ...t }, seed += 2);
+          await checkGemm(dev, { m: 40, n: 300, k: 150, ...t }, seed += 2);
         }
       }
     });
   }
 }
 
-Deno.test("WasmBackend.gemm: empty shapes, errors, resident buffers and memory reuse", async () => {
-  using wasm = await createWasmBackend({ threads: 2, parallelThreshold: 1 });
+Deno.test("gemm: empty shapes, errors, scratch freed, memory reused, disposed device", async () => {
+  const dev = await createWasmDevice({ threads: 2, parallelThreshold: 1 });
+  const k = dev.kernels;
+  const none = dev.zeros([0]);
   assert.deepEqual(
-    wasm.gemm({ m: 2, n: 3, k: 0 }, new Float32Array(0), new Float32Array(0)),
+    await k.gemm(none, none, { m: 2, n: 3, k: 0 }).read(),
     new Float32Array(6),
   );
-  assert.equal(
-    wasm.gemm({ m: 0, n: 3, k: 2 }, new Float32Array(0), new Float32Array(6))
-      .length,
-    0,
-  );
+  assert.equal(k.gemm(none, dev.zeros([6]), { m: 0, n: 3, k: 2 }).size, 0);
   assert.throws(
-    () =>
-      wasm.gemm({ m: 2, n: 2, k: 2 }, new Float32Array(3), new Float32Array(4)),
+    () => k.gemm(dev.zeros([3]), dev.zeros([4]), { m: 2, n: 2, k: 2 }),
     RangeError,
   );
   assert.throws(
-    () =>
-      wasm.gemm(
-        { m: 1.5, n: 2, k: 2 },
-        new Float32Array(3),
-        new Float32Array(4),
-      ),
+    () => k.gemm(dev.zeros([3]), dev.zeros([4]), { m: 1.5, n: 2, k: 2 }),
     RangeError,
   );
-  const resident = wasm.alloc(5);
-  resident.view().set([1, 2, 3, 4, 5]);
+  const resident = dev.upload([1, 2, 3, 4, 5], [5]);
   const shape = { m: 300, n: 70, k: 90, transB: true };
-  const a = randomValues(1, 300 * 90);
-  const b = randomValues(2, 70 * 90);
-  const first = wasm.gemm(shape, a, b);
-  const next = wasm.alloc(1);
-  assert.equal(next.byteOffset, resident.byteOffset + 64, "temporaries freed");
-  const memory = (wasm as unknown as { memory: WebAssembly.Memory }).memory;
-  const bytes = memory.buffer.byteLength;
+  const a = dev.upload(randomValues(1, 300 * 90), [300 * 90]);
+  const b = dev.upload(randomValues(2, 70 * 90), [70 * 90]);
+  const inUse = dev.bytesInUse;
+  const first = k.gemm(a, b, shape);
+  assert.equal(
+    dev.bytesInUse,
+    inUse + Math.ceil(300 * 70 * 4 / HEAP_ALIGN) * HEAP_ALIGN,
+    "only the product stays: the packing scratch is freed",
+  );
+  const expected = await first.read();
+  const bytes = dev.memory.buffer.byteLength;
   for (let i = 0; i < 3; i++) {
-    assertBitwise(wasm.gemm(shape, a, b), first, "repeatable");
+    const c = k.gemm(a, b, shape);
+    assertBitwise(await c.read(), expected, "repeatable");
+    dev.free(c);
   }
-  assert.equal(memory.buffer.byteLength, bytes, "no growth on repeated calls");
-  assert.deepEqual(Array.from(resident.view()), [1, 2, 3, 4, 5]);
-  wasm.dispose();
-  assert.throws(() => wasm.gemm(shape, a, b), /disposed/);
+  assert.equal(
+    dev.memory.buffer.byteLength,
+    bytes,
+    "no growth on repeated calls",
+  );
+  assert.deepEqual([...await resident.read()], [1, 2, 3, 4, 5]);
+  dev.dispose();
+  assert.throws(() => k.gemm(a, b, shape), /disposed/);
 });

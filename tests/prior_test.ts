@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type GateLogits, gateProbability, prior } from "../mod.ts";
+import { type GateLogits, gateProbability } from "../core/reference/gates.ts";
+import { prior } from "../core/reference/prior.ts";
 import { assertClose } from "./helpers.ts";
 
 Deno.test("prior() without pruning is 1 + q4 w4 + q4 q8 w8 + q4 q8 q16 w16 + q4 q8 q16 q32 w32", () => {

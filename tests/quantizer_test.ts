@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import {
-  float64ReferenceBackend,
   gatesForBits,
   initRange,
   quantize,
   quantizeGrad,
-  Tensor,
   uniformQuantize,
-} from "../mod.ts";
+} from "../core/methods/bayesian_bits/quantizer.ts";
+import {
+  quantizeForwardFloat64,
+  quantizerPass,
+} from "../core/reference/quantizer.ts";
+import { Tensor } from "../core/tensor.ts";
 import { assertClose, randomValues } from "./helpers.ts";
 
 const RANGES = [
@@ -27,24 +30,24 @@ Deno.test("quantize() with gates on up to b bits equals a plain b-bit quantizer 
   for (const range of RANGES) {
     const lo = range.signed ? -1.2 * range.xmax : -0.2 * range.xmax;
     const x = Tensor.from(randomValues(11, 4000, lo, 1.2 * range.xmax));
+    // The grid step of a plain b-bit quantizer: its top level over its level count.
+    const stepOf = (b: number) =>
+      uniformQuantize(Tensor.from([range.xmax]), range, b).get(0) /
+      (range.signed ? 2 ** (b - 1) - 1 : 2 ** b - 1);
     for (const bits of [2, 4, 8]) {
       const decomposed = quantize(x, range, gatesForBits(bits))
         .toFloat32Array();
       const direct = uniformQuantize(x, range, bits).toFloat32Array();
-      const grid =
-        uniformQuantize(Tensor.from([range.xmax]), range, bits).get(0) /
-        (range.signed ? 2 ** (bits - 1) - 1 : 2 ** bits - 1);
+      const grid = stepOf(bits);
+      const coarser: number[] = [];
+      for (let b = 2; b <= bits; b *= 2) coarser.push(stepOf(b));
       let compared = 0;
       const data = x.toFloat32Array();
       for (let i = 0; i < data.length; i++) {
         // Skip inputs within 1e-3 grid steps of a tie at any coarser level.
-        let nearTie = false;
-        for (let b = 2; b <= bits; b *= 2) {
-          const step =
-            uniformQuantize(Tensor.from([range.xmax]), range, b).get(0) /
-            (range.signed ? 2 ** (b - 1) - 1 : 2 ** b - 1);
-          if (tieDistance(data[i], step) < 1e-3) nearTie = true;
-        }
+        const nearTie = coarser.some((step) =>
+          tieDistance(data[i], step) < 1e-3
+        );
         if (nearTie) continue;
         compared++;
         assertClose(
@@ -77,10 +80,10 @@ Deno.test("quantize() at 16 bits equals a plain 16-bit quantizer to within one s
 Deno.test("quantize() at 16 bits in float64 equals a float64 16-bit quantizer away from ties", () => {
   const range = { xmax: 1, signed: true };
   const x = randomValues(13, 2000, -1, 1);
-  const xq = quantize(Tensor.from(x), range, gatesForBits(16), {
-    backend: float64ReferenceBackend,
-  })
-    .toFloat32Array();
+  const xq = quantizeForwardFloat64(
+    x,
+    quantizerPass(range.xmax, range.signed, [1, 1, 1, 0], null),
+  );
   const hi = Math.fround(1 - 1e-7);
   const s16 = 2 / 3 / 5 / 17 / 257;
   let compared = 0;

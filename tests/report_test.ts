@@ -10,7 +10,7 @@ import {
   REPORT_SCHEMA,
   reportToJson,
   summarizeLayerBits,
-} from "../mod.ts";
+} from "../core/report.ts";
 
 // Two layers worked out by hand (spec section 4):
 // conv1: 1,200 MACs * 8 (input) * 4 (weights) * 3/4 kept = 28,800 BOPs

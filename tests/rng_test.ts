@@ -7,7 +7,7 @@ import {
   splitKey,
   threefry2x32,
   uniform,
-} from "../mod.ts";
+} from "../core/rng.ts";
 
 Deno.test("threefry2x32() matches the published Threefry-2x32-20 known answers", () => {
   // Known-answer vectors of the Random123 distribution (key, counter -> output).

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { roundHalfEven } from "../mod.ts";
+import { roundHalfEven } from "../core/round.ts";
 
 Deno.test("roundHalfEven() sends exact halves to the even neighbour", () => {
   const cases: [number, number][] = [

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { shapeSize, Tensor } from "../mod.ts";
+import { referenceDevice } from "../core/reference/device.ts";
+import { shapeSize, Tensor } from "../core/tensor.ts";
 
 Deno.test("Tensor.from() copies its input so later writes do not leak in", () => {
   const source = new Float32Array([1, 2, 3]);
@@ -9,6 +10,18 @@ Deno.test("Tensor.from() copies its input so later writes do not leak in", () =>
   const copy = t.toFloat32Array();
   copy[1] = 99;
   assert.equal(t.get(1), 2);
+});
+
+Deno.test("read() returns a copy the caller owns, on the tensor's device", async () => {
+  const t = Tensor.from([1, 2, 3]);
+  assert.equal(t.device, referenceDevice);
+  assert.equal(t.dtype, "float32");
+  const values = await t.read();
+  values[0] = 99;
+  assert.deepEqual([...await t.read()], [1, 2, 3]);
+  const labels = referenceDevice.upload([2, 0], [2], "int32");
+  assert.ok((await labels.read()) instanceof Int32Array);
+  assert.equal(await t.to(referenceDevice), t);
 });
 
 Deno.test("Tensor is frozen: shape and fields cannot be reassigned", () => {
@@ -31,5 +44,28 @@ Deno.test("Tensor rejects shapes that do not match the data", () => {
   assert.throws(
     () => Tensor.zeros([2, 3]).get(2, 0),
     /Index 2 is out of range/,
+  );
+  assert.throws(
+    () => referenceDevice.upload([1.5], [1], "int32"),
+    /Cannot store 1.5 \(element 0\) in an int32 tensor/,
+  );
+});
+
+Deno.test("a scope frees what it made except what it returns; a freed tensor throws when used", () => {
+  let temporary: Tensor | undefined;
+  const kept = referenceDevice.scope(() => {
+    temporary = Tensor.from([1, 2]);
+    const result = referenceDevice.kernels.add(temporary, temporary);
+    return { result: result.reshape([2, 1]) };
+  });
+  assert.deepEqual([...kept.result.toFloat32Array()], [2, 4]);
+  assert.throws(() => temporary!.get(0), /used after its device scope ended/);
+  const t = Tensor.from([5]);
+  const view = t.reshape([1, 1]);
+  referenceDevice.free(t);
+  assert.throws(() => view.get(0, 0), /used after its device scope ended/);
+  assert.throws(
+    () => referenceDevice.scope(() => Promise.resolve(1)),
+    /needs a synchronous body/,
   );
 });

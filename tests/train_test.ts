@@ -1,19 +1,14 @@
 import assert from "node:assert/strict";
-import {
-  adam,
-  evaluate,
-  initGraph,
-  lenet5,
-  makeDataset,
-  type ModelGraph,
-  randomKey,
-  trainFloat,
-  uniform,
-  wasmGemm,
-} from "../mod.ts";
+import { makeDataset } from "../core/data.ts";
+import { initGraph, type ModelGraph } from "../core/graph.ts";
+import { progressRate } from "../core/loop.ts";
+import { lenet5 } from "../core/models.ts";
+import { adam } from "../core/optim.ts";
+import { randomKey, uniform } from "../core/rng.ts";
+import { evaluate, trainFloat } from "../core/train.ts";
+import { device } from "../core/device.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { main } from "../cli/main.ts";
-import { progressRate } from "../core/train.ts";
 
 /** Two Gaussian-ish blobs in 4 pixels: class 0 bright on the left, class 1 on the right. */
 function blobs(count: number, seed: number) {
@@ -47,11 +42,11 @@ const TINY: ModelGraph = {
   ],
 };
 
-Deno.test("trainFloat() learns a separable problem and reports progress and history", () => {
+Deno.test("trainFloat() learns a separable problem and reports progress and history", async () => {
   const train = blobs(256, 1);
   const test = blobs(128, 2);
   const progress: number[] = [];
-  const result = trainFloat(TINY, initGraph(TINY, randomKey(3)), {
+  const result = await trainFloat(TINY, initGraph(TINY, randomKey(3)), {
     train,
     test,
   }, {
@@ -64,35 +59,35 @@ Deno.test("trainFloat() learns a separable problem and reports progress and hist
   });
   assert.equal(result.history.length, 5);
   assert.ok(result.history[4].loss < result.history[0].loss, "loss falls");
-  assert.equal(evaluate(TINY, result.params, test), 1);
+  assert.equal(await evaluate(TINY, result.params, test), 1);
   assert.equal(result.history[4].testAccuracy, 1);
   assert.deepEqual(progress.slice(0, 2), [4, 8]);
   assert.equal(result.optimizerState.step, 5 * 8);
 });
 
-Deno.test("trainFloat() is reproducible for a seed and does not mutate its inputs", () => {
+Deno.test("trainFloat() is reproducible for a seed and does not mutate its inputs", async () => {
   const data = { train: blobs(64, 5), test: blobs(32, 6) };
   const init = initGraph(TINY, randomKey(7));
   const before = init.params["fc.weight"].toFloat32Array();
-  const run = () =>
-    trainFloat(TINY, init, data, {
+  const run = async () =>
+    (await trainFloat(TINY, init, data, {
       epochs: 1,
       batchSize: 16,
       key: randomKey(8),
-    }).params["fc.weight"]
+    })).params["fc.weight"]
       .toFloat32Array();
-  assert.deepEqual(run(), run());
+  assert.deepEqual(await run(), await run());
   assert.deepEqual(init.params["fc.weight"].toFloat32Array(), before);
 });
 
-Deno.test("trainFloat() rejects bad options and mismatched data with clear errors", () => {
+Deno.test("trainFloat() rejects bad options and mismatched data with clear errors", async () => {
   const data = { train: blobs(8, 1), test: blobs(8, 2) };
   const init = initGraph(TINY, randomKey(0));
-  assert.throws(
+  await assert.rejects(
     () => trainFloat(TINY, init, data, { epochs: 0, key: randomKey(0) }),
     /epochs must be a positive integer, got 0/,
   );
-  assert.throws(
+  await assert.rejects(
     () =>
       trainFloat(TINY, init, data, {
         epochs: 1,
@@ -106,7 +101,7 @@ Deno.test("trainFloat() rejects bad options and mismatched data with clear error
     3,
     3,
   ]);
-  assert.throws(
+  await assert.rejects(
     () =>
       trainFloat(TINY, init, { train: wrong, test: data.test }, {
         epochs: 1,
@@ -144,17 +139,20 @@ Deno.test("LeNet-5 trained on 2,048 MNIST images for one epoch classifies well a
     [1, 28, 28],
   );
   const model = lenet5();
-  const result = trainFloat(model, initGraph(model, randomKey(0)), {
-    train,
-    test: testSubset,
-  }, {
-    epochs: 1,
-    batchSize: 64,
-    key: randomKey(1),
-    gemm: wasmGemm,
-  });
-  const accuracy = result.history[0].testAccuracy;
-  assert.ok(accuracy > 0.8, `test accuracy ${accuracy}`); // chance is 0.1
+  const wasm = await device("wasm", { threads: 2, parallelThreshold: 1 });
+  try {
+    const result = await trainFloat(
+      model,
+      initGraph(model, randomKey(0), wasm),
+      { train, test: testSubset },
+      { epochs: 1, batchSize: 64, key: randomKey(1) },
+    );
+    assert.equal(result.params["conv1.weight"].device, wasm);
+    const accuracy = result.history[0].testAccuracy;
+    assert.ok(accuracy > 0.8, `test accuracy ${accuracy}`); // chance is 0.1
+  } finally {
+    wasm.dispose();
+  }
 });
 
 Deno.test("the CLI rejects an unknown learning-rate schedule", async () => {

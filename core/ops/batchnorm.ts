@@ -7,8 +7,8 @@
  */
 
 import { recordOp } from "../autodiff.ts";
-import { Tensor, tensorStorage } from "../tensor.ts";
-import { type ChannelLayout, currentKernels } from "./kernels.ts";
+import type { ChannelLayout } from "../kernels.ts";
+import type { Tensor } from "../tensor.ts";
 
 /** Running statistics of a batch-norm layer. */
 export interface BatchNormStats {
@@ -72,172 +72,45 @@ export function batchNorm(
   options: BatchNormOptions,
 ): { output: Tensor; stats: BatchNormStats | undefined } {
   const channels = layout(x, "batchNorm");
-  const { n, c, area } = channels;
   for (const [name, t] of [["gamma", gamma], ["beta", beta]] as const) {
-    if (t.shape.length !== 1 || t.shape[0] !== c) {
+    if (t.shape.length !== 1 || t.shape[0] !== channels.c) {
       throw new RangeError(
-        `batchNorm: ${name} has shape [${t.shape.join(", ")}], expected [${c}]`,
+        `batchNorm: ${name} has shape [${
+          t.shape.join(", ")
+        }], expected [${channels.c}]`,
       );
     }
   }
-  const eps = options.eps ?? 1e-5;
-  const momentum = options.momentum ?? 0.1;
-  const xs = tensorStorage(x);
-  const count = n * area;
-  const kernels = currentKernels();
-  let mean: Float64Array;
-  let variance: Float64Array;
-  let stats = options.stats;
-  if (options.mode === "train") {
-    ({ mean, variance } = (kernels?.batchNormStatistics ??
-      batchNormStatisticsReference)(xs, channels));
-    if (options.stats) {
-      const rm = tensorStorage(options.stats.mean);
-      const rv = tensorStorage(options.stats.variance);
-      const unbiased = count > 1 ? count / (count - 1) : 1;
-      stats = {
-        mean: Tensor.from(
-          rm.map((m, ch) => (1 - momentum) * m + momentum * mean[ch]),
-        ),
-        variance: Tensor.from(
-          rv.map((v, ch) =>
-            (1 - momentum) * v + momentum * variance[ch] * unbiased
-          ),
-        ),
-      };
-    }
-  } else {
-    if (!options.stats) {
-      throw new RangeError("batchNorm: eval mode needs running statistics");
-    }
-    mean = Float64Array.from(tensorStorage(options.stats.mean));
-    variance = Float64Array.from(tensorStorage(options.stats.variance));
-  }
-  const invStd = variance.map((v) => 1 / Math.sqrt(v + eps));
-  const gs = tensorStorage(gamma);
-  const { xhat, y } = (kernels?.batchNormNormalize ??
-    batchNormNormalizeReference)(
-      xs,
-      channels,
-      mean,
-      invStd,
-      gs,
-      tensorStorage(beta),
-    );
   const train = options.mode === "train";
-  const backward = kernels?.batchNormBackward ?? batchNormBackwardReference;
-  const output = recordOp(Tensor.adopt(y, x.shape), [x, gamma, beta], (g) => {
-    const { dx, dgamma, dbeta } = backward(
+  if (!train && !options.stats) {
+    throw new RangeError("batchNorm: eval mode needs running statistics");
+  }
+  const k = x.device.kernels;
+  const r = k.batchNorm(x, gamma, beta, options.stats ?? null, {
+    layout: channels,
+    train,
+    momentum: options.momentum ?? 0.1,
+    eps: options.eps ?? 1e-5,
+  });
+  const output = recordOp(r.y, [x, gamma, beta], (g) => {
+    const { dx, dgamma, dbeta } = k.batchNormBackward(
       g,
-      xhat,
+      r.xhat,
+      gamma,
+      r.invStd,
       channels,
-      gs,
-      invStd,
       train,
     );
     return [dx, dgamma, dbeta];
   });
-  return { output, stats };
-}
-
-/**
- * The reference of `batchNorm`'s statistics kernel
- * (`OpKernels.batchNormStatistics`): float64 sums in sample-then-pixel
- * order, the variance from the mean in a second pass.
- */
-export function batchNormStatisticsReference(
-  xs: Float32Array,
-  layout: ChannelLayout,
-): { mean: Float64Array; variance: Float64Array } {
-  const { n, c, area } = layout;
-  const count = n * area;
-  const mean = new Float64Array(c);
-  const variance = new Float64Array(c);
-  for (let ch = 0; ch < c; ch++) {
-    let s1 = 0;
-    for (let s = 0; s < n; s++) {
-      for (let p = 0; p < area; p++) s1 += xs[(s * c + ch) * area + p];
-    }
-    mean[ch] = s1 / count;
-    let s2 = 0;
-    for (let s = 0; s < n; s++) {
-      for (let p = 0; p < area; p++) {
-        s2 += (xs[(s * c + ch) * area + p] - mean[ch]) ** 2;
-      }
-    }
-    variance[ch] = s2 / count;
-  }
-  return { mean, variance };
-}
-
-/** The reference of `batchNorm`'s forward kernel (`OpKernels.batchNormNormalize`). */
-export function batchNormNormalizeReference(
-  xs: Float32Array,
-  layout: ChannelLayout,
-  mean: Float64Array,
-  invStd: Float64Array,
-  gs: Float32Array,
-  bs: Float32Array,
-): { xhat: Float32Array; y: Float32Array } {
-  const { n, c, area } = layout;
-  const xhat = new Float32Array(xs.length);
-  const y = new Float32Array(xs.length);
-  for (let s = 0; s < n; s++) {
-    for (let ch = 0; ch < c; ch++) {
-      for (let p = 0; p < area; p++) {
-        const i = (s * c + ch) * area + p;
-        xhat[i] = (xs[i] - mean[ch]) * invStd[ch];
-        y[i] = gs[ch] * xhat[i] + bs[ch];
-      }
-    }
-  }
-  return { xhat, y };
-}
-
-/** The reference of `batchNorm`'s backward kernel (`OpKernels.batchNormBackward`). */
-export function batchNormBackwardReference(
-  g: Float32Array,
-  xhat: Float32Array,
-  layout: ChannelLayout,
-  gs: Float32Array,
-  invStd: Float64Array,
-  train: boolean,
-): { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array } {
-  const { n, c, area } = layout;
-  const count = n * area;
-  const index = (s: number, ch: number, p: number) => (s * c + ch) * area + p;
-  const dgamma = new Float32Array(c);
-  const dbeta = new Float32Array(c);
-  const dx = new Float32Array(g.length);
-  for (let ch = 0; ch < c; ch++) {
-    let sg = 0;
-    let sgx = 0;
-    for (let s = 0; s < n; s++) {
-      for (let p = 0; p < area; p++) {
-        const i = index(s, ch, p);
-        sg += g[i];
-        sgx += g[i] * xhat[i];
-      }
-    }
-    dgamma[ch] = sgx;
-    dbeta[ch] = sg;
-    for (let s = 0; s < n; s++) {
-      for (let p = 0; p < area; p++) {
-        const i = index(s, ch, p);
-        dx[i] = train
-          ? (gs[ch] * invStd[ch] / count) *
-            (count * g[i] - sg - xhat[i] * sgx)
-          : g[i] * gs[ch] * invStd[ch];
-      }
-    }
-  }
-  return { dx, dgamma, dbeta };
+  return { output, stats: train ? r.running ?? undefined : options.stats };
 }
 
 /**
  * Folds an eval-mode batch norm into the preceding conv / dense layer:
  * `w' = w * gamma / sqrt(var + eps)` per output channel (axis 0) and
- * `b' = (b - mean) * gamma / sqrt(var + eps) + beta`.
+ * `b' = (b - mean) * gamma / sqrt(var + eps) + beta` (float64, rounded).
+ * Reads the tensors back: done once, when a model is prepared.
  *
  * @param w Weights, output channels on axis 0.
  * @param b Bias `[O]`, or undefined for none.
@@ -245,7 +118,7 @@ export function batchNormBackwardReference(
  * @param beta Batch-norm shift `[O]`.
  * @param stats Running statistics.
  * @param eps Added to the variance (default 1e-5).
- * @returns The folded weights and bias.
+ * @returns The folded weights and bias, on `w`'s device.
  * @throws {RangeError} On mismatched channel counts.
  *
  * @example
@@ -253,7 +126,7 @@ export function batchNormBackwardReference(
  * import { foldBatchNorm, Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
- * const { w, b } = foldBatchNorm(Tensor.from([2], [1, 1]), undefined, Tensor.from([3]), Tensor.from([1]), {
+ * const { w, b } = await foldBatchNorm(Tensor.from([2], [1, 1]), undefined, Tensor.from([3]), Tensor.from([1]), {
  *   mean: Tensor.from([0.5]),
  *   variance: Tensor.from([4]),
  * }, 0);
@@ -261,14 +134,14 @@ export function batchNormBackwardReference(
  * assert.equal(b.get(0), 0.25); // (0 - 0.5) * 3 / 2 + 1
  * ```
  */
-export function foldBatchNorm(
+export async function foldBatchNorm(
   w: Tensor,
   b: Tensor | undefined,
   gamma: Tensor,
   beta: Tensor,
   stats: BatchNormStats,
   eps = 1e-5,
-): { w: Tensor; b: Tensor } {
+): Promise<{ w: Tensor; b: Tensor }> {
   const o = w.shape[0];
   for (
     const t of [gamma, beta, stats.mean, stats.variance, ...(b ? [b] : [])]
@@ -280,15 +153,29 @@ export function foldBatchNorm(
     }
   }
   const per = w.size / o;
-  const ws = tensorStorage(w);
-  const g = tensorStorage(gamma);
-  const factor = tensorStorage(stats.variance).map((v, c) =>
-    g[c] / Math.sqrt(v + eps)
+  const [ws, g, variance, mean, bt, bias0] = await Promise.all([
+    w.read(),
+    gamma.read(),
+    stats.variance.read(),
+    stats.mean.read(),
+    beta.read(),
+    b ? b.read() : Promise.resolve(new Float32Array(o)),
+  ]);
+  // float32 factors, as the folded weights were always computed.
+  const factor = Float32Array.from(
+    variance,
+    (v, c) => g[c] / Math.sqrt(v + eps),
   );
-  const folded = ws.map((v, i) => v * factor[Math.floor(i / per)]);
-  const bias0 = b ? tensorStorage(b) : new Float32Array(o);
-  const mean = tensorStorage(stats.mean);
-  const bt = tensorStorage(beta);
-  const foldedBias = bias0.map((v, c) => (v - mean[c]) * factor[c] + bt[c]);
-  return { w: Tensor.adopt(folded, w.shape), b: Tensor.adopt(foldedBias, [o]) };
+  const folded = Float32Array.from(
+    ws,
+    (v, i) => v * factor[Math.floor(i / per)],
+  );
+  const foldedBias = Float32Array.from(
+    bias0,
+    (v, c) => (v - mean[c]) * factor[c] + bt[c],
+  );
+  return {
+    w: w.device.upload(folded, w.shape),
+    b: w.device.upload(foldedBias, [o]),
+  };
 }

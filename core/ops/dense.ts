@@ -5,24 +5,19 @@
  */
 
 import { recordOp } from "../autodiff.ts";
-import { Tensor, tensorStorage } from "../tensor.ts";
-import { currentGemm, gemmReference } from "./gemm.ts";
-import { currentKernels } from "./kernels.ts";
+import type { Tensor } from "../tensor.ts";
 
 /**
  * A dense layer. `x` is `[N, I]`, `w` is `[O, I]` (rows are output
- * channels, as in the spec's pruning convention), `b` is `[O]`.
- *
- * The three products run on the GEMM of the enclosing `withGemm` scope
- * (captured when the op runs, so the VJP uses the same one), else on
- * {@link gemmReference}; the bias add and bias gradient on the `addBias`
- * and `biasGrad` kernels of the enclosing `withKernels` scope, if any.
+ * channels, as in the spec's pruning convention), `b` is `[O]`. The three
+ * products (forward `x W^T`, grad-input `dY W`, grad-weight `dY^T x`) run on
+ * the device's GEMM, the bias on its `addBias` and `biasGrad`.
  *
  * @param x Input batch.
  * @param w Weights.
  * @param b Bias (optional).
  * @returns `[N, O]`.
- * @throws {RangeError} On mismatched shapes.
+ * @throws {RangeError} On mismatched shapes or devices.
  *
  * @example
  * ```ts
@@ -50,64 +45,15 @@ export function dense(x: Tensor, w: Tensor, b?: Tensor): Tensor {
       `dense: bias has shape [${b.shape.join(", ")}], expected [${outputs}]`,
     );
   }
-  const xs = tensorStorage(x);
-  const ws = tensorStorage(w);
-  const gemm = currentGemm() ?? gemmReference;
-  const kernels = currentKernels();
-  const biasGrad = kernels?.biasGrad ?? biasGradReference;
-  let y = gemm(
-    { m: n, n: outputs, k: inputs, transB: true },
-    xs,
-    ws,
-  );
-  if (b) {
-    y = (kernels?.addBias ?? addBiasReference)(y, outputs, tensorStorage(b));
-  }
+  const k = x.device.kernels;
+  let y = k.gemm(x, w, { m: n, n: outputs, k: inputs, transB: true });
+  if (b) y = k.addBias(y, b);
   const inputsList = b ? [x, w, b] : [x, w];
-  return recordOp(Tensor.adopt(y, [n, outputs]), inputsList, (g, needsGrad) => {
+  return recordOp(y, inputsList, (g, needsGrad) => {
     const dx = needsGrad[0]
-      ? gemm({ m: n, n: inputs, k: outputs }, g, ws)
+      ? k.gemm(g, w, { m: n, n: inputs, k: outputs })
       : null;
-    const dw = gemm(
-      { m: outputs, n: inputs, k: n, transA: true },
-      g,
-      xs,
-    );
-    return b ? [dx, dw, biasGrad(g, outputs)] : [dx, dw];
+    const dw = k.gemm(g, x, { m: outputs, n: inputs, k: n, transA: true });
+    return b ? [dx, dw, k.biasGrad(g, outputs)] : [dx, dw];
   });
-}
-
-/**
- * The reference of the bias add (`OpKernels.addBias`): `a[r, j] + bias[j]`
- * over a row-major `[rows, cols]` matrix, into a new array.
- */
-export function addBiasReference(
-  a: Float32Array,
-  cols: number,
-  bias: Float32Array,
-): Float32Array {
-  const out = new Float32Array(a.length);
-  const rows = cols > 0 ? a.length / cols : 0;
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < cols; j++) {
-      out[r * cols + j] = a[r * cols + j] + bias[j];
-    }
-  }
-  return out;
-}
-
-/**
- * The reference of the bias gradient (`OpKernels.biasGrad`): column sums
- * of a row-major `[rows, cols]` matrix, accumulated in float32 row by row.
- */
-export function biasGradReference(
-  a: Float32Array,
-  cols: number,
-): Float32Array {
-  const db = new Float32Array(cols);
-  const rows = cols > 0 ? a.length / cols : 0;
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < cols; j++) db[j] += a[r * cols + j];
-  }
-  return db;
 }

@@ -6,8 +6,7 @@
  */
 
 import { recordOp } from "../autodiff.ts";
-import { type Shape, Tensor, tensorStorage } from "../tensor.ts";
-import { currentKernels } from "./kernels.ts";
+import type { Shape, Tensor } from "../tensor.ts";
 
 function sameShape(op: string, a: Tensor, b: Tensor): void {
   if (a.shape.join() !== b.shape.join() || a.shape.length !== b.shape.length) {
@@ -23,9 +22,9 @@ function sameShape(op: string, a: Tensor, b: Tensor): void {
  * Elementwise sum of two tensors of one shape (e.g. a residual connection).
  *
  * @param a First tensor.
- * @param b Second tensor, shaped like `a`.
+ * @param b Second tensor, shaped like `a`, on the same device.
  * @returns `a + b`.
- * @throws {RangeError} If the shapes differ.
+ * @throws {RangeError} If the shapes or devices differ.
  *
  * @example
  * ```ts
@@ -37,20 +36,16 @@ function sameShape(op: string, a: Tensor, b: Tensor): void {
  */
 export function add(a: Tensor, b: Tensor): Tensor {
   sameShape("add", a, b);
-  const x = tensorStorage(a);
-  const y = tensorStorage(b);
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i];
-  return recordOp(Tensor.adopt(out, a.shape), [a, b], (g) => [g, g]);
+  return recordOp(a.device.kernels.add(a, b), [a, b], (g) => [g, g]);
 }
 
 /**
  * Elementwise product of two tensors of one shape.
  *
  * @param a First tensor.
- * @param b Second tensor, shaped like `a`.
+ * @param b Second tensor, shaped like `a`, on the same device.
  * @returns `a * b`.
- * @throws {RangeError} If the shapes differ.
+ * @throws {RangeError} If the shapes or devices differ.
  *
  * @example
  * ```ts
@@ -62,14 +57,8 @@ export function add(a: Tensor, b: Tensor): Tensor {
  */
 export function mul(a: Tensor, b: Tensor): Tensor {
   sameShape("mul", a, b);
-  const x = tensorStorage(a);
-  const y = tensorStorage(b);
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] * y[i];
-  return recordOp(Tensor.adopt(out, a.shape), [a, b], (g) => [
-    g.map((v, i) => v * y[i]),
-    g.map((v, i) => v * x[i]),
-  ]);
+  const k = a.device.kernels;
+  return recordOp(k.mul(a, b), [a, b], (g) => [k.mul(g, b), k.mul(g, a)]);
 }
 
 /**
@@ -78,6 +67,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
  * @param a The tensor.
  * @param factor A finite number.
  * @returns `factor * a`.
+ * @throws {RangeError} If `factor` is not finite.
  *
  * @example
  * ```ts
@@ -91,12 +81,8 @@ export function scale(a: Tensor, factor: number): Tensor {
   if (!Number.isFinite(factor)) {
     throw new RangeError(`scale: factor must be finite, got ${factor}`);
   }
-  const out = tensorStorage(a).map((v) => v * factor);
-  return recordOp(
-    Tensor.adopt(out, a.shape),
-    [a],
-    (g) => [g.map((v) => v * factor)],
-  );
+  const k = a.device.kernels;
+  return recordOp(k.scale(a, factor), [a], (g) => [k.scale(g, factor)]);
 }
 
 /**
@@ -114,37 +100,12 @@ export function scale(a: Tensor, factor: number): Tensor {
  * ```
  */
 export function relu(a: Tensor): Tensor {
-  const kernels = currentKernels();
-  const forward = kernels?.relu ?? reluReference;
-  const backward = kernels?.reluBackward ?? reluBackwardReference;
-  const x = tensorStorage(a);
+  const k = a.device.kernels;
   return recordOp(
-    Tensor.adopt(forward(x), a.shape),
+    k.activation("relu", a),
     [a],
-    (g) => [backward(x, g)],
+    (g) => [k.activationBackward("relu", a, g)],
   );
-}
-
-/**
- * The reference of `relu`'s forward kernel (`OpKernels.relu`).
- */
-export function reluReference(x: Float32Array): Float32Array {
-  // Plain loops: TypedArray.map with a closure is several times slower here.
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] > 0 ? x[i] : 0;
-  return out;
-}
-
-/**
- * The reference of `relu`'s backward kernel (`OpKernels.reluBackward`).
- */
-export function reluBackwardReference(
-  x: Float32Array,
-  g: Float32Array,
-): Float32Array {
-  const dx = new Float32Array(g.length);
-  for (let i = 0; i < g.length; i++) dx[i] = x[i] > 0 ? g[i] : 0;
-  return dx;
 }
 
 /**
@@ -162,32 +123,12 @@ export function reluBackwardReference(
  * ```
  */
 export function relu6(a: Tensor): Tensor {
-  const kernels = currentKernels();
-  const forward = kernels?.relu6 ?? relu6Reference;
-  const backward = kernels?.relu6Backward ?? relu6BackwardReference;
-  const x = tensorStorage(a);
+  const k = a.device.kernels;
   return recordOp(
-    Tensor.adopt(forward(x), a.shape),
+    k.activation("relu6", a),
     [a],
-    (g) => [backward(x, g)],
+    (g) => [k.activationBackward("relu6", a, g)],
   );
-}
-
-/**
- * The reference of `relu6`'s forward kernel (`OpKernels.relu6`).
- */
-export function relu6Reference(x: Float32Array): Float32Array {
-  return x.map((v) => (v > 0 ? (v < 6 ? v : 6) : 0));
-}
-
-/**
- * The reference of `relu6`'s backward kernel (`OpKernels.relu6Backward`).
- */
-export function relu6BackwardReference(
-  x: Float32Array,
-  g: Float32Array,
-): Float32Array {
-  return g.map((v, i) => (x[i] > 0 && x[i] < 6 ? v : 0));
 }
 
 /**
@@ -195,7 +136,7 @@ export function relu6BackwardReference(
  *
  * @param a The tensor.
  * @param shape The new shape; at most one dimension may be `-1`.
- * @returns The reshaped tensor.
+ * @returns The reshaped tensor (sharing `a`'s storage).
  * @throws {RangeError} If the sizes do not match.
  *
  * @example
@@ -219,7 +160,7 @@ export function reshape(a: Tensor, shape: Shape): Tensor {
       `Cannot reshape [${a.shape.join(", ")}] to [${shape.join(", ")}]`,
     );
   }
-  return recordOp(a.reshape(inferred), [a], (g) => [g]);
+  return recordOp(a.reshape(inferred), [a], (g) => [g.reshape(a.shape)]);
 }
 
 /**
@@ -237,13 +178,8 @@ export function reshape(a: Tensor, shape: Shape): Tensor {
  * ```
  */
 export function sum(a: Tensor): Tensor {
-  let total = 0;
-  for (const v of tensorStorage(a)) total += v;
-  return recordOp(
-    Tensor.from([total], [1]),
-    [a],
-    (g) => [new Float32Array(a.size).fill(g[0])],
-  );
+  const k = a.device.kernels;
+  return recordOp(k.sum(a), [a], (g) => [k.broadcast(g, a.shape)]);
 }
 
 /**
@@ -251,6 +187,7 @@ export function sum(a: Tensor): Tensor {
  *
  * @param a A non-empty tensor.
  * @returns A one-element tensor.
+ * @throws {RangeError} If `a` is empty.
  *
  * @example
  * ```ts

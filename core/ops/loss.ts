@@ -5,15 +5,15 @@
  */
 
 import { recordOp } from "../autodiff.ts";
-import { Tensor, tensorStorage } from "../tensor.ts";
-import { currentKernels } from "./kernels.ts";
+import type { Tensor } from "../tensor.ts";
 
 /**
  * Mean softmax cross-entropy of `[N, K]` logits against integer labels,
  * computed stably (max-shifted log-sum-exp in float64).
  *
  * @param logits `[N, K]`.
- * @param labels `N` integers in `[0, K)`.
+ * @param labels `N` integers in `[0, K)`: an `int32` tensor on the logits'
+ *   device (trusted), or host numbers (checked, then uploaded).
  * @returns A one-element tensor; its gradient is `(softmax - onehot) / N`.
  * @throws {RangeError} On a label count or value that does not fit.
  *
@@ -22,20 +22,52 @@ import { currentKernels } from "./kernels.ts";
  * import { softmaxCrossEntropy, Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
- * const loss = softmaxCrossEntropy(Tensor.from([0, 0], [1, 2]), new Int32Array([1]));
+ * const loss = softmaxCrossEntropy(Tensor.from([0, 0], [1, 2]), [1]);
  * assert.ok(Math.abs(loss.get(0) - Math.log(2)) < 1e-6);
  * ```
  */
 export function softmaxCrossEntropy(
   logits: Tensor,
-  labels: ArrayLike<number>,
+  labels: Tensor | ArrayLike<number>,
 ): Tensor {
-  if (logits.shape.length !== 2 || labels.length !== logits.shape[0]) {
+  const count = "shape" in labels ? labels.size : labels.length;
+  if (logits.shape.length !== 2 || count !== logits.shape[0]) {
     throw new RangeError(
       `softmaxCrossEntropy: logits [${
         logits.shape.join(", ")
-      }] and ${labels.length} labels do not fit`,
+      }] and ${count} labels do not fit`,
     );
+  }
+  const k = logits.device.kernels;
+  const classes = labelTensor(logits, labels);
+  const { loss, probs } = k.softmaxCrossEntropy(logits, classes);
+  return recordOp(
+    loss,
+    [logits],
+    (g) => [k.softmaxCrossEntropyBackward(probs, classes, g)],
+  );
+}
+
+/**
+ * Labels as an `int32` tensor on the logits' device: a tensor as given, host
+ * numbers checked to be integers in `[0, K)`.
+ *
+ * @param logits `[N, K]` logits.
+ * @param labels The labels.
+ * @returns The labels tensor.
+ * @throws {RangeError} On a label outside `[0, K)` or a float tensor.
+ */
+export function labelTensor(
+  logits: Tensor,
+  labels: Tensor | ArrayLike<number>,
+): Tensor {
+  if ("shape" in labels) {
+    if (labels.dtype !== "int32") {
+      throw new RangeError(
+        `Labels must be an int32 tensor, got ${labels.dtype}`,
+      );
+    }
+    return labels;
   }
   const [n, k] = logits.shape;
   for (let i = 0; i < n; i++) {
@@ -46,63 +78,5 @@ export function softmaxCrossEntropy(
       );
     }
   }
-  const classes = Int32Array.from(labels);
-  const kernels = currentKernels();
-  const forward = kernels?.softmaxCrossEntropy ??
-    softmaxCrossEntropyReference;
-  const backward = kernels?.softmaxCrossEntropyBackward ??
-    softmaxCrossEntropyBackwardReference;
-  const { total, probs } = forward(tensorStorage(logits), classes, k);
-  return recordOp(
-    Tensor.from([total / n], [1]),
-    [logits],
-    (g) => [backward(probs, classes, k, g[0])],
-  );
-}
-
-/**
- * The reference of `softmaxCrossEntropy`'s forward kernel
- * (`OpKernels.softmaxCrossEntropy`): per row, float64 max-shifted
- * log-sum-exp; returns the summed loss and the softmax.
- */
-export function softmaxCrossEntropyReference(
-  z: Float32Array,
-  labels: Int32Array,
-  k: number,
-): { total: number; probs: Float32Array } {
-  const n = labels.length;
-  const probs = new Float32Array(z.length);
-  let total = 0;
-  for (let i = 0; i < n; i++) {
-    let max = -Infinity;
-    for (let j = 0; j < k; j++) max = Math.max(max, z[i * k + j]);
-    let s = 0;
-    for (let j = 0; j < k; j++) s += Math.exp(z[i * k + j] - max);
-    for (let j = 0; j < k; j++) {
-      probs[i * k + j] = Math.exp(z[i * k + j] - max) / s;
-    }
-    total += Math.log(s) + max - z[i * k + labels[i]];
-  }
-  return { total, probs };
-}
-
-/**
- * The reference of `softmaxCrossEntropy`'s backward kernel
- * (`OpKernels.softmaxCrossEntropyBackward`): `scale (probs - onehot) / N`.
- */
-export function softmaxCrossEntropyBackwardReference(
-  probs: Float32Array,
-  labels: Int32Array,
-  k: number,
-  scale: number,
-): Float32Array {
-  const n = labels.length;
-  const dz = new Float32Array(probs.length);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < k; j++) {
-      dz[i * k + j] = (scale * (probs[i * k + j] - (j === labels[i] ? 1 : 0))) /
-        n;
-    }
-  }
-  return dz;
+  return logits.device.upload(Int32Array.from(labels), [n], "int32");
 }

@@ -1,15 +1,13 @@
 /**
- * Pooling: max-pool and global average pool (NCHW). Both run the kernels of
- * the enclosing `withKernels` scope when it has them, else the references
- * below.
+ * Pooling: max-pool and global average pool (NCHW).
  *
  * @module
  */
 
 import { recordOp } from "../autodiff.ts";
-import { Tensor, tensorStorage } from "../tensor.ts";
+import type { PoolGeometry } from "../kernels.ts";
+import type { Tensor } from "../tensor.ts";
 import { convOutputSize } from "./conv2d.ts";
-import { currentKernels, type PoolGeometry } from "./kernels.ts";
 
 /**
  * Max-pooling over `kernel x kernel` windows (stride defaults to the kernel;
@@ -39,15 +37,12 @@ export function maxPool2d(
   padding = 0,
 ): Tensor {
   const geometry = poolGeometry(x.shape, kernel, stride, padding);
-  const { n, c, oh, ow } = geometry;
-  const kernels = currentKernels();
-  const forward = kernels?.maxPool2d ?? maxPool2dReference;
-  const backward = kernels?.maxPool2dBackward ?? maxPool2dBackwardReference;
-  const { y, argmax } = forward(tensorStorage(x), geometry);
+  const k = x.device.kernels;
+  const { y, argmax } = k.maxPool2d(x, geometry);
   return recordOp(
-    Tensor.adopt(y, [n, c, oh, ow]),
+    y,
     [x],
-    (g) => [backward(g, argmax, geometry)],
+    (g) => [k.maxPool2dBackward(g, argmax, geometry)],
   );
 }
 
@@ -87,53 +82,6 @@ export function poolGeometry(
   return { n, c, h, w, oh, ow, kernel, stride, padding };
 }
 
-/** The reference of `maxPool2d`'s forward kernel (`OpKernels.maxPool2d`). */
-export function maxPool2dReference(
-  xs: Float32Array,
-  geometry: PoolGeometry,
-): { y: Float32Array; argmax: Int32Array } {
-  const { n, c, h, w, oh, ow, kernel, stride, padding } = geometry;
-  const y = new Float32Array(n * c * oh * ow);
-  const argmax = new Int32Array(y.length);
-  for (let plane = 0; plane < n * c; plane++) {
-    for (let oy = 0; oy < oh; oy++) {
-      for (let ox = 0; ox < ow; ox++) {
-        let best = -Infinity;
-        let at = -1;
-        for (let ky = 0; ky < kernel; ky++) {
-          const iy = oy * stride - padding + ky;
-          if (iy < 0 || iy >= h) continue;
-          for (let kx = 0; kx < kernel; kx++) {
-            const ix = ox * stride - padding + kx;
-            if (ix < 0 || ix >= w) continue;
-            const i = (plane * h + iy) * w + ix;
-            if (xs[i] > best || at < 0) {
-              best = xs[i];
-              at = i;
-            }
-          }
-        }
-        const o = (plane * oh + oy) * ow + ox;
-        y[o] = best;
-        argmax[o] = at;
-      }
-    }
-  }
-  return { y, argmax };
-}
-
-/** The reference of `maxPool2d`'s backward kernel (`OpKernels.maxPool2dBackward`). */
-export function maxPool2dBackwardReference(
-  g: Float32Array,
-  argmax: Int32Array,
-  geometry: PoolGeometry,
-): Float32Array {
-  const { n, c, h, w } = geometry;
-  const dx = new Float32Array(n * c * h * w);
-  for (let o = 0; o < g.length; o++) dx[argmax[o]] += g[o];
-  return dx;
-}
-
 /**
  * Global average pooling: the mean of each channel's plane.
  *
@@ -157,42 +105,11 @@ export function globalAvgPool(x: Tensor): Tensor {
   }
   const [n, c, h, w] = x.shape;
   const area = h * w;
-  const kernels = currentKernels();
-  const forward = kernels?.globalAvgPool ?? globalAvgPoolReference;
-  const backward = kernels?.globalAvgPoolBackward ??
-    globalAvgPoolBackwardReference;
-  const y = forward(tensorStorage(x), n * c, area);
+  const k = x.device.kernels;
+  const y = k.globalAvgPool(x, n * c, area).reshape([n, c]);
   return recordOp(
-    Tensor.adopt(y, [n, c]),
+    y,
     [x],
-    (g) => [backward(g, n * c, area)],
+    (g) => [k.globalAvgPoolBackward(g, n * c, area).reshape(x.shape)],
   );
-}
-
-/** The reference of `globalAvgPool`'s forward kernel (`OpKernels.globalAvgPool`). */
-export function globalAvgPoolReference(
-  xs: Float32Array,
-  planes: number,
-  area: number,
-): Float32Array {
-  const y = new Float32Array(planes);
-  for (let p = 0; p < planes; p++) {
-    let s = 0;
-    for (let i = 0; i < area; i++) s += xs[p * area + i];
-    y[p] = s / area;
-  }
-  return y;
-}
-
-/** The reference of `globalAvgPool`'s backward kernel (`OpKernels.globalAvgPoolBackward`). */
-export function globalAvgPoolBackwardReference(
-  g: Float32Array,
-  planes: number,
-  area: number,
-): Float32Array {
-  const dx = new Float32Array(planes * area);
-  for (let p = 0; p < planes; p++) {
-    dx.fill(g[p] / area, p * area, (p + 1) * area);
-  }
-  return dx;
 }

@@ -1,103 +1,201 @@
 /**
- * WGSL kernels of the fused residual quantizer (forward and backward).
+ * WGSL kernels of the residual quantizer (spec sections 1 and 7): the
+ * constants, the forward pass, the fused max-pool of the forward pass, and
+ * the straight-through backward pass with its reductions.
  *
- * Contract (both kernels):
- * - Buffers: `x`, `dy`, `out`/`dx` are flat `array<f32>` of `params.length`
- *   elements; `x` and `dy` are read only, `out`/`dx` must not alias them.
- *   Lengths need not be multiples of anything: invocations past
- *   `params.length` (the tail of the last workgroup) do nothing.
- * - Channels are contiguous blocks of `params.per_channel` elements; `z2` has
- *   one value per channel and is read only when `params.has_z2 == 1` (bind
- *   any non-empty buffer otherwise; `z2` then counts as 1).
+ * Contract:
+ * - Data stays on the device. `quantizer_constants` (one invocation) reads
+ *   the range `xmax` `[1]` and the gates `[z4, z8, z16, z32]` `[4]` from
+ *   storage and writes a {@link QUANTIZER_CONSTANTS_BYTES}-byte `Constants`
+ *   block that the other kernels read. It derives them as
+ *   `core/reference/quantizer.ts` does: `hi = CLIP_FACTOR xmax`, `lo = -hi`
+ *   (signed) or 0, `span = hi - lo`, `s2 = (signed ? 2 xmax : xmax) / 3`,
+ *   `s4 = s2 / 5`, `s8 = s4 / 17`, `s16 = s8 / 257`, `s32 = s16 / 65537`,
+ *   each one float32 operation, so they are the reference's bits wherever
+ *   division is correctly rounded; the levels to compute from which gates
+ *   are zero; and the `d xq / d xmax` factors `k_l G_l (1 - z_l)` in float32
+ *   (the reference rounds them once from float64: they feed only the
+ *   `dxmax` reduction, which has a tolerance).
+ * - Buffers are flat `array<f32>`; outputs never alias inputs. Lengths need
+ *   not be multiples of anything: invocations past the end do nothing.
+ * - Channels are contiguous blocks of `params.per_channel` elements; `z2`
+ *   has one value per channel and is read only when `params.has_z2 == 1`
+ *   (bind any non-empty buffer otherwise; `z2` then counts as 1).
  * - Dispatch is two-dimensional so that more than 65535 workgroups fit: the
  *   linear workgroup index is `id.y * params.grid_width + id.x`.
- * - Arithmetic is float32, in the order of `core/reference.ts`, so that the
- *   forward output and `dx` are bit for bit those of the reference on an
- *   IEEE-exact device: clip as `hi - max(span - max(x - lo, 0), 0)`, per level
- *   `v = r / s` (a true division, never a reciprocal), `q = round(v)` (WGSL
- *   `round` is round half to even), `e = s * q`, `err = q - v`, `r = r - e`,
- *   then brackets from the top `inner_l = e_l + z_{l+1} * inner_{l+1}`.
- *   Levels at or above `params.levels` are exact zeros, and the brackets
- *   still add `gate * 0`, as the reference does (it turns `-0` into `+0`).
+ * - Arithmetic is float32 in the reference's order, so the forward output,
+ *   the pooled output and `dx` are the reference's bits on an IEEE-exact
+ *   device: clip as `hi - relu(span - relu(x - lo))` (`relu` by comparison,
+ *   as the reference, so NaN clips to `lo`), per level `v = r / s` (a true
+ *   division), `q = round(v)` (WGSL `round` is half to even), `e = s q`,
+ *   `err = q - v`, `r = r - e`, then brackets from the top
+ *   `inner_l = e_l + z_{l+1} inner_{l+1}`. Levels at or above the level
+ *   count are exact zeros, and the brackets still add `gate * 0`, as the
+ *   reference does (it turns `-0` into `+0`).
  * - Trap: a compiler may contract `a * b + c` into a fused multiply-add,
- *   which changes the last bit. Every product whose sum must be rounded
- *   separately goes through `opaque()`, an XOR with the uniform
- *   `params.zero` (always 0), which no compiler can see through. llvmpipe
- *   happens not to contract even without it (measured); the guard is for
- *   real GPU compilers, which do. Its cost is one integer XOR per product.
+ *   which changes the last bit. Every product whose sum must be rounded on
+ *   its own goes through `opaque()`, an XOR with the uniform `params.zero`
+ *   (always 0), which no compiler can see through.
  * - Subnormals: WGSL lets a device flush them to zero; llvmpipe keeps them.
  *   Where `s32` is subnormal (`xmax` below about 2.6e-29) a flushing device
- *   divides by zero at 32 bits. Ranges that small are not supported there.
- * - Backward reductions: workgroup `t` handles tile `t` = (channel
- *   `t / chunks_per_channel`, chunk `t % chunks_per_channel`) of up to
- *   `ELEMENTS_PER_TILE` elements of one channel, and writes the float32 tree
- *   sums `[sum dy*inner_0..4, sum dy*dxc/dxmax, 0, 0]` to
- *   `partials[8 t .. 8 t + 7]`. The host adds the tiles of each channel in
- *   float64 and combines them as the reference does.
+ *   divides by zero at 32 bits; ranges that small are not supported there.
+ * - Backward reductions (`./quantizer_backward.ts`), all on the device: `quantize_backward` gives
+ *   workgroup `t` the tile (channel `t / chunks`, chunk `t % chunks`) of up
+ *   to `ELEMENTS_PER_TILE` elements and writes its float32 tree sums
+ *   `[sum dy inner_0..4, sum dy dxc/dxmax, 0, 0]` to `partials[8 t ..]`
+ *   (channels of at most `ROW_CHANNEL_LIMIT` elements: one channel
+ *   per invocation, one chunk per channel);
+ *   `reduce_chunks` adds groups of `REDUCE_WORKGROUP_SIZE` chunks of
+ *   a channel (run until one chunk is left); `finish_backward` (one
+ *   workgroup) writes `dz2[c] = sum_0`, and sums over the channels
+ *   `dgates[l - 1] = z2 z4..z_{l-1} sum_l` and `dxmax = z2 sum_5`.
  *
  * @module
  */
 
-/** Invocations per workgroup of the forward kernel (one element each). */
+/** Invocations per workgroup of the forward and pooling kernels. */
 export const FORWARD_WORKGROUP_SIZE = 256;
 
-/**
- * Invocations per workgroup of the backward kernel. Smaller than the
- * forward's, with more elements per invocation: the tree reduction's
- * barriers are expensive on llvmpipe (measured: 256 x 4 was 3x slower than
- * 64 x 16), and 64 is still a whole wavefront / two warps on real GPUs.
- */
-export const BACKWARD_WORKGROUP_SIZE = 64;
-
-/** Elements each invocation of the backward kernel handles. */
-export const BACKWARD_ELEMENTS_PER_INVOCATION = 16;
-
-/** Elements of one channel that one backward workgroup (one tile) reduces. */
-export const ELEMENTS_PER_TILE = BACKWARD_WORKGROUP_SIZE *
-  BACKWARD_ELEMENTS_PER_INVOCATION;
-
-/** float32 values per tile in the backward partial-sums buffer. */
-export const PARTIALS_STRIDE = 8;
-
-/** Bytes of the uniform block shared by both kernels (see `PARAMS_WGSL`). */
-export const QUANTIZER_PARAMS_BYTES = 128;
+/** Bytes of the `Constants` block written by `quantizer_constants`. */
+export const QUANTIZER_CONSTANTS_BYTES = 96;
 
 /**
- * The uniform block of both kernels. Byte layout (little endian, 128 bytes):
- * u32 at 0 length, 4 per_channel, 8 levels, 12 levels_forward, 16 has_z2,
- * 20 chunks_per_channel, 24 grid_width, 28 zero; f32 at 32 hi, 36 lo,
- * 40 span, 44 clip_grad_hi, 48 clip_grad_lo; vec4<f32> at 64 scales 0..3,
- * 80 gates `z4, z8, z16, z32`, 96 xmax factors 0..3; f32 at 112 scale 4,
- * 116 xmax factor 4.
+ * Bytes of the uniform block of the forward, pooling and backward kernels:
+ * sixteen u32 in the order of {@link QUANTIZER_PARAM_FIELDS}.
  */
-const PARAMS_WGSL = /* wgsl */ `
-struct Params {
-  length: u32,
-  per_channel: u32,
-  levels: u32,
-  levels_forward: u32,
-  has_z2: u32,
-  chunks_per_channel: u32,
-  grid_width: u32,
-  zero: u32,
+export const QUANTIZER_PARAMS_BYTES = 64;
+
+/** The u32 fields of the quantizer uniform block, in memory order. */
+export const QUANTIZER_PARAM_FIELDS = [
+  "length",
+  "per_channel",
+  "has_z2",
+  "grid_width",
+  "chunks_per_channel",
+  "zero",
+  "h",
+  "w",
+  "oh",
+  "ow",
+  "kernel",
+  "stride",
+  "padding",
+] as const;
+
+/**
+ * Bytes of the uniform block of `quantizer_constants`: `k` (vec4 of f32,
+ * the exact `d s_l / d xmax` of levels 0..3 rounded to float32) at 0, `k4`
+ * at 16, `clip` (`CLIP_FACTOR`) at 20, `signed` (u32) at 24.
+ */
+export const CONSTANTS_PARAMS_BYTES = 32;
+
+/** The WGSL `Constants` struct (see {@link QUANTIZER_CONSTANTS_BYTES}). */
+export const CONSTANTS_STRUCT: string = /* wgsl */ `
+struct Constants {
+  scales: vec4<f32>,   // s2, s4, s8, s16
+  factors: vec4<f32>,  // d xq / d xmax coefficients of levels 0..3
+  gates: vec4<f32>,    // z4, z8, z16, z32
+  scale4: f32,         // s32
+  factor4: f32,
   hi: f32,
   lo: f32,
   span: f32,
   clip_grad_hi: f32,
   clip_grad_lo: f32,
-  _pad0: f32,
-  _pad1: f32,
-  _pad2: f32,
-  scales_lo: vec4<f32>,
-  gates: vec4<f32>,
-  factors_lo: vec4<f32>,
-  scale4: f32,
-  factor4: f32,
-  _pad3: f32,
-  _pad4: f32,
+  levels_forward: u32,
+  levels_backward: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+`;
+
+/**
+ * Derives the constants block from `xmax` and the gates (one invocation).
+ *
+ * Bindings: 0 uniform (see {@link CONSTANTS_PARAMS_BYTES}), 1 `xmax`, 2
+ * `gates` (read-only storage), 3 the `Constants` block (storage).
+ */
+export const QUANTIZER_CONSTANTS_WGSL: string = CONSTANTS_STRUCT + /* wgsl */ `
+struct ConstantsParams {
+  k: vec4<f32>,
+  k4: f32,
+  clip: f32,
+  signed: u32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> cp: ConstantsParams;
+@group(0) @binding(1) var<storage, read> xmax_in: array<f32>;
+@group(0) @binding(2) var<storage, read> gates_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: Constants;
+
+@compute @workgroup_size(1)
+fn quantizer_constants() {
+  let xmax = xmax_in[0];
+  let z = vec4<f32>(gates_in[0], gates_in[1], gates_in[2], gates_in[3]);
+  let signed = cp.signed == 1u;
+  var c: Constants;
+  c.hi = cp.clip * xmax;
+  c.lo = select(0.0, -c.hi, signed);
+  c.span = c.hi - c.lo;
+  let s2 = select(xmax, 2.0 * xmax, signed) / 3.0;
+  let s4 = s2 / 5.0;
+  let s8 = s4 / 17.0;
+  let s16 = s8 / 257.0;
+  c.scales = vec4<f32>(s2, s4, s8, s16);
+  c.scale4 = s16 / 65537.0;
+  // G_l: the product of the gates below level l.
+  let g2 = z.x * z.y;
+  let g3 = g2 * z.z;
+  c.factors = cp.k * vec4<f32>(1.0 - z.x, z.x * (1.0 - z.y),
+                               g2 * (1.0 - z.z), g3 * (1.0 - z.w));
+  c.factor4 = cp.k4 * (g3 * z.w);
+  c.gates = z;
+  c.clip_grad_hi = cp.clip;
+  c.clip_grad_lo = select(0.0, -cp.clip, signed);
+  // Forward: x2 and every level whose gates below are all non-zero.
+  var lf = 1u;
+  while (lf < 5u && z[lf - 1u] != 0.0) {
+    lf++;
+  }
+  // Backward: one more level, then on while the gates stay non-zero.
+  var lb = min(5u, lf + 1u);
+  while (lb < 5u && z[lb - 1u] != 0.0) {
+    lb++;
+  }
+  c.levels_forward = lf;
+  c.levels_backward = lb;
+  out = c;
+}
+`;
+
+/**
+ * The uniform block `Params` (binding 0), the constants (binding 1),
+ * `opaque()` and `decompose(x, levels)`, shared by the element kernels.
+ */
+export const DECOMPOSE_WGSL: string = CONSTANTS_STRUCT + /* wgsl */ `
+struct Params {
+  length: u32,
+  per_channel: u32,
+  has_z2: u32,
+  grid_width: u32,
+  chunks_per_channel: u32,
+  zero: u32,
+  h: u32,
+  w: u32,
+  oh: u32,
+  ow: u32,
+  kernel: u32,
+  stride: u32,
+  padding: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> k: Constants;
 
 // Hides a value from the optimiser so that a product is rounded on its own
 // and never contracted into a fused multiply-add with the next addition.
@@ -106,11 +204,9 @@ fn opaque(v: f32) -> f32 {
 }
 
 struct Decomposition {
-  // inner brackets 0..4 (inner_0 is the one z2 multiplies)
-  inner_lo: vec4<f32>,
+  inner_lo: vec4<f32>,  // brackets 0..3 (inner_0 is the one z2 multiplies)
   inner4: f32,
-  // rounding errors round(v) - v of levels 0..4
-  err_lo: vec4<f32>,
+  err_lo: vec4<f32>,    // rounding errors round(v) - v of levels 0..3
   err4: f32,
   inside: bool,
   clip_grad: f32,
@@ -131,40 +227,32 @@ fn level_step(residual: f32, s: f32) -> Level {
 
 fn decompose(x: f32, levels: u32) -> Decomposition {
   var d: Decomposition;
-  let t1 = x - params.lo;
-  let r1 = max(t1, 0.0);
-  let t2 = params.span - r1;
-  let r2 = max(t2, 0.0);
-  let xc = params.hi - r2;
+  let t1 = x - k.lo;
+  let r1 = select(0.0, t1, t1 > 0.0);
+  let t2 = k.span - r1;
+  let r2 = select(0.0, t2, t2 > 0.0);
+  let xc = k.hi - r2;
   d.inside = t1 > 0.0 && t2 > 0.0;
-  d.clip_grad = select(params.clip_grad_hi,
-                       select(params.clip_grad_lo, 0.0, t1 > 0.0),
+  d.clip_grad = select(k.clip_grad_hi,
+                       select(k.clip_grad_lo, 0.0, t1 > 0.0),
                        t2 > 0.0);
   var e = vec4<f32>(0.0);
   var err = vec4<f32>(0.0);
   var e4 = 0.0;
   var err4 = 0.0;
   var r = xc;
-  // levels >= 1 always
-  var step = level_step(r, params.scales_lo.x);
-  e.x = step.e; err.x = step.err; r = step.residual;
-  if (levels > 1u) {
-    step = level_step(r, params.scales_lo.y);
-    e.y = step.e; err.y = step.err; r = step.residual;
-  }
-  if (levels > 2u) {
-    step = level_step(r, params.scales_lo.z);
-    e.z = step.e; err.z = step.err; r = step.residual;
-  }
-  if (levels > 3u) {
-    step = level_step(r, params.scales_lo.w);
-    e.w = step.e; err.w = step.err; r = step.residual;
+  for (var l = 0u; l < min(levels, 4u); l++) {
+    let step = level_step(r, k.scales[l]);
+    e[l] = step.e;
+    err[l] = step.err;
+    r = step.residual;
   }
   if (levels > 4u) {
-    step = level_step(r, params.scale4);
-    e4 = step.e; err4 = step.err;
+    let step = level_step(r, k.scale4);
+    e4 = step.e;
+    err4 = step.err;
   }
-  let g = params.gates;
+  let g = k.gates;
   let inner3 = e.w + opaque(g.w * e4);
   let inner2 = e.z + opaque(g.z * inner3);
   let inner1 = e.y + opaque(g.y * inner2);
@@ -175,35 +263,20 @@ fn decompose(x: f32, levels: u32) -> Decomposition {
   d.err4 = err4;
   return d;
 }
-
-fn z2_of(channel: u32) -> f32 {
-  if (params.has_z2 == 1u) {
-    return z2[channel];
-  }
-  return 1.0;
-}
 `;
 
 /**
- * Fused forward: `out[i] = z2[channel(i)] * inner_0(x[i])`, computing
- * `params.levels` levels (set it to `levelsForward`).
+ * Forward: `out[i] = z2[channel(i)] inner_0(x[i])` at the forward level
+ * count.
  *
- * Bindings: 0 `Params` (uniform), 1 `x`, 2 `z2` (read-only storage),
- * 3 `out` (storage). Workgroup size {@link FORWARD_WORKGROUP_SIZE}, one
- * element per invocation, `ceil(length / 256)` workgroups in a 2-D grid.
- *
- * @example
- * ```ts
- * import { QUANTIZER_FORWARD_WGSL } from "@bbits/core/gpu";
- * import assert from "node:assert/strict";
- *
- * assert.ok(QUANTIZER_FORWARD_WGSL.includes("fn quantize_forward"));
- * ```
+ * Bindings: 0 uniform `Params`, 1 `Constants`, 2 `x`, 3 `z2` (read-only
+ * storage), 4 `out` (storage). Workgroup size
+ * {@link FORWARD_WORKGROUP_SIZE}, one element per invocation.
  */
-export const QUANTIZER_FORWARD_WGSL: string = PARAMS_WGSL + /* wgsl */ `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> z2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+export const QUANTIZER_FORWARD_WGSL: string = DECOMPOSE_WGSL + /* wgsl */ `
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> z2: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(${FORWARD_WORKGROUP_SIZE})
 fn quantize_forward(
@@ -214,99 +287,60 @@ fn quantize_forward(
   if (i >= params.length) {
     return;
   }
-  let d = decompose(x[i], params.levels);
-  out[i] = z2_of(i / params.per_channel) * d.inner_lo.x;
+  var z2v = 1.0;
+  if (params.has_z2 == 1u) {
+    z2v = z2[i / params.per_channel];
+  }
+  out[i] = z2v * decompose(x[i], k.levels_forward).inner_lo.x;
 }
 `;
 
 /**
- * Fused straight-through backward: writes `dx` and the per-tile partial sums
- * (see the module contract), computing `params.levels` levels (set it to
- * `levelsBackward`) and the `d xc / d xmax` term from the first
- * `params.levels_forward` rounding errors.
+ * Max-pool of the forward output without `z2`: `out[o]` is the first
+ * maximum of `inner_0(x)` over window `o` (`params.length` outputs over
+ * planes of `h x w`, windows `kernel` square with `stride` and implicit
+ * `-inf` padding `padding`; an empty window gives `-inf`).
  *
- * Bindings: 0 `Params` (uniform), 1 `x`, 2 `z2`, 3 `dy` (read-only storage),
- * 4 `dx`, 5 `partials` (storage). Workgroup size
- * {@link BACKWARD_WORKGROUP_SIZE}, one workgroup per tile in a 2-D grid.
- *
- * @example
- * ```ts
- * import { QUANTIZER_BACKWARD_WGSL } from "@bbits/core/gpu";
- * import assert from "node:assert/strict";
- *
- * assert.ok(QUANTIZER_BACKWARD_WGSL.includes("fn quantize_backward"));
- * ```
+ * Bindings: 0 uniform `Params`, 1 `Constants`, 2 `x` (read-only storage),
+ * 3 `out` (storage). Workgroup size {@link FORWARD_WORKGROUP_SIZE}, one
+ * output per invocation.
  */
-export const QUANTIZER_BACKWARD_WGSL: string = PARAMS_WGSL + /* wgsl */ `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> z2: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
+export const QUANTIZER_POOL_WGSL: string = DECOMPOSE_WGSL + /* wgsl */ `
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-const WG: u32 = ${BACKWARD_WORKGROUP_SIZE}u;
-const PER_INVOCATION: u32 = ${BACKWARD_ELEMENTS_PER_INVOCATION}u;
-
-var<workgroup> inner_sums: array<vec4<f32>, WG>;
-var<workgroup> other_sums: array<vec2<f32>, WG>;
-
-@compute @workgroup_size(${BACKWARD_WORKGROUP_SIZE})
-fn quantize_backward(
+@compute @workgroup_size(${FORWARD_WORKGROUP_SIZE})
+fn quantize_pool(
   @builtin(workgroup_id) group: vec3<u32>,
   @builtin(local_invocation_index) local: u32,
 ) {
-  let tile = group.y * params.grid_width + group.x;
-  let channel = tile / params.chunks_per_channel;
-  let chunk = tile % params.chunks_per_channel;
-  let channel_start = channel * params.per_channel;
-  let channel_end = channel_start + params.per_channel;
-  let tile_start = channel_start + chunk * WG * PER_INVOCATION;
-  let z2v = z2_of(min(channel, arrayLength(&z2) - 1u));
-  let f = params.factors_lo;
-  var inner_acc = vec4<f32>(0.0);
-  var inner4_acc = 0.0;
-  var xmax_acc = 0.0;
-  // Out-of-range tiles (the tail of the 2-D grid) have channel_start past
-  // the end and skip the loop, but still join the barriers below.
-  for (var k = 0u; k < PER_INVOCATION; k++) {
-    let i = tile_start + k * WG + local;
-    if (i < channel_end && i < params.length) {
-      let d = decompose(x[i], params.levels);
-      let g = dy[i];
-      dx[i] = select(0.0, g * z2v, d.inside);
-      inner_acc += g * d.inner_lo;
-      inner4_acc += g * d.inner4;
-      // Only the first levels_forward errors count; the others are zero
-      // when levels == levels_forward, masked here when levels is larger.
-      let lf = params.levels_forward;
-      let m = vec4<f32>(vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(lf));
-      let m4 = select(0.0, 1.0, lf > 4u);
-      let dxc = d.clip_grad + dot(f * m, d.err_lo) + params.factor4 * m4 * d.err4;
-      xmax_acc += g * dxc;
+  let o = (group.y * params.grid_width + group.x) * ${FORWARD_WORKGROUP_SIZE}u + local;
+  if (o >= params.length) {
+    return;
+  }
+  let ox = o % params.ow;
+  let oy = (o / params.ow) % params.oh;
+  let plane = o / (params.ow * params.oh);
+  var best = bitcast<f32>(0xff800000u); // -inf
+  var found = false;
+  for (var ky = 0u; ky < params.kernel; ky++) {
+    let iy = i32(oy * params.stride + ky) - i32(params.padding);
+    if (iy < 0 || iy >= i32(params.h)) {
+      continue;
+    }
+    for (var kx = 0u; kx < params.kernel; kx++) {
+      let ix = i32(ox * params.stride + kx) - i32(params.padding);
+      if (ix < 0 || ix >= i32(params.w)) {
+        continue;
+      }
+      let i = (plane * params.h + u32(iy)) * params.w + u32(ix);
+      let v = decompose(x[i], k.levels_forward).inner_lo.x;
+      if (v > best || !found) {
+        best = v;
+        found = true;
+      }
     }
   }
-  inner_sums[local] = inner_acc;
-  other_sums[local] = vec2<f32>(inner4_acc, xmax_acc);
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-    if (local < stride) {
-      inner_sums[local] += inner_sums[local + stride];
-      other_sums[local] += other_sums[local + stride];
-    }
-    workgroupBarrier();
-  }
-  if (local == 0u && tile < arrayLength(&partials) / ${PARTIALS_STRIDE}u) {
-    let base = tile * ${PARTIALS_STRIDE}u;
-    let a = inner_sums[0];
-    let b = other_sums[0];
-    partials[base] = a.x;
-    partials[base + 1u] = a.y;
-    partials[base + 2u] = a.z;
-    partials[base + 3u] = a.w;
-    partials[base + 4u] = b.x;
-    partials[base + 5u] = b.y;
-    partials[base + 6u] = 0.0;
-    partials[base + 7u] = 0.0;
-  }
+  out[o] = best;
 }
 `;

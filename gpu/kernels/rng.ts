@@ -31,14 +31,6 @@ export const RNG_PARAMS_BYTES = 32;
 /**
  * WGSL `threefry2x32(key, counter) -> vec2<u32>` (20 rounds), usable by any
  * kernel that includes it.
- *
- * @example
- * ```ts
- * import { THREEFRY_WGSL } from "@bbits/core/gpu";
- * import assert from "node:assert/strict";
- *
- * assert.ok(THREEFRY_WGSL.includes("fn threefry2x32"));
- * ```
  */
 export const THREEFRY_WGSL: string = /* wgsl */ `
 const KEY_PARITY: u32 = 0x1bd11bdau;
@@ -78,14 +70,6 @@ fn threefry2x32(key: vec2<u32>, counter: vec2<u32>) -> vec2<u32> {
 
 /**
  * Fills `out` with uniforms of a key's stream (see the module contract).
- *
- * @example
- * ```ts
- * import { UNIFORM_FILL_WGSL } from "@bbits/core/gpu";
- * import assert from "node:assert/strict";
- *
- * assert.ok(UNIFORM_FILL_WGSL.includes("fn uniform_fill"));
- * ```
  */
 export const UNIFORM_FILL_WGSL: string = THREEFRY_WGSL + /* wgsl */ `
 struct Params {

@@ -14,7 +14,7 @@
  */
 
 import type { BitWidth, GateValues } from "./quantizer.ts";
-import { type RandomKey, uniform } from "./rng.ts";
+import { type RandomKey, uniform } from "../rng.ts";
 
 /** The hard-concrete constants: temperature `beta`, stretch `gamma`, `zeta`. */
 export const HARD_CONCRETE: {
@@ -81,7 +81,7 @@ function checkUniform(u: number, what: string): void {
  *
  * @example
  * ```ts
- * import { sampleGate } from "@bbits/core";
+ * import { sampleGate } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * assert.equal(sampleGate(6, 0.5), 1); // a large logit saturates at 1
@@ -106,7 +106,7 @@ export function sampleGate(logit: number, u: number): number {
  *
  * @example
  * ```ts
- * import { sampleGateGrad } from "@bbits/core";
+ * import { sampleGateGrad } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * // at g = 0, u = 0.5: s = 0.5, dz/dg = (zeta - gamma) * s (1 - s) / beta
@@ -131,7 +131,7 @@ export function sampleGateGrad(logit: number, u: number): number {
  *
  * @example
  * ```ts
- * import { gateProbability } from "@bbits/core";
+ * import { gateProbability } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * assert.ok(gateProbability(6) > 0.99);
@@ -151,7 +151,7 @@ export function gateProbability(logit: number): number {
  *
  * @example
  * ```ts
- * import { gateProbability, gateProbabilityGrad } from "@bbits/core";
+ * import { gateProbability, gateProbabilityGrad } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const q = gateProbability(0.3);
@@ -172,7 +172,7 @@ export function gateProbabilityGrad(logit: number): number {
  *
  * @example
  * ```ts
- * import { gateIsOn } from "@bbits/core";
+ * import { gateIsOn } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * assert.equal(gateIsOn(6), true);
@@ -204,7 +204,7 @@ function checkLogits(logits: GateLogits): void {
  *
  * @example
  * ```ts
- * import { gateNoiseCount } from "@bbits/core";
+ * import { gateNoiseCount } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * assert.equal(gateNoiseCount({ g2: [6, 6], g4: 6, g8: 6, g16: -6, g32: -6 }), 6);
@@ -227,7 +227,7 @@ export function gateNoiseCount(logits: GateLogits): number {
  *
  * @example The chain stops at the first logit <= -2
  * ```ts
- * import { sampleGates } from "@bbits/core";
+ * import { sampleGates } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const s = sampleGates({ g4: 6, g8: -3, g16: 6, g32: 6 }, [0.5, 0.5, 0.5, 0.5]);
@@ -283,7 +283,7 @@ export function sampleGates(
  *
  * @example
  * ```ts
- * import { deterministicGates } from "@bbits/core";
+ * import { deterministicGates } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const z = deterministicGates({ g2: [6, -6], g4: 6, g8: 6, g16: -6, g32: -6 });
@@ -328,7 +328,7 @@ export interface EffectiveBits {
  *
  * @example
  * ```ts
- * import { effectiveBits } from "@bbits/core";
+ * import { effectiveBits } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const e = effectiveBits({ g2: [6, -6, 6], g4: 6, g8: -1, g16: 6, g32: 6 });
@@ -361,7 +361,8 @@ export function effectiveBits(logits: GateLogits): EffectiveBits {
  *
  * @example
  * ```ts
- * import { gateNoise, randomKey } from "@bbits/core";
+ * import { randomKey } from "@bbits/core";
+ * import { gateNoise } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * assert.equal(gateNoise({ g4: 6, g8: 6, g16: -6, g32: -6 }, randomKey(3)).length, 4);

@@ -51,7 +51,7 @@ export interface PriorResult {
  *
  * @example A quantizer with all gates far off costs only the constant 1
  * ```ts
- * import { prior } from "@bbits/core";
+ * import { prior } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const r = prior({ g4: -50, g8: -50, g16: -50, g32: -50 }, { macRatio: 1 });

@@ -7,27 +7,26 @@
  * where `x2` is the 2-bit quantization of the clipped `x` and each `e_b` the
  * `b`-bit quantization of what the coarser levels left over. Gradients follow
  * the straight-through estimator. The math and its float32 conventions are
- * those of the spec (`shared/spec/bayesian-bits.md`, sections 1 and 7).
+ * those of the spec (`shared/spec/bayesian-bits.md`, sections 1 and 7); the
+ * math itself is `core/reference/quantizer.ts`, and the functions here run it
+ * on the device of their input.
  *
  * @module
  */
 
 import {
-  type QuantizerBackend,
+  BIT_WIDTHS,
+  type GateValues,
   quantizerConstants,
-  type QuantizerPass,
-} from "./backend.ts";
-import { referenceBackend } from "./reference.ts";
-import { roundHalfEven } from "./round.ts";
-import { Tensor, tensorStorage } from "./tensor.ts";
+} from "../../reference/quantizer.ts";
+import { roundHalfEven } from "../../round.ts";
+import { hostF32, Tensor } from "../../tensor.ts";
 
-/** The bit widths a quantizer can end up with; 0 means pruned. */
-export const BIT_WIDTHS: readonly [0, 2, 4, 8, 16, 32] = Object.freeze(
-  [0, 2, 4, 8, 16, 32] as const,
-);
-
-/** A bit width: one of {@link BIT_WIDTHS}. */
-export type BitWidth = (typeof BIT_WIDTHS)[number];
+export {
+  BIT_WIDTHS,
+  type BitWidth,
+  type GateValues,
+} from "../../reference/quantizer.ts";
 
 /** The learnable range of a quantizer and its signedness. */
 export interface QuantizerRange {
@@ -37,24 +36,8 @@ export interface QuantizerRange {
   readonly signed: boolean;
 }
 
-/** Gate values, each in [0, 1]. */
-export interface GateValues {
-  /** Per-output-channel pruning gates (axis 0), or absent for none. */
-  readonly z2?: ArrayLike<number>;
-  /** The 4-bit gate. */
-  readonly z4: number;
-  /** The 8-bit gate. */
-  readonly z8: number;
-  /** The 16-bit gate. */
-  readonly z16: number;
-  /** The 32-bit gate. */
-  readonly z32: number;
-}
-
 /** Options shared by the quantizer functions. */
 export interface QuantizeOptions {
-  /** The backend to run on (default: the reference backend). */
-  readonly backend?: QuantizerBackend;
   /** A name for error messages, e.g. `"conv1.weight"`. */
   readonly name?: string;
 }
@@ -66,7 +49,7 @@ export interface QuantizeGradResult {
   /** `dL/dxmax`. */
   readonly dxmax: number;
   /** `dL/dz2` per channel, or `null` without pruning gates. */
-  readonly dz2: Float64Array | null;
+  readonly dz2: Float32Array | null;
   /** `dL/dz4`. */
   readonly dz4: number;
   /** `dL/dz8`. */
@@ -134,38 +117,25 @@ function checkGate(
   }
 }
 
-/**
- * Validates a quantizer call and builds the pass every backend runs.
- *
- * @param x The tensor; axis 0 holds the output channels.
- * @param range The range.
- * @param gates The gate values.
- * @param name Optional name for messages.
- * @returns The validated pass.
- * @throws {RangeError} On a bad range, gate, channel count or non-finite value.
- *
- * @example
- * ```ts
- * import { makeQuantizerPass, Tensor } from "@bbits/core";
- * import assert from "node:assert/strict";
- *
- * const x = Tensor.from([0.1, -0.2, 0.3, -0.4], [2, 2]);
- * const pass = makeQuantizerPass(x, { xmax: 0.3, signed: true }, {
- *   z2: [1, 0],
- *   z4: 1,
- *   z8: 1,
- *   z16: 0,
- *   z32: 0,
- * });
- * assert.equal(pass.channels, 2);
- * ```
- */
-export function makeQuantizerPass(
+/** Host values of a tensor the host can see, for input checks; null on others. */
+function visible(x: Tensor): Float32Array | null {
+  return x.device.kind === "webgpu" ? null : hostF32(x);
+}
+
+interface Checked {
+  /** `[z4, z8, z16, z32]` rounded to float32. */
+  readonly chain: readonly [number, number, number, number];
+  /** Pruning gates, or null. */
+  readonly z2: Float32Array | null;
+}
+
+/** Validates a quantizer call (range, gates, pruning channels, finite `x`). */
+function checkQuantizer(
   x: Tensor,
   range: QuantizerRange,
   gates: GateValues,
   name?: string,
-): QuantizerPass {
+): Checked {
   if (!(x instanceof Tensor)) {
     throw new TypeError(
       `Cannot quantize ${label(name)}: x must be a Tensor, got ${typeof x}`,
@@ -174,12 +144,10 @@ export function makeQuantizerPass(
   checkRange(range, name);
   const given = [gates?.z4, gates?.z8, gates?.z16, gates?.z32];
   ["z4", "z8", "z16", "z32"].forEach((g, i) => checkGate(given[i], g, name));
-  // Every backend multiplies by float32 gates: round them once, here.
-  const gateTuple = given.map(Math.fround) as [number, number, number, number];
+  const chain = given.map(Math.fround) as [number, number, number, number];
   let z2: Float32Array | null = null;
-  let channels = 1;
   if (gates.z2 !== undefined && gates.z2 !== null) {
-    channels = x.shape.length === 0 ? 1 : x.shape[0];
+    const channels = x.shape.length === 0 ? 1 : x.shape[0];
     if (x.shape.length === 0 || gates.z2.length !== channels) {
       throw new RangeError(
         `Cannot quantize ${
@@ -192,12 +160,18 @@ export function makeQuantizerPass(
     z2 = Float32Array.from(gates.z2);
     for (let c = 0; c < channels; c++) checkGate(gates.z2[c], `z2[${c}]`, name);
   }
-  checkFinite(tensorStorage(x), name);
+  const values = visible(x);
+  if (values) checkFinite(values, name);
+  return { chain, z2 };
+}
+
+/** The range, gates and pruning gates as tensors on `x`'s device. */
+function quantizerTensors(x: Tensor, range: QuantizerRange, c: Checked) {
+  const dev = x.device;
   return {
-    channels: Math.max(channels, 1),
-    z2,
-    gates: gateTuple,
-    constants: quantizerConstants(range.xmax, range.signed, gateTuple),
+    xmax: dev.upload([range.xmax], [1]),
+    chain: dev.upload(c.chain, [4]),
+    z2: c.z2 ? dev.upload(c.z2, [c.z2.length]) : null,
   };
 }
 
@@ -220,7 +194,14 @@ export function makeQuantizerPass(
  * ```
  */
 export function initRange(x: Tensor, name?: string): QuantizerRange {
-  const data = tensorStorage(x);
+  const data = visible(x);
+  if (data === null) {
+    throw new RangeError(
+      `Cannot initialise the range of ${
+        label(name)
+      } on ${x.device.name}: read it to the host first (await x.to(referenceDevice))`,
+    );
+  }
   if (data.length === 0) {
     throw new RangeError(
       `Cannot initialise the range of ${label(name)}: it is empty`,
@@ -306,9 +287,15 @@ export function quantize(
   gates: GateValues,
   options: QuantizeOptions = {},
 ): Tensor {
-  const pass = makeQuantizerPass(x, range, gates, options.name);
-  const backend = options.backend ?? referenceBackend;
-  return Tensor.adopt(backend.quantizeForward(tensorStorage(x), pass), x.shape);
+  const c = checkQuantizer(x, range, gates, options.name);
+  const t = quantizerTensors(x, range, c);
+  return x.device.kernels.residualQuantize(
+    x,
+    t.xmax,
+    t.chain,
+    t.z2,
+    range.signed,
+  );
 }
 
 /**
@@ -344,7 +331,7 @@ export function quantizeGrad(
   dy: Tensor,
   options: QuantizeOptions = {},
 ): QuantizeGradResult {
-  const pass = makeQuantizerPass(x, range, gates, options.name);
+  const c = checkQuantizer(x, range, gates, options.name);
   if (
     !(dy instanceof Tensor) || dy.shape.join() !== x.shape.join() ||
     dy.size !== x.size
@@ -355,7 +342,7 @@ export function quantizeGrad(
       }] but x has shape [${x.shape.join(", ")}]`,
     );
   }
-  const dyData = tensorStorage(dy);
+  const dyData = hostF32(dy);
   for (let i = 0; i < dyData.length; i++) {
     if (!Number.isFinite(dyData[i])) {
       throw new RangeError(
@@ -365,16 +352,24 @@ export function quantizeGrad(
       );
     }
   }
-  const backend = options.backend ?? referenceBackend;
-  const grads = backend.quantizeBackward(tensorStorage(x), dyData, pass);
+  const t = quantizerTensors(x, range, c);
+  const r = x.device.kernels.residualQuantizeBackward(
+    x,
+    t.xmax,
+    t.chain,
+    t.z2,
+    range.signed,
+    dy,
+  );
+  const dgates = hostF32(r.dgates);
   return {
-    dx: Tensor.adopt(grads.dx, x.shape),
-    dxmax: grads.dxmax,
-    dz2: grads.dz2,
-    dz4: grads.dgates[0],
-    dz8: grads.dgates[1],
-    dz16: grads.dgates[2],
-    dz32: grads.dgates[3],
+    dx: r.dx,
+    dxmax: hostF32(r.dxmax)[0],
+    dz2: r.dz2 ? hostF32(r.dz2).slice() : null,
+    dz4: dgates[0],
+    dz8: dgates[1],
+    dz16: dgates[2],
+    dz32: dgates[3],
   };
 }
 
@@ -409,11 +404,18 @@ export function uniformQuantize(
       `Unsupported bit width ${bits} for a uniform quantizer: bits must be one of 2, 4, 8, 16, 32`,
     );
   }
-  const pass = makeQuantizerPass(x, range, gatesForBits(bits));
-  const c = pass.constants;
+  const gates = gatesForBits(bits);
+  checkQuantizer(x, range, gates);
+  const data = visible(x);
+  if (data === null) {
+    throw new RangeError(
+      `uniformQuantize runs on the host: read x first (await x.to(referenceDevice))`,
+    );
+  }
+  const chain = [gates.z4, gates.z8, gates.z16, gates.z32] as const;
+  const c = quantizerConstants(range.xmax, range.signed, chain);
   const s = c.scales[[2, 4, 8, 16, 32].indexOf(bits)];
   const f = Math.fround;
-  const data = tensorStorage(x);
   const out = new Float32Array(data.length);
   for (let i = 0; i < data.length; i++) {
     const t1 = f(data[i] - c.lo);
@@ -421,5 +423,5 @@ export function uniformQuantize(
     const xc = f(c.hi - (t2 > 0 ? t2 : 0));
     out[i] = f(s * roundHalfEven(f(xc / s)));
   }
-  return Tensor.adopt(out, x.shape);
+  return x.device.upload(out, x.shape);
 }

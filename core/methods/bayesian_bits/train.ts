@@ -1,0 +1,403 @@
+/**
+ * Training a gated model with the paper's recipe (spec section 6): the
+ * Bayesian Bits phase (weights, gate logits and ranges learned with sampled
+ * gates), fine-tuning with fixed gates, and post-training (weights frozen),
+ * each one run of the shared training loop.
+ *
+ * @module
+ */
+
+import { batchCount, type Dataset } from "../../data.ts";
+import {
+  type EpochStats,
+  type LoopSpec,
+  type LoopState,
+  trainLoop,
+} from "../../loop.ts";
+import {
+  adam,
+  constantThenLinearSchedule,
+  type Optimizer,
+  type OptimizerState,
+  paramGroups,
+  perEpoch,
+} from "../../optim.ts";
+import type { HistoryEntry } from "../../report.ts";
+import { type RandomKey, splitKey } from "../../rng.ts";
+import type { Tensor } from "../../tensor.ts";
+import { checkImageShape } from "../../train.ts";
+import { gatedBops, priorSum } from "./cost.ts";
+import { evaluateGated, gatedLoss } from "./forward.ts";
+import {
+  checkNumber,
+  type GatedModel,
+  type GatedState,
+  parameterGroup,
+} from "./model.ts";
+
+/** Which training phase {@link trainBayesianBits} runs. */
+export type TrainingPhase = "bayesian-bits" | "fixed-gates" | "post-training";
+
+/** A progress report of {@link trainBayesianBits}. */
+export interface BayesianBitsProgress {
+  /** The phase. */
+  readonly phase: TrainingPhase;
+  /** 1-based epoch. */
+  readonly epoch: number;
+  /** Epochs of the run. */
+  readonly epochs: number;
+  /** 1-based step within the epoch. */
+  readonly step: number;
+  /** Steps per epoch. */
+  readonly steps: number;
+  /** Mean loss over the epoch so far. */
+  readonly loss: number;
+  /** Mean cross-entropy over the epoch so far. */
+  readonly crossEntropy: number;
+  /** Summed prior at the last step (without mu). */
+  readonly prior: number;
+  /** Training samples per second over the epoch so far. */
+  readonly samplesPerSecond: number;
+  /** Estimated seconds left (training steps only). */
+  readonly etaSeconds: number;
+  /** Relative GBOPs (percent) of the current deterministic gates. */
+  readonly relativeGbops: number;
+}
+
+/** Everything needed to continue a run: saved after every epoch. */
+export interface BayesianBitsSnapshot {
+  /** The phase. */
+  readonly phase: TrainingPhase;
+  /** Epochs completed. */
+  readonly epoch: number;
+  /** Epochs of the whole run. */
+  readonly epochs: number;
+  /** Parameters and signedness. */
+  readonly state: GatedState;
+  /** The optimizer state (its `step` also indexes the gate noise). */
+  readonly optimizerState: OptimizerState;
+  /** One entry per completed epoch. */
+  readonly history: readonly HistoryEntry[];
+}
+
+/** Options of {@link trainBayesianBits}. */
+export interface TrainBayesianBitsOptions {
+  /** Epochs of the run (a positive integer). */
+  readonly epochs: number;
+  /** Mini-batch size (default 128). */
+  readonly batchSize?: number;
+  /** The run's key: shuffling and gate noise are derived from it. */
+  readonly key: RandomKey;
+  /**
+   * `"bayesian-bits"` (default): weights, logits and ranges learned with
+   * sampled gates. `"fixed-gates"`: gates frozen at their deterministic
+   * values; weights and ranges learned (no prior). `"post-training"`:
+   * weights frozen; logits (and ranges unless `learnRanges` is false) learned.
+   */
+  readonly phase?: TrainingPhase;
+  /** Post-training only: learn the ranges too (default true). */
+  readonly learnRanges?: boolean;
+  /**
+   * The weights' learning-rate schedule: `"two-thirds"` (default, the
+   * recipe: constant for the first two thirds of the epochs, then linear
+   * to 0, per epoch) or `"constant"`.
+   */
+  readonly weightSchedule?: "two-thirds" | "constant";
+  /** Continue from a snapshot of the same run (same options and key). */
+  readonly resume?: BayesianBitsSnapshot;
+  /** Called every `progressEvery` steps and at each epoch's end. */
+  readonly onProgress?: (progress: BayesianBitsProgress) => void;
+  /** Steps between progress reports (default 50). */
+  readonly progressEvery?: number;
+  /** Called after every epoch (awaited): write a checkpoint here. */
+  readonly onEpoch?: (snapshot: BayesianBitsSnapshot) => void | Promise<void>;
+  /** Evaluation batch size (default 1000). */
+  readonly evalBatchSize?: number;
+  /** A clock in milliseconds (default `performance.now`). */
+  readonly now?: () => number;
+}
+
+/**
+ * Trains a gated model: `loss = CE + mu * sum_q R_q`, three Adam optimizers
+ * (weights with the recipe's schedule, gate logits, ranges), one fresh
+ * hard-concrete sample per gate per step from the key, and after every
+ * epoch the test accuracy and relative GBOPs with deterministic gates.
+ *
+ * Deterministic: the same key, options and data give the same parameters,
+ * bit for bit, whether run at once or resumed from any epoch's snapshot.
+ *
+ * @param gated The gated model.
+ * @param init Its initial state (from {@link initGated}, or a previous phase).
+ * @param data Training and test sets.
+ * @param options Epochs, key, phase, callbacks.
+ * @returns The final snapshot.
+ * @throws {RangeError} On bad options, data of the wrong shape, or a
+ *   snapshot that does not belong to this run.
+ *
+ * @example One epoch on a tiny synthetic set
+ * ```ts
+ * import { bayesianBits, initGated, initGraph, makeDataset, type ModelGraph, randomKey, Tensor, trainBayesianBits } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const model: ModelGraph = {
+ *   name: "tiny",
+ *   inputShape: [1, 2, 2],
+ *   nodes: [
+ *     { op: "flatten", name: "f", input: "input" },
+ *     { op: "dense", name: "fc1", input: "f", outFeatures: 3, activation: "relu" },
+ *     { op: "dense", name: "fc2", input: "fc1", outFeatures: 2 },
+ *   ],
+ * };
+ * const images = new Float32Array([1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]);
+ * const data = makeDataset(images, new Int32Array([0, 1, 0, 1]), [1, 2, 2]);
+ * const gated = bayesianBits(model, { mu: 0.01 });
+ * const init = await initGated(gated, initGraph(model, randomKey(0)), Tensor.from(images, [4, 1, 2, 2]));
+ * const result = await trainBayesianBits(gated, init, { train: data, test: data }, {
+ *   epochs: 1, batchSize: 2, key: randomKey(1),
+ * });
+ * assert.equal(result.history.length, 1);
+ * assert.equal(result.optimizerState.step, 2);
+ * ```
+ */
+export async function trainBayesianBits(
+  gated: GatedModel,
+  init: GatedState,
+  data: { readonly train: Dataset; readonly test: Dataset },
+  options: TrainBayesianBitsOptions,
+): Promise<BayesianBitsSnapshot> {
+  const { epochs, key } = options;
+  const batchSize = options.batchSize ?? 128;
+  const phase = options.phase ?? "bayesian-bits";
+  checkTrainOptions(gated, init, data, options);
+  const steps = batchCount(data.train.count, batchSize);
+  const spec = bayesianBitsSpec(gated, init.signed, options, steps);
+  const start = startState(spec, init, options, steps);
+  const [shuffleKey, noiseKey] = splitKey(key, 2);
+  const snapshot = (s: LoopState<null>): BayesianBitsSnapshot => ({
+    phase,
+    epoch: s.epoch,
+    epochs,
+    state: { params: s.params, signed: init.signed },
+    optimizerState: s.optimizerState,
+    history: s.history.map((e) => historyEntry(phase, e)),
+  });
+  const onProgress = options.onProgress;
+  const end = await trainLoop(spec, start, data, {
+    epochs,
+    batchSize,
+    shuffleKey,
+    stepKey: noiseKey,
+    progressEvery: options.progressEvery ?? 50,
+    now: options.now ?? (() => performance.now()),
+    onProgress: onProgress &&
+      ((p) =>
+        onProgress({
+          phase,
+          epoch: p.epoch,
+          epochs: p.epochs,
+          step: p.step,
+          steps: p.steps,
+          loss: p.loss,
+          crossEntropy: p.metrics.crossEntropy,
+          prior: p.metrics.prior,
+          samplesPerSecond: p.samplesPerSecond,
+          etaSeconds: p.etaSeconds,
+          relativeGbops: p.measured.relativeGbops,
+        })),
+    onEpoch: options.onEpoch && ((s) => options.onEpoch!(snapshot(s))),
+  });
+  return snapshot(end);
+}
+
+function historyEntry(phase: TrainingPhase, e: EpochStats): HistoryEntry {
+  return {
+    epoch: e.epoch,
+    phase,
+    loss: e.loss,
+    crossEntropy: e.metrics.crossEntropy,
+    prior: e.metrics.prior,
+    testAccuracy: e.testAccuracy,
+    relativeGbops: e.measured.relativeGbops,
+    seconds: e.seconds,
+    samplesPerSecond: e.samplesPerSecond,
+  };
+}
+
+function checkTrainOptions(
+  gated: GatedModel,
+  init: GatedState,
+  data: { readonly train: Dataset; readonly test: Dataset },
+  options: TrainBayesianBitsOptions,
+): void {
+  const phase = options.phase ?? "bayesian-bits";
+  checkNumber(
+    "epochs",
+    options.epochs,
+    (v) => Number.isInteger(v) && v >= 1,
+    "a positive integer",
+  );
+  checkNumber(
+    "batchSize",
+    options.batchSize ?? 128,
+    (v) => Number.isInteger(v) && v >= 1,
+    "a positive integer",
+  );
+  if (!["bayesian-bits", "fixed-gates", "post-training"].includes(phase)) {
+    throw new RangeError(
+      `Invalid phase ${
+        JSON.stringify(phase)
+      }: it must be "bayesian-bits", "fixed-gates" or "post-training"`,
+    );
+  }
+  const weightSchedule = options.weightSchedule ?? "two-thirds";
+  if (weightSchedule !== "two-thirds" && weightSchedule !== "constant") {
+    throw new RangeError(
+      `Invalid weightSchedule ${
+        JSON.stringify(weightSchedule)
+      }: it must be "two-thirds" or "constant"`,
+    );
+  }
+  checkImageShape(gated.model, "training", data.train);
+  checkImageShape(gated.model, "test", data.test);
+  for (const q of gated.quantizers) {
+    for (const name of [q.xmaxParam, q.logitsParam, q.pruneParam]) {
+      if (name && !init.params[name]) {
+        throw new RangeError(
+          `The state lacks "${name}": initialise it with initGated`,
+        );
+      }
+    }
+    if (typeof init.signed[q.name] !== "boolean") {
+      throw new RangeError(
+        `The state lacks the signedness of "${q.name}": initialise it with initGated`,
+      );
+    }
+  }
+}
+
+/** The three Adam groups of the recipe and which of them this phase learns. */
+function phaseOptimizer(
+  gated: GatedModel,
+  options: TrainBayesianBitsOptions,
+  steps: number,
+): { optimizer: Optimizer; trainable: (name: string) => boolean } {
+  const phase = options.phase ?? "bayesian-bits";
+  const learns = {
+    weights: phase !== "post-training",
+    logits: phase !== "fixed-gates",
+    ranges: phase !== "post-training" || (options.learnRanges ?? true),
+  };
+  const rates = gated.options.learningRates;
+  const weightLr = (options.weightSchedule ?? "two-thirds") === "two-thirds"
+    ? perEpoch(
+      constantThenLinearSchedule({ lr: rates.weights, total: options.epochs }),
+      steps,
+    )
+    : rates.weights;
+  const groupOf = new Map<string, "weights" | "logits" | "ranges">();
+  const group = (name: string) => {
+    let g = groupOf.get(name);
+    if (!g) groupOf.set(name, g = parameterGroup(gated, name));
+    return g;
+  };
+  const optimizer = paramGroups([
+    {
+      name: "weights",
+      optimizer: adam({ lr: weightLr }),
+      match: (n) => group(n) === "weights",
+    },
+    {
+      name: "logits",
+      optimizer: adam({ lr: rates.logits }),
+      match: (n) => group(n) === "logits",
+    },
+    {
+      name: "ranges",
+      optimizer: adam({ lr: rates.ranges }),
+      match: (n) => group(n) === "ranges",
+    },
+  ]);
+  return { optimizer, trainable: (name) => learns[group(name)] };
+}
+
+/** Bayesian Bits as the training loop sees it. */
+function bayesianBitsSpec(
+  gated: GatedModel,
+  signed: GatedState["signed"],
+  options: TrainBayesianBitsOptions,
+  steps: number,
+): LoopSpec<null> {
+  const phase = options.phase ?? "bayesian-bits";
+  const useNoise = phase !== "fixed-gates";
+  const usePrior = phase !== "fixed-gates" && gated.options.mu > 0;
+  return {
+    ...phaseOptimizer(gated, options, steps),
+    metrics: { crossEntropy: "samples", prior: "steps" },
+    loss: (params, _carry, x, labels, stepKey) => {
+      const r = gatedLoss(gated, { params, signed }, x, labels, {
+        noiseKey: useNoise ? stepKey : null,
+        prior: usePrior,
+      });
+      const metrics: Record<string, Tensor> = r.prior
+        ? { crossEntropy: r.crossEntropy, prior: r.prior }
+        : { crossEntropy: r.crossEntropy };
+      return { loss: r.loss, metrics, carry: null };
+    },
+    fallback: (params) => ({ prior: priorSum(gated, params) }),
+    evaluate: (params, _carry, test) =>
+      evaluateGated(gated, { params, signed }, test, {
+        batchSize: options.evalBatchSize,
+      }),
+    measure: (params) => ({
+      relativeGbops: gatedBops(gated, params).relativeGbops,
+    }),
+  };
+}
+
+/** The loop's starting state: fresh, or the snapshot being resumed. */
+function startState(
+  spec: LoopSpec<null>,
+  init: GatedState,
+  options: TrainBayesianBitsOptions,
+  steps: number,
+): LoopState<null> {
+  const phase = options.phase ?? "bayesian-bits";
+  const r = options.resume;
+  if (!r) {
+    const trainable = Object.fromEntries(
+      Object.entries(init.params).filter(([name]) => spec.trainable(name)),
+    );
+    return {
+      params: init.params,
+      carry: null,
+      optimizerState: spec.optimizer.init(trainable),
+      epoch: 0,
+      history: [],
+    };
+  }
+  if (r.phase !== phase || r.epochs !== options.epochs) {
+    throw new RangeError(
+      `Cannot resume: the snapshot is of a ${r.phase} run of ${r.epochs} epochs, this is a ${phase} run of ${options.epochs}`,
+    );
+  }
+  if (r.optimizerState.step !== r.epoch * steps) {
+    throw new RangeError(
+      `Cannot resume: the snapshot has ${r.optimizerState.step} steps after ${r.epoch} epochs, this run takes ${steps} per epoch`,
+    );
+  }
+  return {
+    params: r.state.params,
+    carry: null,
+    optimizerState: r.optimizerState,
+    epoch: r.epoch,
+    history: r.history.map((h) => ({
+      epoch: h.epoch,
+      loss: h.loss,
+      metrics: { crossEntropy: h.crossEntropy, prior: h.prior },
+      testAccuracy: h.testAccuracy,
+      measured: { relativeGbops: h.relativeGbops },
+      seconds: h.seconds,
+      samplesPerSecond: h.samplesPerSecond,
+    })),
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * Helpers of the checkpoint and snapshot tests: temporary directories,
+ * exact comparisons, and a device whose memory the host cannot see.
+ */
+
+// Loaded before core/device.ts on purpose: loaded first, core/device.ts would
+// reach core/reference/device.ts (through core/tensor.ts) before it has
+// defined BaseDevice, which the reference device extends.
+import "../core/tensor.ts";
+import {
+  BaseDevice,
+  type Storage,
+  UnsupportedKernelError,
+} from "../core/device.ts";
+import type { Kernels } from "../core/kernels.ts";
+import type { OptimizerState } from "../core/optim.ts";
+import type { SafetensorsInput } from "../core/safetensors.ts";
+import type { DType } from "../core/tensor.ts";
+
+/**
+ * A device whose memory the host cannot see, as a GPU's: tensors can be
+ * uploaded and read back (asynchronously) but not viewed, and it has no
+ * kernels. Checkpoints must work through `read()` alone.
+ */
+export class OpaqueDevice extends BaseDevice {
+  readonly kind = "webgpu" as const;
+  readonly name = "opaque test device";
+  readonly kernels: Kernels = new Proxy({} as Kernels, {
+    get: (_, kernel) => {
+      throw new UnsupportedKernelError(String(kernel), this.name);
+    },
+  });
+
+  protected allocateHandle(length: number, dtype: DType): unknown {
+    return dtype === "int32"
+      ? new Int32Array(length)
+      : new Float32Array(length);
+  }
+
+  protected releaseHandle(): void {}
+
+  protected writeHandle(
+    handle: unknown,
+    values: Float32Array | Int32Array,
+  ): void {
+    (handle as Float32Array | Int32Array).set(values);
+  }
+
+  protected readHandle(storage: Storage): Promise<Float32Array | Int32Array> {
+    return Promise.resolve(
+      (storage.handle as Float32Array | Int32Array).slice(),
+    );
+  }
+
+  protected zeroHandle(storage: Storage): void {
+    (storage.handle as Float32Array | Int32Array).fill(0);
+  }
+
+  hostView(): Float32Array | Int32Array {
+    throw new TypeError("The opaque test device's memory is not host-visible");
+  }
+
+  protected disposeResources(): void {}
+}
+
+/** Runs `body` with a fresh temporary directory, removed afterwards. */
+export async function withTempDir(body: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "bbits_checkpoint_" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The names in `dir`, sorted. */
+export async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+/** The bits of the elements, to compare -0, NaN and Infinity exactly. */
+export const bitsOf = (data: SafetensorsInput["data"]) =>
+  data instanceof Float32Array
+    ? [...new Uint32Array(data.buffer, data.byteOffset, data.length)]
+    : [...data];
+
+/**
+ * Optimizer state read back to the host: the step, and per slot its device
+ * kind, shape and element bits (-0 and NaN compared exactly).
+ */
+export async function hostState(state: OptimizerState) {
+  const slots: Record<string, Record<string, unknown>> = {};
+  for (const [param, record] of Object.entries(state.slots)) {
+    slots[param] = {};
+    for (const [slot, t] of Object.entries(record)) {
+      slots[param][slot] = {
+        device: t.device.kind,
+        shape: [...t.shape],
+        bits: bitsOf(await t.read()),
+      };
+    }
+  }
+  return { step: state.step, slots };
+}
