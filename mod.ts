@@ -226,14 +226,43 @@ export {
 } from "./core/loop.ts";
 export {
   checkImageShape,
-  type EpochRecord,
   evaluate,
+  evaluateState,
   type TensorParams,
+  train,
+  type TrainOptions,
+  type TrainRun,
+} from "./core/train.ts";
+export {
+  type EpochRecord,
+  floatMethod,
+  type FloatMethodOptions,
   trainFloat,
   type TrainFloatOptions,
   type TrainProgress,
   type TrainResult,
-} from "./core/train.ts";
+} from "./core/methods/float.ts";
+export type {
+  Frozen,
+  GridPlan,
+  LayerPlan,
+  MethodState,
+  OptimizerPlan,
+  Penalty,
+  QuantizationMethod,
+  QuantizationPlan,
+  StatsRecord,
+  StepContext,
+  TrainData,
+} from "./core/method.ts";
+export {
+  evaluateFrozen,
+  planBops,
+  type PlanCost,
+  type PlanLayerCost,
+  producerOf,
+} from "./core/frozen.ts";
+export { gridGates } from "./core/ops/grid.ts";
 export {
   gatesOp,
   type GateTensors,

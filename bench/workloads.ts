@@ -24,7 +24,8 @@ import {
   initGated,
   trainBayesianBits,
 } from "../core/methods/bayesian_bits/mod.ts";
-import { evaluate, type TensorParams, trainFloat } from "../core/train.ts";
+import { evaluate, type TensorParams } from "../core/train.ts";
+import { trainFloat } from "../core/methods/float.ts";
 import type { BatchNormStats } from "../core/ops/batchnorm.ts";
 import { type Dataset, makeDataset } from "../core/data.ts";
 import { initGraph } from "../core/graph.ts";

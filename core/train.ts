@@ -1,90 +1,44 @@
 /**
- * Float training and evaluation of a model graph: mini-batches, the loss,
- * its gradient by {@link valueAndGrad}, one optimizer update per batch,
- * batch-norm statistics carried along, progress reported per step.
+ * Training any method: {@link train} runs the one training loop with a
+ * method's hooks, penalty and optimizer groups (a run learns the groups it
+ * is told to; the method's phases are such choices), evaluates the frozen
+ * model after every epoch and hands out a snapshot to save. Also the float
+ * evaluation of a plain graph ({@link evaluate}) and the data checks.
  *
  * No `Deno.*` here: progress goes to a callback (the CLI prints it).
  *
  * @module
  */
 
-import { batches, type Dataset } from "./data.ts";
-import { analyzeGraph, type ModelGraph, runGraph } from "./graph.ts";
-import { type EpochStats, type LoopSpec, trainLoop } from "./loop.ts";
+import { batchCount, batches, type Dataset } from "./data.ts";
+import { evaluateFrozen } from "./frozen.ts";
+import { type ModelGraph, runGraph } from "./graph.ts";
+import {
+  type EpochStats,
+  type LoopProgress,
+  type LoopSpec,
+  type LoopState,
+  type ParamRecord,
+  trainLoop,
+} from "./loop.ts";
+import type {
+  MethodState,
+  QuantizationMethod,
+  StatsRecord,
+  StepContext,
+  TrainData,
+} from "./method.ts";
 import type { BatchNormStats } from "./ops/batchnorm.ts";
+import { add } from "./ops/elementwise.ts";
 import { softmaxCrossEntropy } from "./ops/loss.ts";
-import { adam, type Optimizer, type OptimizerState } from "./optim.ts";
-import type { RandomKey } from "./rng.ts";
+import type { OptimizerState } from "./optim.ts";
+import { type RandomKey, splitKey } from "./rng.ts";
 import type { Tensor } from "./tensor.ts";
 
 export { progressRate } from "./loop.ts";
 
 /** Parameters of a model as tensors. */
 export type TensorParams = Readonly<Record<string, Tensor>>;
-
-/** One progress report of {@link trainFloat}. */
-export interface TrainProgress {
-  /** 1-based epoch. */
-  readonly epoch: number;
-  /** Number of epochs. */
-  readonly epochs: number;
-  /** 1-based step within the epoch. */
-  readonly step: number;
-  /** Steps per epoch. */
-  readonly steps: number;
-  /** Mean training loss over the epoch so far. */
-  readonly loss: number;
-  /** Training samples per second over the epoch so far. */
-  readonly samplesPerSecond: number;
-  /** Estimated seconds left for the whole run. */
-  readonly etaSeconds: number;
-}
-
-/** One epoch's record in a {@link TrainResult}. */
-export interface EpochRecord {
-  /** 1-based epoch. */
-  readonly epoch: number;
-  /** Mean training loss. */
-  readonly loss: number;
-  /** Test accuracy in [0, 1] after the epoch. */
-  readonly testAccuracy: number;
-  /** Wall time of the epoch's training steps, in seconds. */
-  readonly seconds: number;
-  /** Training samples per second. */
-  readonly samplesPerSecond: number;
-}
-
-/** Options of {@link trainFloat}. */
-export interface TrainFloatOptions {
-  /** Epochs to train (a positive integer). */
-  readonly epochs: number;
-  /** Mini-batch size (default 128). */
-  readonly batchSize?: number;
-  /** The optimizer (default Adam, lr 1e-3). */
-  readonly optimizer?: Optimizer;
-  /** Key for shuffling (folded with the epoch). */
-  readonly key: RandomKey;
-  /** Called after every `progressEvery` steps and at the end of each epoch. */
-  readonly onProgress?: (progress: TrainProgress) => void;
-  /** Steps between progress reports (default 50). */
-  readonly progressEvery?: number;
-  /** Called after each epoch with its record. */
-  readonly onEpoch?: (record: EpochRecord) => void;
-  /** A clock in milliseconds (default `performance.now`). */
-  readonly now?: () => number;
-}
-
-/** What {@link trainFloat} returns. */
-export interface TrainResult {
-  /** The trained parameters. */
-  readonly params: TensorParams;
-  /** Batch-norm running statistics by layer. */
-  readonly stats: Readonly<Record<string, BatchNormStats>>;
-  /** The optimizer state after the last update. */
-  readonly optimizerState: OptimizerState;
-  /** One record per epoch. */
-  readonly history: readonly EpochRecord[];
-}
 
 /**
  * Accuracy of a model on a dataset (evaluation mode: running batch-norm statistics).
@@ -155,52 +109,126 @@ export function checkImageShape(
   }
 }
 
+/** Options of {@link train}. */
+export interface TrainOptions<S extends MethodState> {
+  /** Epochs of the run (a positive integer). */
+  readonly epochs: number;
+  /** Mini-batch size (default 128). */
+  readonly batchSize?: number;
+  /**
+   * The run's key. A stochastic method splits it into a shuffling key and
+   * a per-step key; a deterministic one shuffles with it.
+   */
+  readonly key: RandomKey;
+  /** The groups learned (default: all of the method's groups). */
+  readonly trainable?: readonly string[];
+  /** A name for this run in snapshots and history (default `"train"`). */
+  readonly phase?: string;
+  /** Continue from a snapshot of the same run (same options and key). */
+  readonly resume?: TrainRun<S>;
+  /** Called every `progressEvery` steps and at each epoch's end. */
+  readonly onProgress?: (progress: LoopProgress) => void;
+  /** Steps between progress reports (default 50). */
+  readonly progressEvery?: number;
+  /** Called after every epoch (awaited): write a checkpoint here. */
+  readonly onEpoch?: (run: TrainRun<S>) => void | Promise<void>;
+  /** Evaluation batch size (default 1000). */
+  readonly evalBatchSize?: number;
+  /** A clock in milliseconds (default `performance.now`). */
+  readonly now?: () => number;
+}
+
+/** A run's state after some epochs: what a snapshot saves. */
+export interface TrainRun<S extends MethodState> {
+  /** The method's name. */
+  readonly method: string;
+  /** The run's name (its phase). */
+  readonly phase: string;
+  /** Epochs completed. */
+  readonly epoch: number;
+  /** Epochs of the whole run. */
+  readonly epochs: number;
+  /** The method's state. */
+  readonly state: S;
+  /** The optimizer state (its `step` also indexes the per-step keys). */
+  readonly optimizerState: OptimizerState;
+  /** One record per completed epoch. */
+  readonly history: readonly EpochStats[];
+}
+
+/** The loop's view of a method: its loss, optimizer and evaluation. */
+function methodSpec<Q, S extends MethodState>(
+  method: QuantizationMethod<Q, S>,
+  q: Q,
+  base: S,
+  groups: ReadonlySet<string>,
+  options: { epochs: number; steps: number; evalBatchSize: number },
+): LoopSpec<StatsRecord> {
+  const model = method.model(q);
+  const at = (params: ParamRecord, stats: StatsRecord) =>
+    method.withParams(q, base, params, stats);
+  return {
+    optimizer: method.optimizer(q, options),
+    trainable: (name) => groups.has(method.group(q, name)),
+    metrics: { crossEntropy: "samples", ...method.metrics },
+    loss: (params, stats, x, labels, key) => {
+      const state = at(params, stats);
+      const ctx: StepContext = { key, trainable: groups };
+      const run = runGraph(model, params, x, {
+        ...method.hooks(q, state, ctx),
+        mode: "train",
+        stats,
+      });
+      const ce = softmaxCrossEntropy(run.output, labels);
+      const p = method.penalty(q, state, ctx);
+      const loss = p ? add(ce, p.value) : ce;
+      return {
+        loss,
+        metrics: { crossEntropy: ce, ...p?.metrics },
+        carry: run.stats,
+      };
+    },
+    fallback: (params) => method.measure(q, at(params, base.stats ?? {})),
+    measure: (params) => method.measure(q, at(params, base.stats ?? {})),
+    evaluate: (params, stats, test) =>
+      evaluateState(method, q, at(params, stats), test, options.evalBatchSize),
+  };
+}
+
 /**
- * Trains a model in float32 with softmax cross-entropy.
+ * Test accuracy of a method's state: frozen, evaluated, and the tensors
+ * freezing made freed again.
  *
- * @param model The model.
- * @param init Initial parameters and batch-norm statistics (e.g. from `initGraph`).
- * @param data Training and test sets.
- * @param options Epochs, batch size, optimizer, key, progress callbacks.
- * @returns Trained parameters, statistics, optimizer state and per-epoch history.
- * @throws {RangeError} On bad options or data whose image shape is not the model's.
- *
- * @example Two steps on a tiny synthetic set
- * ```ts
- * import { initGraph, makeDataset, type ModelGraph, randomKey, trainFloat } from "@bbits/core";
- * import assert from "node:assert/strict";
- *
- * const model: ModelGraph = {
- *   name: "tiny",
- *   inputShape: [1, 2, 2],
- *   nodes: [{ op: "flatten", name: "f", input: "input" }, {
- *     op: "dense",
- *     name: "fc",
- *     input: "f",
- *     outFeatures: 2,
- *   }],
- * };
- * const images = new Float32Array([1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]);
- * const data = makeDataset(images, new Int32Array([0, 1, 0, 1]), [1, 2, 2]);
- * const result = await trainFloat(model, initGraph(model, randomKey(0)), { train: data, test: data }, {
- *   epochs: 1,
- *   batchSize: 2,
- *   key: randomKey(1),
- * });
- * assert.equal(result.history.length, 1);
- * ```
+ * @param method The method.
+ * @param q What it attached to the model.
+ * @param state Its state.
+ * @param test The dataset.
+ * @param batchSize Evaluation batch size.
+ * @returns The fraction of correctly classified samples.
  */
-export async function trainFloat(
-  model: ModelGraph,
-  init: {
-    params: TensorParams;
-    stats?: Readonly<Record<string, BatchNormStats>>;
-  },
-  data: { train: Dataset; test: Dataset },
-  options: TrainFloatOptions,
-): Promise<TrainResult> {
-  const { epochs, key } = options;
-  const batchSize = options.batchSize ?? 128;
+export async function evaluateState<Q, S extends MethodState>(
+  method: QuantizationMethod<Q, S>,
+  q: Q,
+  state: S,
+  test: Dataset,
+  batchSize = 1000,
+): Promise<number> {
+  const dev = Object.values(state.params)[0].device;
+  const frozen = dev.scope(() => method.freeze(q, state));
+  try {
+    return await evaluateFrozen(frozen, test, { batchSize });
+  } finally {
+    const kept = new Set(Object.values(state.params));
+    dev.free(...Object.values(frozen.params).filter((t) => !kept.has(t)));
+  }
+}
+
+/** Checks the numbers of a run's options. */
+function checkRunOptions(
+  groups: readonly string[],
+  options: { epochs: number; batchSize: number; trainable: readonly string[] },
+): void {
+  const { epochs, batchSize } = options;
   if (!Number.isInteger(epochs) || epochs < 1) {
     throw new RangeError(`epochs must be a positive integer, got ${epochs}`);
   }
@@ -209,74 +237,115 @@ export async function trainFloat(
       `batchSize must be a positive integer, got ${batchSize}`,
     );
   }
-  for (const [name, set] of Object.entries(data)) {
-    checkImageShape(model, name, set);
+  for (const g of options.trainable) {
+    if (!groups.includes(g)) {
+      throw new RangeError(
+        `Unknown parameter group "${g}": the groups are ${groups.join(", ")}`,
+      );
+    }
   }
-  analyzeGraph(model);
-  const optimizer = options.optimizer ?? adam({ lr: 1e-3 });
-  const end = await trainLoop<Stats>(
-    floatSpec(model, optimizer),
-    {
+}
+
+/**
+ * Trains a method's state: `loss = CE + the method's penalty`, one
+ * optimizer update per batch on the groups this run learns, the test
+ * accuracy of the frozen model and the method's measures after every
+ * epoch. Runs on the device the parameters live on. Deterministic: the same
+ * key, options and data give the same parameters, bit for bit, whether run
+ * at once or resumed from any epoch's snapshot.
+ *
+ * @param method The method.
+ * @param q What it attached to the model (`method.attach(model)`).
+ * @param init The starting state (`method.init(...)`, or a previous run's).
+ * @param data Training and test sets.
+ * @param options Epochs, key, trainable groups, callbacks.
+ * @returns The run after its last epoch.
+ * @throws {RangeError} On bad options, data of the wrong shape, or a
+ *   snapshot that does not belong to this run.
+ */
+export async function train<Q, S extends MethodState>(
+  method: QuantizationMethod<Q, S>,
+  q: Q,
+  init: S,
+  data: TrainData,
+  options: TrainOptions<S>,
+): Promise<TrainRun<S>> {
+  const batchSize = options.batchSize ?? 128;
+  const trainable = options.trainable ?? method.groups;
+  const phase = options.phase ?? "train";
+  checkRunOptions(method.groups, { ...options, batchSize, trainable });
+  checkImageShape(method.model(q), "train", data.train);
+  checkImageShape(method.model(q), "test", data.test);
+  const steps = batchCount(data.train.count, batchSize);
+  const groups = new Set(trainable);
+  const base = options.resume?.state ?? init;
+  const spec = methodSpec(method, q, base, groups, {
+    epochs: options.epochs,
+    steps,
+    evalBatchSize: options.evalBatchSize ?? 1000,
+  });
+  const start = startOf(spec, init, options, steps, phase);
+  const [shuffleKey, stepKey] = method.stochastic
+    ? splitKey(options.key, 2)
+    : [options.key, options.key];
+  const runOf = (s: LoopState<StatsRecord>): TrainRun<S> => ({
+    method: method.name,
+    phase,
+    epoch: s.epoch,
+    epochs: options.epochs,
+    state: method.withParams(q, base, s.params, s.carry),
+    optimizerState: s.optimizerState,
+    history: s.history,
+  });
+  const end = await trainLoop(spec, start, data, {
+    epochs: options.epochs,
+    batchSize,
+    shuffleKey,
+    stepKey,
+    progressEvery: options.progressEvery ?? 50,
+    now: options.now ?? (() => performance.now()),
+    onProgress: options.onProgress,
+    onEpoch: options.onEpoch && ((s) => options.onEpoch!(runOf(s))),
+  });
+  return runOf(end);
+}
+
+/** The loop's starting state: fresh, or the snapshot being resumed. */
+function startOf<S extends MethodState>(
+  spec: LoopSpec<StatsRecord>,
+  init: S,
+  options: TrainOptions<S>,
+  steps: number,
+  phase: string,
+): LoopState<StatsRecord> {
+  const r = options.resume;
+  if (!r) {
+    const trainable = Object.fromEntries(
+      Object.entries(init.params).filter(([name]) => spec.trainable(name)),
+    );
+    return {
       params: init.params,
-      carry: { ...init.stats },
-      optimizerState: optimizer.init(init.params),
+      carry: init.stats ?? {},
+      optimizerState: spec.optimizer.init(trainable),
       epoch: 0,
       history: [],
-    },
-    data,
-    {
-      epochs,
-      batchSize,
-      shuffleKey: key,
-      stepKey: key,
-      progressEvery: options.progressEvery ?? 50,
-      now: options.now ?? (() => performance.now()),
-      onProgress: options.onProgress &&
-        ((p) =>
-          options.onProgress!({
-            epoch: p.epoch,
-            epochs: p.epochs,
-            step: p.step,
-            steps: p.steps,
-            loss: p.loss,
-            samplesPerSecond: p.samplesPerSecond,
-            etaSeconds: p.etaSeconds,
-          })),
-      onEpoch: options.onEpoch &&
-        ((s) => options.onEpoch!(epochRecord(s.history[s.history.length - 1]))),
-    },
-  );
+    };
+  }
+  if (r.phase !== phase || r.epochs !== options.epochs) {
+    throw new RangeError(
+      `Cannot resume: the snapshot is of a ${r.phase} run of ${r.epochs} epochs, this is a ${phase} run of ${options.epochs}`,
+    );
+  }
+  if (r.optimizerState.step !== r.epoch * steps) {
+    throw new RangeError(
+      `Cannot resume: the snapshot has ${r.optimizerState.step} steps after ${r.epoch} epochs, this run takes ${steps} per epoch`,
+    );
+  }
   return {
-    params: end.params,
-    stats: end.carry,
-    optimizerState: end.optimizerState,
-    history: end.history.map(epochRecord),
-  };
-}
-
-type Stats = Readonly<Record<string, BatchNormStats>>;
-
-/** Float training as the loop sees it: cross-entropy, every parameter learned. */
-function floatSpec(model: ModelGraph, optimizer: Optimizer): LoopSpec<Stats> {
-  return {
-    optimizer,
-    trainable: () => true,
-    metrics: {},
-    loss: (params, stats, x, labels) => {
-      const run = runGraph(model, params, x, { mode: "train", stats });
-      const loss = softmaxCrossEntropy(run.output, labels);
-      return { loss, metrics: {}, carry: run.stats };
-    },
-    evaluate: (params, stats, test) => evaluate(model, params, test, { stats }),
-  };
-}
-
-function epochRecord(e: EpochStats): EpochRecord {
-  return {
-    epoch: e.epoch,
-    loss: e.loss,
-    testAccuracy: e.testAccuracy,
-    seconds: e.seconds,
-    samplesPerSecond: e.samplesPerSecond,
+    params: r.state.params,
+    carry: r.state.stats ?? {},
+    optimizerState: r.optimizerState,
+    epoch: r.epoch,
+    history: r.history,
   };
 }

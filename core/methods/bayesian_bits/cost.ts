@@ -7,9 +7,8 @@
  * @module
  */
 
-import { layerBops } from "../../bops.ts";
-import type { GraphNode, LayerInfo } from "../../graph.ts";
-import { effectiveBits, gateProbability } from "../../reference/gates.ts";
+import { planBops, type PlanCost, type PlanLayerCost } from "../../frozen.ts";
+import { gateProbability } from "../../reference/gates.ts";
 import { prior } from "../../reference/prior.ts";
 import {
   type BayesianBitsReport,
@@ -23,27 +22,12 @@ import {
   type GatedParams,
   type GatedState,
   plainLogits,
-  producerOf,
   type QuantizerInfo,
 } from "./model.ts";
+import { gatedPlan } from "./method.ts";
 
 /** Per-layer cost of a gated model under deterministic gates. */
-export interface GatedLayerCost {
-  /** The layer. */
-  readonly layer: LayerInfo;
-  /** Weight bits of kept channels (32 without a quantizer). */
-  readonly weightBits: number;
-  /** Output activation bits, or `null` when not quantized. */
-  readonly activationBits: number | null;
-  /** Input bits as counted (network input: 8; unquantized input: 32). */
-  readonly inputBits: number;
-  /** Kept output channels. */
-  readonly keptChannels: number;
-  /** Kept fraction of the input channels. */
-  readonly keptInputFraction: number;
-  /** BOPs per sample. */
-  readonly bops: number;
-}
+export type GatedLayerCost = PlanLayerCost;
 
 /**
  * BOPs of a gated model under its deterministic gates (spec section 4): per
@@ -70,74 +54,8 @@ export interface GatedLayerCost {
 export function gatedBops(
   gated: GatedModel,
   params: GatedParams,
-): {
-  layers: GatedLayerCost[];
-  bops: number;
-  baselineBops: number;
-  relativeGbops: number;
-} {
-  const nodes = new Map(gated.model.nodes.map((n) => [n.name, n]));
-  const byLayer = new Map<string, { w?: QuantizerInfo; a?: QuantizerInfo }>();
-  for (const q of gated.quantizers) {
-    const entry = byLayer.get(q.layer) ?? {};
-    if (q.kind === "weight") entry.w = q;
-    else entry.a = q;
-    byLayer.set(q.layer, entry);
-  }
-  const costs = new Map<string, GatedLayerCost>();
-  let bops = 0;
-  let baselineBops = 0;
-  for (const layer of gated.layers) {
-    const node = nodes.get(layer.name) as Extract<GraphNode, { input: string }>;
-    const { w, a } = byLayer.get(layer.name) ?? {};
-    let weightBits = 32;
-    let kept = layer.outChannels;
-    if (w) {
-      const e = effectiveBits(plainLogits(w, params));
-      weightBits = e.bits;
-      kept = e.keptChannels ?? layer.outChannels;
-    }
-    const activationBits = a
-      ? effectiveBits(plainLogits(a, params)).bits
-      : null;
-    const producer = producerOf(nodes, node.input);
-    let inputBits = 8;
-    let keptInputFraction = 1;
-    if (producer) {
-      const before = costs.get(producer.name);
-      if (before) {
-        inputBits = before.activationBits ?? 32;
-        keptInputFraction = before.keptChannels / before.layer.outChannels;
-      } else {
-        inputBits = 32;
-      }
-    }
-    const layerCost = layerBops({
-      name: layer.name,
-      macs: layer.macs,
-      weightBits,
-      inputBits,
-      keptOutput: kept / layer.outChannels,
-      keptInput: keptInputFraction,
-    });
-    bops += layerCost;
-    baselineBops += layer.macs * 32 * 32;
-    costs.set(layer.name, {
-      layer,
-      weightBits,
-      activationBits,
-      inputBits,
-      keptChannels: kept,
-      keptInputFraction,
-      bops: layerCost,
-    });
-  }
-  return {
-    layers: [...costs.values()],
-    bops,
-    baselineBops,
-    relativeGbops: (100 * bops) / baselineBops,
-  };
+): PlanCost {
+  return planBops(gated.model, gatedPlan(gated, { params, signed: {} }));
 }
 
 /**

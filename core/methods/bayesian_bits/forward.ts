@@ -6,104 +6,16 @@
  * @module
  */
 
-import { batches, type Dataset } from "../../data.ts";
+import type { Dataset } from "../../data.ts";
+import { evaluateFrozen } from "../../frozen.ts";
 import { runGraph } from "../../graph.ts";
-import { add, scale } from "../../ops/elementwise.ts";
+import { add } from "../../ops/elementwise.ts";
 import { softmaxCrossEntropy } from "../../ops/loss.ts";
-import { maxPool2d } from "../../ops/pool.ts";
-import { foldIn, type RandomKey } from "../../rng.ts";
+import type { RandomKey } from "../../rng.ts";
 import type { Tensor } from "../../tensor.ts";
 import { checkImageShape } from "../../train.ts";
-import {
-  firstParam,
-  type GatedModel,
-  type GatedState,
-  logitTensors,
-  type QuantizerInfo,
-} from "./model.ts";
-import {
-  gatesOp,
-  type GateTensors,
-  priorOp,
-  quantizeActivationForInference,
-  quantizerOp,
-} from "./ops.ts";
-
-/** Runs the gated model with the given gate tensors per quantizer. */
-function gatedForward(
-  gated: GatedModel,
-  state: GatedState,
-  x: Tensor,
-  gatesOf: (q: QuantizerInfo) => GateTensors,
-  frozenWeights = false,
-): Tensor {
-  const weightQ = new Map<string, QuantizerInfo>();
-  const actQ = new Map<string, QuantizerInfo>();
-  for (const q of gated.quantizers) {
-    (q.kind === "weight" ? weightQ : actQ).set(q.layer, q);
-  }
-  const { params, signed } = state;
-  const apply = (q: QuantizerInfo | undefined, t: Tensor) =>
-    q
-      ? quantizerOp(t, params[q.xmaxParam], gatesOf(q), {
-        signed: signed[q.name],
-        name: q.name,
-      })
-      : t;
-  return runGraph(gated.model, params, x, {
-    mode: "train",
-    weight: frozenWeights
-      ? undefined
-      : (layer, w) => apply(weightQ.get(layer.name), w),
-    activation: (layer, a) => apply(actQ.get(layer.name), a),
-    // An unsigned grid clips at 0, which is what a ReLU before it does: the
-    // quantizer on the pre-activation gives the same xq and, since its
-    // straight-through mask is 0 wherever the ReLU's is, the same gradients
-    // for every input, bit for bit. So the ReLU is skipped; in evaluation the
-    // max-pool that follows joins the same pass.
-    fused: (layer, z, activation, pool) => {
-      const q = actQ.get(layer.name);
-      if (!q || signed[q.name] || activation !== "relu") return undefined;
-      if (frozenWeights) {
-        return quantizeActivationForInference(
-          z,
-          params[q.xmaxParam],
-          gatesOf(q).chain,
-          { relu: true, pool, name: q.name },
-        );
-      }
-      const a = apply(q, z);
-      return pool ? maxPool2d(a, pool.kernel, pool.stride, pool.padding) : a;
-    },
-  }).output;
-}
-
-/**
- * The deterministic gates of every quantizer and the weights quantized once
- * with them, for evaluation. `made` lists the tensors made here.
- */
-function frozenForEval(
-  gated: GatedModel,
-  state: GatedState,
-): { state: GatedState; gates: Map<string, GateTensors>; made: Tensor[] } {
-  const gates = new Map<string, GateTensors>();
-  const params: Record<string, Tensor> = { ...state.params };
-  const made: Tensor[] = [];
-  for (const q of gated.quantizers) {
-    const z = gatesOp(logitTensors(q, state.params), null);
-    gates.set(q.name, z);
-    made.push(z.chain, ...(z.z2 ? [z.z2] : []));
-    if (q.kind === "weight") {
-      const w = `${q.layer}.weight`;
-      params[w] = quantizerOp(state.params[w], state.params[q.xmaxParam], z, {
-        signed: state.signed[q.name],
-        name: q.name,
-      });
-      made.push(params[w]);
-    }
-  }
-  return { state: { params, signed: state.signed }, gates, made };
-}
+import { freezeGated, gatedHooks, gatedPenalty, gatesFor } from "./method.ts";
+import { firstParam, type GatedModel, type GatedState } from "./model.ts";
 
 /** Options of {@link evaluateGated}. */
 export interface EvaluateGatedOptions {
@@ -148,29 +60,15 @@ export async function evaluateGated(
   }
   checkImageShape(gated.model, "test", data);
   const dev = firstParam(state.params).device;
-  const frozen = dev.scope(() => frozenForEval(gated, state));
-  let correct = 0;
+  const frozen = dev.scope(() => freezeGated(gated, state));
   try {
-    for (const batch of batches(data, options.batchSize ?? 1000)) {
-      const count = dev.scope(() => {
-        const x = dev.upload(batch.images, [batch.size, ...data.shape]);
-        const labels = dev.upload(batch.labels, [batch.size], "int32");
-        const out = gatedForward(
-          gated,
-          frozen.state,
-          x,
-          (q) => frozen.gates.get(q.name)!,
-          true,
-        );
-        return dev.kernels.countCorrect(out, labels);
-      });
-      correct += (await count.read())[0];
-      dev.free(count);
-    }
+    return await evaluateFrozen(frozen, data, {
+      batchSize: options.batchSize,
+    });
   } finally {
-    dev.free(...frozen.made);
+    const kept = new Set(Object.values(state.params));
+    dev.free(...Object.values(frozen.params).filter((t) => !kept.has(t)));
   }
-  return correct / data.count;
 }
 
 /** Options of {@link gatedLoss}. */
@@ -225,34 +123,19 @@ export function gatedLoss(
   labels: Tensor | ArrayLike<number>,
   options: GatedLossOptions,
 ): GatedLossParts {
-  const p = state.params;
-  const dev = x.device;
-  const gates = new Map<string, GateTensors>();
-  gated.quantizers.forEach((q, i) => {
-    const noise = options.noiseKey === null ? null : dev.kernels.uniform(
-      foldIn(options.noiseKey, i),
-      4 + q.pruneChannels,
-      0,
-    );
-    gates.set(q.name, gatesOp(logitTensors(q, p), noise));
-  });
-  const output = gatedForward(gated, state, x, (q) => gates.get(q.name)!);
+  const gates = gatesFor(gated, state.params, options.noiseKey);
+  const output = runGraph(gated.model, state.params, x, {
+    ...gatedHooks(gated, state, gates),
+    mode: "train",
+  }).output;
   const ce = softmaxCrossEntropy(output, labels);
-  if (options.prior === false || gated.options.mu === 0) {
-    return { loss: ce, crossEntropy: ce, prior: null };
-  }
-  let r: Tensor | null = null;
-  for (const q of gated.quantizers) {
-    const rq = priorOp(logitTensors(q, p), {
-      macRatio: q.macRatio,
-      mode: gated.options.prior,
-    });
-    r = r ? add(r, rq) : rq;
-  }
-  if (r === null) return { loss: ce, crossEntropy: ce, prior: null };
+  const penalty = options.prior === false
+    ? null
+    : gatedPenalty(gated, state.params);
+  if (!penalty) return { loss: ce, crossEntropy: ce, prior: null };
   return {
-    loss: add(ce, scale(r, gated.options.mu)),
+    loss: add(ce, penalty.value),
     crossEntropy: ce,
-    prior: r,
+    prior: penalty.metrics.prior,
   };
 }

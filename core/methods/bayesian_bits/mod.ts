@@ -26,5 +26,6 @@ export * from "./quantizer.ts";
 export * from "./forward.ts";
 export * from "./cost.ts";
 export * from "./train.ts";
+export * from "./method.ts";
 export * from "../../reference/gates.ts";
 export * from "../../reference/prior.ts";

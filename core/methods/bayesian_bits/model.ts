@@ -13,7 +13,6 @@
 
 import {
   analyzeGraph,
-  type GraphNode,
   type LayerInfo,
   type ModelGraph,
   runGraph,
@@ -160,25 +159,6 @@ export function checkNumber(
     );
   }
   return value;
-}
-
-/** Follows a node's input back through pools and flattens to the layer (or input/add) producing it. */
-export function producerOf(
-  nodes: ReadonlyMap<string, GraphNode>,
-  input: string,
-): GraphNode | null {
-  let name = input;
-  for (;;) {
-    if (name === "input") return null;
-    const node = nodes.get(name)!;
-    if (
-      node.op === "maxpool" || node.op === "avgpool" || node.op === "flatten"
-    ) {
-      name = node.input;
-      continue;
-    }
-    return node;
-  }
 }
 
 /** The conv/dense layers a node's output feeds, through pools, flattens and adds. */

@@ -15,8 +15,6 @@
 
 import { recordOp } from "../../autodiff.ts";
 import type { GatePriorOptions } from "../../kernels.ts";
-import type { PoolWindow } from "../../graph.ts";
-import { poolGeometry } from "../../ops/pool.ts";
 import { hostF32, type Tensor } from "../../tensor.ts";
 
 /** Gate values as tensors: `chain` is `[z4, z8, z16, z32]`, `z2` one per channel. */
@@ -204,49 +202,4 @@ export function priorOp(
   });
 }
 
-/**
- * Inference fast path of an activation quantizer on an unsigned grid (what
- * follows a ReLU): `maxPool2d(quantizerOp(relu(z)))` bit for bit, the pool
- * only when `pool` is given, in one pass. The unsigned clip at 0 is itself
- * the ReLU, so `z` goes in before its activation. Like the two steps, it
- * refuses an activation that is not finite (with `relu`: a `+Infinity` in
- * `z`) on devices whose memory the host sees. Not differentiable:
- * evaluation only.
- *
- * @param z The layer's output before its activation.
- * @param xmax The range `[1]`.
- * @param chain The gates `[z4, z8, z16, z32]`.
- * @param options `relu` (else no activation), the pool and a name.
- * @returns The quantized (and pooled) activation.
- * @throws {RangeError} On a bad pool or a non-finite activation.
- */
-export function quantizeActivationForInference(
-  z: Tensor,
-  xmax: Tensor,
-  chain: Tensor,
-  options: {
-    readonly relu: boolean;
-    readonly pool: PoolWindow | null;
-    readonly name?: string;
-  },
-): Tensor {
-  checkRange(xmax, options.name);
-  if (z.device.kind !== "webgpu") {
-    const zs = hostF32(z);
-    for (let i = 0; i < zs.length; i++) {
-      const v = zs[i];
-      if (options.relu ? v === Infinity : !Number.isFinite(v)) {
-        throw new RangeError(
-          `Cannot quantize ${
-            label(options.name)
-          }: element ${i} is ${v} (values must be finite)`,
-        );
-      }
-    }
-  }
-  const k = z.device.kernels;
-  const p = options.pool;
-  if (p === null) return k.residualQuantize(z, xmax, chain, null, false);
-  const geometry = poolGeometry(z.shape, p.kernel, p.stride, p.padding);
-  return k.residualQuantizePool(z, xmax, chain, false, geometry);
-}
+export { quantizeActivationForInference } from "../../ops/grid.ts";

@@ -7,33 +7,14 @@
  * @module
  */
 
-import { batchCount, type Dataset } from "../../data.ts";
-import {
-  type EpochStats,
-  type LoopSpec,
-  type LoopState,
-  trainLoop,
-} from "../../loop.ts";
-import {
-  adam,
-  constantThenLinearSchedule,
-  type Optimizer,
-  type OptimizerState,
-  paramGroups,
-  perEpoch,
-} from "../../optim.ts";
+import type { Dataset } from "../../data.ts";
+import type { EpochStats } from "../../loop.ts";
+import type { OptimizerState } from "../../optim.ts";
 import type { HistoryEntry } from "../../report.ts";
-import { type RandomKey, splitKey } from "../../rng.ts";
-import type { Tensor } from "../../tensor.ts";
-import { checkImageShape } from "../../train.ts";
-import { gatedBops, priorSum } from "./cost.ts";
-import { evaluateGated, gatedLoss } from "./forward.ts";
-import {
-  checkNumber,
-  type GatedModel,
-  type GatedState,
-  parameterGroup,
-} from "./model.ts";
+import type { RandomKey } from "../../rng.ts";
+import { checkImageShape, train, type TrainRun } from "../../train.ts";
+import { bayesianBitsMethod } from "./method.ts";
+import { checkNumber, type GatedModel, type GatedState } from "./model.ts";
 
 /** Which training phase {@link trainBayesianBits} runs. */
 export type TrainingPhase = "bayesian-bits" | "fixed-gates" | "post-training";
@@ -165,30 +146,30 @@ export async function trainBayesianBits(
   data: { readonly train: Dataset; readonly test: Dataset },
   options: TrainBayesianBitsOptions,
 ): Promise<BayesianBitsSnapshot> {
-  const { epochs, key } = options;
-  const batchSize = options.batchSize ?? 128;
   const phase = options.phase ?? "bayesian-bits";
   checkTrainOptions(gated, init, data, options);
-  const steps = batchCount(data.train.count, batchSize);
-  const spec = bayesianBitsSpec(gated, init.signed, options, steps);
-  const start = startState(spec, init, options, steps);
-  const [shuffleKey, noiseKey] = splitKey(key, 2);
-  const snapshot = (s: LoopState<null>): BayesianBitsSnapshot => ({
+  const method = bayesianBitsMethod({
+    weightSchedule: options.weightSchedule ?? "two-thirds",
+  });
+  const snapshot = (r: TrainRun<GatedState>): BayesianBitsSnapshot => ({
     phase,
-    epoch: s.epoch,
-    epochs,
-    state: { params: s.params, signed: init.signed },
-    optimizerState: s.optimizerState,
-    history: s.history.map((e) => historyEntry(phase, e)),
+    epoch: r.epoch,
+    epochs: r.epochs,
+    state: r.state,
+    optimizerState: r.optimizerState,
+    history: r.history.map((e) => historyEntry(phase, e)),
   });
   const onProgress = options.onProgress;
-  const end = await trainLoop(spec, start, data, {
-    epochs,
-    batchSize,
-    shuffleKey,
-    stepKey: noiseKey,
-    progressEvery: options.progressEvery ?? 50,
-    now: options.now ?? (() => performance.now()),
+  const run = await train(method, gated, init, data, {
+    epochs: options.epochs,
+    batchSize: options.batchSize,
+    key: options.key,
+    phase,
+    trainable: PHASE_GROUPS[phase](options.learnRanges ?? true),
+    resume: options.resume && runOf(options.resume),
+    progressEvery: options.progressEvery,
+    evalBatchSize: options.evalBatchSize,
+    now: options.now,
     onProgress: onProgress &&
       ((p) =>
         onProgress({
@@ -204,10 +185,17 @@ export async function trainBayesianBits(
           etaSeconds: p.etaSeconds,
           relativeGbops: p.measured.relativeGbops,
         })),
-    onEpoch: options.onEpoch && ((s) => options.onEpoch!(snapshot(s))),
+    onEpoch: options.onEpoch && ((r) => options.onEpoch!(snapshot(r))),
   });
-  return snapshot(end);
+  return snapshot(run);
 }
+
+/** The groups each phase learns. */
+const PHASE_GROUPS: Record<TrainingPhase, (ranges: boolean) => string[]> = {
+  "bayesian-bits": () => ["weights", "logits", "ranges"],
+  "fixed-gates": () => ["weights", "ranges"],
+  "post-training": (ranges) => ranges ? ["logits", "ranges"] : ["logits"],
+};
 
 function historyEntry(phase: TrainingPhase, e: EpochStats): HistoryEntry {
   return {
@@ -220,6 +208,27 @@ function historyEntry(phase: TrainingPhase, e: EpochStats): HistoryEntry {
     relativeGbops: e.measured.relativeGbops,
     seconds: e.seconds,
     samplesPerSecond: e.samplesPerSecond,
+  };
+}
+
+/** A snapshot as the training loop's run. */
+function runOf(s: BayesianBitsSnapshot): TrainRun<GatedState> {
+  return {
+    method: "bayesian-bits",
+    phase: s.phase,
+    epoch: s.epoch,
+    epochs: s.epochs,
+    state: s.state,
+    optimizerState: s.optimizerState,
+    history: s.history.map((h) => ({
+      epoch: h.epoch,
+      loss: h.loss,
+      metrics: { crossEntropy: h.crossEntropy, prior: h.prior },
+      testAccuracy: h.testAccuracy,
+      measured: { relativeGbops: h.relativeGbops, prior: h.prior },
+      seconds: h.seconds,
+      samplesPerSecond: h.samplesPerSecond,
+    })),
   };
 }
 
@@ -273,131 +282,4 @@ function checkTrainOptions(
       );
     }
   }
-}
-
-/** The three Adam groups of the recipe and which of them this phase learns. */
-function phaseOptimizer(
-  gated: GatedModel,
-  options: TrainBayesianBitsOptions,
-  steps: number,
-): { optimizer: Optimizer; trainable: (name: string) => boolean } {
-  const phase = options.phase ?? "bayesian-bits";
-  const learns = {
-    weights: phase !== "post-training",
-    logits: phase !== "fixed-gates",
-    ranges: phase !== "post-training" || (options.learnRanges ?? true),
-  };
-  const rates = gated.options.learningRates;
-  const weightLr = (options.weightSchedule ?? "two-thirds") === "two-thirds"
-    ? perEpoch(
-      constantThenLinearSchedule({ lr: rates.weights, total: options.epochs }),
-      steps,
-    )
-    : rates.weights;
-  const groupOf = new Map<string, "weights" | "logits" | "ranges">();
-  const group = (name: string) => {
-    let g = groupOf.get(name);
-    if (!g) groupOf.set(name, g = parameterGroup(gated, name));
-    return g;
-  };
-  const optimizer = paramGroups([
-    {
-      name: "weights",
-      optimizer: adam({ lr: weightLr }),
-      match: (n) => group(n) === "weights",
-    },
-    {
-      name: "logits",
-      optimizer: adam({ lr: rates.logits }),
-      match: (n) => group(n) === "logits",
-    },
-    {
-      name: "ranges",
-      optimizer: adam({ lr: rates.ranges }),
-      match: (n) => group(n) === "ranges",
-    },
-  ]);
-  return { optimizer, trainable: (name) => learns[group(name)] };
-}
-
-/** Bayesian Bits as the training loop sees it. */
-function bayesianBitsSpec(
-  gated: GatedModel,
-  signed: GatedState["signed"],
-  options: TrainBayesianBitsOptions,
-  steps: number,
-): LoopSpec<null> {
-  const phase = options.phase ?? "bayesian-bits";
-  const useNoise = phase !== "fixed-gates";
-  const usePrior = phase !== "fixed-gates" && gated.options.mu > 0;
-  return {
-    ...phaseOptimizer(gated, options, steps),
-    metrics: { crossEntropy: "samples", prior: "steps" },
-    loss: (params, _carry, x, labels, stepKey) => {
-      const r = gatedLoss(gated, { params, signed }, x, labels, {
-        noiseKey: useNoise ? stepKey : null,
-        prior: usePrior,
-      });
-      const metrics: Record<string, Tensor> = r.prior
-        ? { crossEntropy: r.crossEntropy, prior: r.prior }
-        : { crossEntropy: r.crossEntropy };
-      return { loss: r.loss, metrics, carry: null };
-    },
-    fallback: (params) => ({ prior: priorSum(gated, params) }),
-    evaluate: (params, _carry, test) =>
-      evaluateGated(gated, { params, signed }, test, {
-        batchSize: options.evalBatchSize,
-      }),
-    measure: (params) => ({
-      relativeGbops: gatedBops(gated, params).relativeGbops,
-    }),
-  };
-}
-
-/** The loop's starting state: fresh, or the snapshot being resumed. */
-function startState(
-  spec: LoopSpec<null>,
-  init: GatedState,
-  options: TrainBayesianBitsOptions,
-  steps: number,
-): LoopState<null> {
-  const phase = options.phase ?? "bayesian-bits";
-  const r = options.resume;
-  if (!r) {
-    const trainable = Object.fromEntries(
-      Object.entries(init.params).filter(([name]) => spec.trainable(name)),
-    );
-    return {
-      params: init.params,
-      carry: null,
-      optimizerState: spec.optimizer.init(trainable),
-      epoch: 0,
-      history: [],
-    };
-  }
-  if (r.phase !== phase || r.epochs !== options.epochs) {
-    throw new RangeError(
-      `Cannot resume: the snapshot is of a ${r.phase} run of ${r.epochs} epochs, this is a ${phase} run of ${options.epochs}`,
-    );
-  }
-  if (r.optimizerState.step !== r.epoch * steps) {
-    throw new RangeError(
-      `Cannot resume: the snapshot has ${r.optimizerState.step} steps after ${r.epoch} epochs, this run takes ${steps} per epoch`,
-    );
-  }
-  return {
-    params: r.state.params,
-    carry: null,
-    optimizerState: r.optimizerState,
-    epoch: r.epoch,
-    history: r.history.map((h) => ({
-      epoch: h.epoch,
-      loss: h.loss,
-      metrics: { crossEntropy: h.crossEntropy, prior: h.prior },
-      testAccuracy: h.testAccuracy,
-      measured: { relativeGbops: h.relativeGbops },
-      seconds: h.seconds,
-      samplesPerSecond: h.samplesPerSecond,
-    })),
-  };
 }

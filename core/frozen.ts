@@ -1,0 +1,254 @@
+/**
+ * What every frozen model shares, whichever method produced it: its BOPs
+ * from the plan ({@link planBops}, spec section 4) and its test accuracy
+ * ({@link evaluateFrozen}), activations quantized on the plan's grids.
+ *
+ * @module
+ */
+
+import { layerBops } from "./bops.ts";
+import { batches, type Dataset } from "./data.ts";
+import {
+  analyzeGraph,
+  type GraphNode,
+  type LayerInfo,
+  type ModelGraph,
+  runGraph,
+  type RunOptions,
+} from "./graph.ts";
+import type { Device } from "./device.ts";
+import type {
+  Frozen,
+  GridPlan,
+  LayerPlan,
+  QuantizationPlan,
+} from "./method.ts";
+import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
+import type { Tensor } from "./tensor.ts";
+
+/** One layer's cost under a plan. */
+export interface PlanLayerCost {
+  /** The layer. */
+  readonly layer: LayerInfo;
+  /** Weight bits of the kept channels (32 in full precision). */
+  readonly weightBits: number;
+  /** Output activation bits, or `null` when not quantized. */
+  readonly activationBits: number | null;
+  /** Input bits as counted (network input: the plan's; unquantized input: 32). */
+  readonly inputBits: number;
+  /** Kept output channels. */
+  readonly keptChannels: number;
+  /** Kept fraction of the input channels. */
+  readonly keptInputFraction: number;
+  /** BOPs per sample. */
+  readonly bops: number;
+}
+
+/** BOPs of a planned model. */
+export interface PlanCost {
+  /** Per conv/dense layer, in execution order. */
+  readonly layers: PlanLayerCost[];
+  /** BOPs per sample. */
+  readonly bops: number;
+  /** BOPs per sample at 32 x 32 bits, nothing pruned. */
+  readonly baselineBops: number;
+  /** `100 * bops / baselineBops`, in percent. */
+  readonly relativeGbops: number;
+}
+
+/**
+ * Follows a node's input back through pools and flattens to the node
+ * producing it (a layer, or an add), or `null` for the network input.
+ *
+ * @param nodes The graph's nodes by name.
+ * @param input A node's input name.
+ * @returns The producing node, or `null`.
+ */
+export function producerOf(
+  nodes: ReadonlyMap<string, GraphNode>,
+  input: string,
+): GraphNode | null {
+  let name = input;
+  for (;;) {
+    if (name === "input") return null;
+    const node = nodes.get(name)!;
+    if (
+      node.op === "maxpool" || node.op === "avgpool" || node.op === "flatten"
+    ) {
+      name = node.input;
+      continue;
+    }
+    return node;
+  }
+}
+
+/** Input bits and kept input fraction of a layer, from what produced its input. */
+function inputOf(
+  nodes: ReadonlyMap<string, GraphNode>,
+  node: Extract<GraphNode, { input: string }>,
+  costs: ReadonlyMap<string, PlanLayerCost>,
+  inputBits: number,
+): { inputBits: number; keptInputFraction: number } {
+  const producer = producerOf(nodes, node.input);
+  if (!producer) return { inputBits, keptInputFraction: 1 };
+  const before = costs.get(producer.name);
+  if (!before) return { inputBits: 32, keptInputFraction: 1 };
+  return {
+    inputBits: before.activationBits ?? 32,
+    keptInputFraction: before.keptChannels / before.layer.outChannels,
+  };
+}
+
+/**
+ * BOPs per layer and in total of a model under a plan (spec section 4): a
+ * layer's input bits are those of the activation grid that feeds it (the
+ * network input counts as `plan.inputBits`, an unquantized activation as
+ * 32), and pruned channels leave both their layer and the next one.
+ *
+ * @param model The graph that runs.
+ * @param plan Grids and kept channels per layer.
+ * @returns The per-layer costs, the total, the 32-bit baseline and the ratio.
+ *
+ * @example A float LeNet-5 costs 100 % of itself
+ * ```ts
+ * import { analyzeGraph, lenet5, planBops } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const model = lenet5();
+ * const layers = analyzeGraph(model).layers.map((l) => ({
+ *   name: l.name, weight: null, activation: null, details: {},
+ *   keptChannels: Array.from({ length: l.outChannels }, (_, i) => i),
+ * }));
+ * const cost = planBops(model, { method: "float", inputBits: 32, layers });
+ * assert.equal(cost.relativeGbops, 100);
+ * ```
+ */
+export function planBops(model: ModelGraph, plan: QuantizationPlan): PlanCost {
+  const nodes = new Map(model.nodes.map((n) => [n.name, n]));
+  const planOf = new Map(plan.layers.map((l) => [l.name, l]));
+  const costs = new Map<string, PlanLayerCost>();
+  let bops = 0;
+  let baselineBops = 0;
+  for (const layer of analyzeGraph(model).layers) {
+    const node = nodes.get(layer.name) as Extract<GraphNode, { input: string }>;
+    const p = planOf.get(layer.name);
+    const weightBits = p?.weight?.bits ?? 32;
+    const kept = p ? p.keptChannels.length : layer.outChannels;
+    const input = inputOf(nodes, node, costs, plan.inputBits);
+    const layerCost = layerBops({
+      name: layer.name,
+      macs: layer.macs,
+      weightBits,
+      inputBits: input.inputBits,
+      keptOutput: kept / layer.outChannels,
+      keptInput: input.keptInputFraction,
+    });
+    bops += layerCost;
+    baselineBops += layer.macs * 32 * 32;
+    costs.set(layer.name, {
+      layer,
+      weightBits,
+      activationBits: p?.activation?.bits ?? null,
+      ...input,
+      keptChannels: kept,
+      bops: layerCost,
+    });
+  }
+  return {
+    layers: [...costs.values()],
+    bops,
+    baselineBops,
+    relativeGbops: (100 * bops) / baselineBops,
+  };
+}
+
+/** The activation grids of a plan as tensors on a device: `[xmax]` and gates. */
+function gridTensors(
+  dev: Device,
+  layers: readonly LayerPlan[],
+): Map<string, { grid: GridPlan; xmax: Tensor; chain: Tensor }> {
+  const out = new Map<
+    string,
+    { grid: GridPlan; xmax: Tensor; chain: Tensor }
+  >();
+  for (const l of layers) {
+    if (!l.activation) continue;
+    out.set(l.name, {
+      grid: l.activation,
+      xmax: dev.upload([l.activation.xmax], [1]),
+      chain: dev.upload(gridGates(l.activation.bits), [4]),
+    });
+  }
+  return out;
+}
+
+/**
+ * The run options that quantize a frozen model's activations on its grids:
+ * an unsigned grid after a ReLU takes the pre-activation (its clip at 0 is
+ * the ReLU) and joins the max-pool that follows, bit for bit as the three
+ * steps.
+ */
+function frozenHooks(
+  frozen: Frozen,
+  grids: ReturnType<typeof gridTensors>,
+): RunOptions {
+  const k = () => [...grids.values()][0].xmax.device.kernels;
+  return {
+    mode: "eval",
+    stats: frozen.stats ?? {},
+    activation: (layer, a) => {
+      const g = grids.get(layer.name);
+      return g
+        ? k().residualQuantize(a, g.xmax, g.chain, null, g.grid.signed)
+        : a;
+    },
+    fused: (layer, z, activation, pool) => {
+      const g = grids.get(layer.name);
+      if (!g || g.grid.signed || activation !== "relu") return undefined;
+      return quantizeActivationForInference(z, g.xmax, g.chain, {
+        relu: true,
+        pool,
+        name: `${layer.name} activation`,
+      });
+    },
+  };
+}
+
+/**
+ * Test accuracy of a frozen model on the device its parameters live on:
+ * weights as frozen, activations quantized on the plan's grids.
+ *
+ * @param frozen The frozen model.
+ * @param data The dataset (host images, uploaded batch by batch).
+ * @param options Batch size (default 1000).
+ * @returns The fraction of correctly classified samples.
+ * @throws {RangeError} On an empty dataset.
+ */
+export async function evaluateFrozen(
+  frozen: Frozen,
+  data: Dataset,
+  options: { readonly batchSize?: number } = {},
+): Promise<number> {
+  if (data.count === 0) {
+    throw new RangeError("Cannot evaluate on an empty dataset");
+  }
+  const dev = Object.values(frozen.params)[0].device;
+  const grids = gridTensors(dev, frozen.plan.layers);
+  const hooks = frozenHooks(frozen, grids);
+  let correct = 0;
+  try {
+    for (const batch of batches(data, options.batchSize ?? 1000)) {
+      const count = dev.scope(() => {
+        const x = dev.upload(batch.images, [batch.size, ...data.shape]);
+        const labels = dev.upload(batch.labels, [batch.size], "int32");
+        const { output } = runGraph(frozen.model, frozen.params, x, hooks);
+        return dev.kernels.countCorrect(output, labels);
+      });
+      correct += (await count.read())[0];
+      dev.free(count);
+    }
+  } finally {
+    for (const g of grids.values()) dev.free(g.xmax, g.chain);
+  }
+  return correct / data.count;
+}

@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import { analyzeGraph, initGraph } from "../core/graph.ts";
+import { lenet5 } from "../core/models.ts";
+import { planBops } from "../core/frozen.ts";
+import type { LayerPlan, QuantizationPlan } from "../core/method.ts";
+import { softmaxCrossEntropy } from "../core/ops/loss.ts";
+import { runGraph } from "../core/graph.ts";
+import { randomKey } from "../core/rng.ts";
+import { train } from "../core/train.ts";
+import { floatMethod } from "../core/methods/float.ts";
+import { bayesianBitsMethod } from "../core/methods/bayesian_bits/method.ts";
+import { quantize } from "../core/methods/bayesian_bits/quantizer.ts";
+import { evaluateFrozen } from "../core/frozen.ts";
+import { countCorrectReference } from "../core/reference/loss.ts";
+import { hostF32 } from "../core/tensor.ts";
+import { firstImages, rowSumData, TINY_3X3 } from "./helpers.ts";
+
+const all = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+function uniformPlan(bits: number): QuantizationPlan {
+  const layers: LayerPlan[] = analyzeGraph(lenet5()).layers.map((l) => ({
+    name: l.name,
+    weight: { bits, signed: true, xmax: 1 },
+    keptChannels: all(l.outChannels),
+    activation: { bits, signed: false, xmax: 1 },
+    details: {},
+  }));
+  return { method: "test", inputBits: bits, layers };
+}
+
+Deno.test("planBops: every layer at b bits costs (b/32)^2 of the float model", () => {
+  for (const bits of [2, 4, 8, 16, 32]) {
+    const cost = planBops(lenet5(), uniformPlan(bits));
+    assert.ok(
+      Math.abs(cost.relativeGbops - 100 * (bits / 32) ** 2) < 1e-9,
+      `${bits} bits: ${cost.relativeGbops}`,
+    );
+  }
+});
+
+Deno.test("planBops: pruned channels leave their layer and the next one's input", () => {
+  const layers = analyzeGraph(lenet5()).layers;
+  const plan = uniformPlan(8);
+  const conv1 = layers[0];
+  const half = {
+    ...plan,
+    layers: plan.layers.map((l, i) =>
+      i === 0 ? { ...l, keptChannels: all(conv1.outChannels / 2) } : l
+    ),
+  };
+  const full = planBops(lenet5(), plan);
+  const pruned = planBops(lenet5(), half);
+  // Hand count: conv1 keeps half its outputs, conv2 sees half its inputs.
+  assert.equal(pruned.layers[0].bops, full.layers[0].bops / 2);
+  assert.equal(pruned.layers[1].bops, full.layers[1].bops / 2);
+  assert.equal(pruned.layers[1].keptInputFraction, 0.5);
+  assert.equal(pruned.layers[2].bops, full.layers[2].bops);
+  // A float activation before a layer counts 32 input bits.
+  const float = {
+    ...plan,
+    layers: plan.layers.map((l, i) => i === 0 ? { ...l, activation: null } : l),
+  };
+  assert.equal(planBops(lenet5(), float).layers[1].inputBits, 32);
+});
+
+Deno.test("train() refuses a group the method does not have", async () => {
+  const data = rowSumData(8, 1);
+  const { params } = initGraph(TINY_3X3, randomKey(0));
+  await assert.rejects(
+    () =>
+      train(floatMethod(), TINY_3X3, { params }, { train: data, test: data }, {
+        epochs: 1,
+        key: randomKey(1),
+        trainable: ["logits"],
+      }),
+    /Unknown parameter group "logits": the groups are params/,
+  );
+});
+
+Deno.test("Bayesian Bits hooks sample gates only while the logits are learned", async () => {
+  const data = rowSumData(16, 2);
+  const method = bayesianBitsMethod({
+    mu: 0.1,
+    initialLogits: { 2: 0.5, 4: 0.5, 8: 0.5 },
+  });
+  const gated = method.attach(TINY_3X3);
+  const state = await method.init(
+    gated,
+    initGraph(TINY_3X3, randomKey(3)),
+    firstImages(data, 16),
+  );
+  const x = firstImages(data, 16);
+  const lossWith = (key: number, groups: string[]) => {
+    const context = { key: randomKey(key), trainable: new Set(groups) };
+    const out = runGraph(gated.model, state.params, x, {
+      ...method.hooks(gated, state, context),
+      mode: "train",
+    }).output;
+    const ce = hostF32(softmaxCrossEntropy(out, data.labels.slice(0, 16)))[0];
+    return { ce, penalty: method.penalty(gated, state, context) };
+  };
+  // Logits near 0 give gates strictly between 0 and 1: samples differ by key.
+  const a = lossWith(4, ["weights", "logits", "ranges"]);
+  const b = lossWith(5, ["weights", "logits", "ranges"]);
+  assert.notEqual(a.ce, b.ce);
+  assert.ok(a.penalty !== null && hostF32(a.penalty.value)[0] > 0);
+  const c = lossWith(4, ["weights", "ranges"]);
+  const d = lossWith(5, ["weights", "ranges"]);
+  assert.equal(c.ce, d.ce);
+  assert.equal(c.penalty, null);
+});
+
+Deno.test("a frozen gated model evaluates as its quantized weights and activations computed by hand", async () => {
+  const data = rowSumData(64, 6);
+  const method = bayesianBitsMethod();
+  const gated = method.attach(TINY_3X3);
+  const state = await method.init(
+    gated,
+    initGraph(TINY_3X3, randomKey(7)),
+    firstImages(data, 64),
+  );
+  const frozen = method.freeze(gated, state);
+  const accuracy = await evaluateFrozen(frozen, data, { batchSize: 10 });
+  // By hand: quantize each weight on its planned grid, run, quantize fc1's
+  // activation on its grid, count.
+  const plan = frozen.plan;
+  const gridOf = (bits: number) => ({
+    z4: bits >= 4 ? 1 : 0,
+    z8: bits >= 8 ? 1 : 0,
+    z16: bits >= 16 ? 1 : 0,
+    z32: bits >= 32 ? 1 : 0,
+  });
+  const params = { ...state.params };
+  for (const l of plan.layers) {
+    const w = l.weight!;
+    params[`${l.name}.weight`] = quantize(state.params[`${l.name}.weight`], {
+      xmax: w.xmax,
+      signed: w.signed,
+    }, gridOf(w.bits));
+  }
+  const out = runGraph(gated.model, params, firstImages(data, 64), {
+    mode: "eval",
+    activation: (layer, a) => {
+      const g = plan.layers.find((l) => l.name === layer.name)!.activation;
+      return g
+        ? quantize(a, { xmax: g.xmax, signed: g.signed }, gridOf(g.bits))
+        : a;
+    },
+  }).output;
+  const correct = countCorrectReference(hostF32(out), data.labels, 3);
+  assert.equal(accuracy, correct / 64);
+  assert.equal(plan.method, "bayesian-bits");
+  assert.deepEqual(plan.layers.map((l) => l.weight!.bits), [8, 8]);
+});
