@@ -21,7 +21,7 @@ import {
 import { loadMnist } from "../io/mnist.ts";
 import { saveQuantized } from "../io/quantized.ts";
 import { loadSnapshot } from "../io/snapshot.ts";
-import { gatedModelOf, type RunRecord } from "./bayesian_bits.ts";
+import { gatedModelOf, runRecordOf } from "./config.ts";
 
 /** The `export` command's help text. */
 export const EXPORT_USAGE = `Usage: deno task export -- --from PATH [options]
@@ -118,12 +118,7 @@ export async function exportCommand(args: string[]): Promise<number> {
   const out = values.out ??
     `${slash < 0 ? "." : checkpoint.slice(0, slash)}/quantized.safetensors`;
   const stored = await loadSnapshot(checkpoint);
-  const record = stored.run as RunRecord;
-  if (!record?.config) {
-    throw new RangeError(
-      `${checkpoint} carries no run recipe: it was not written by \`deno task train\``,
-    );
-  }
+  const record = runRecordOf(stored.run, checkpoint);
   const gated = gatedModelOf(record.config);
   const state = stored.snapshot.state;
   const exported = exportQuantized(gated, state);

@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  DEFAULT_CONFIG,
-  parseTrainArgs,
-  trainCommand,
-} from "../cli/bayesian_bits.ts";
+import { DEFAULT_CONFIG, parseTrainArgs } from "../cli/config.ts";
+import { trainCommand } from "../cli/train.ts";
 import { parseReport } from "../core/report.ts";
 import { loadSnapshot } from "../io/snapshot.ts";
 

@@ -34,7 +34,7 @@ import { loadQuantized, saveQuantized } from "../io/quantized.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { exportCommand } from "../cli/export.ts";
-import { trainCommand } from "../cli/bayesian_bits.ts";
+import { trainCommand } from "../cli/train.ts";
 import { referenceDevice } from "../core/reference/device.ts";
 import { assertBitwise } from "./helpers.ts";
 

