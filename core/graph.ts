@@ -108,6 +108,74 @@ function fail(node: { name: string }, message: string): never {
   throw new RangeError(`Layer "${node.name}": ${message}`);
 }
 
+/** A conv node of a {@link GraphNode}. */
+type ConvNode = Extract<GraphNode, { readonly op: "conv" }>;
+/** A dense node of a {@link GraphNode}. */
+type DenseNode = Extract<GraphNode, { readonly op: "dense" }>;
+/** A max-pool node of a {@link GraphNode}. */
+type MaxPoolNode = Extract<GraphNode, { readonly op: "maxpool" }>;
+
+function convLayerInfo(node: ConvNode, s: Shape): LayerInfo {
+  if (s.length !== 3) {
+    fail(node, `conv needs a [C, H, W] input, got [${s.join(", ")}]`);
+  }
+  const [c, h, w] = s;
+  const stride = node.stride ?? 1;
+  const padding = node.padding ?? 0;
+  const groups = node.groups ?? 1;
+  if (c % groups !== 0 || node.outChannels % groups !== 0) {
+    fail(
+      node,
+      `${c} -> ${node.outChannels} channels do not divide into ${groups} groups`,
+    );
+  }
+  const oh = convOutputSize(h, node.kernel, stride, padding);
+  const ow = convOutputSize(w, node.kernel, stride, padding);
+  if (oh < 1 || ow < 1) {
+    fail(node, `kernel ${node.kernel} does not fit ${h}x${w}`);
+  }
+  return {
+    name: node.name,
+    kind: "conv",
+    weightShape: [node.outChannels, c / groups, node.kernel, node.kernel],
+    inChannels: c,
+    outChannels: node.outChannels,
+    outputShape: [node.outChannels, oh, ow],
+    macs: oh * ow * node.outChannels * (c / groups) * node.kernel *
+      node.kernel,
+    batchNorm: node.batchNorm ?? false,
+    activation: node.activation ?? "none",
+  };
+}
+
+function denseLayerInfo(node: DenseNode, s: Shape): LayerInfo {
+  if (s.length !== 1) {
+    fail(node, `dense needs a flat input, got [${s.join(", ")}]`);
+  }
+  return {
+    name: node.name,
+    kind: "dense",
+    weightShape: [node.outFeatures, s[0]],
+    inChannels: s[0],
+    outChannels: node.outFeatures,
+    outputShape: [node.outFeatures],
+    macs: s[0] * node.outFeatures,
+    batchNorm: false,
+    activation: node.activation ?? "none",
+  };
+}
+
+function maxPoolShape(node: MaxPoolNode, s: Shape): Shape {
+  const [c, h, w] = s;
+  const stride = node.stride ?? node.kernel;
+  const padding = node.padding ?? 0;
+  return [
+    c,
+    convOutputSize(h, node.kernel, stride, padding),
+    convOutputSize(w, node.kernel, stride, padding),
+  ];
+}
+
 /**
  * Infers every node's output shape and every layer's MAC count.
  *
@@ -136,71 +204,19 @@ export function analyzeGraph(graph: ModelGraph): GraphInfo {
     if (shapes.has(node.name)) fail(node, "duplicate name");
     let out: Shape;
     switch (node.op) {
-      case "conv": {
-        const s = get(node, node.input);
-        if (s.length !== 3) {
-          fail(node, `conv needs a [C, H, W] input, got [${s.join(", ")}]`);
-        }
-        const [c, h, w] = s;
-        const stride = node.stride ?? 1;
-        const padding = node.padding ?? 0;
-        const groups = node.groups ?? 1;
-        if (c % groups !== 0 || node.outChannels % groups !== 0) {
-          fail(
-            node,
-            `${c} -> ${node.outChannels} channels do not divide into ${groups} groups`,
-          );
-        }
-        const oh = convOutputSize(h, node.kernel, stride, padding);
-        const ow = convOutputSize(w, node.kernel, stride, padding);
-        if (oh < 1 || ow < 1) {
-          fail(node, `kernel ${node.kernel} does not fit ${h}x${w}`);
-        }
-        out = [node.outChannels, oh, ow];
-        layers.push({
-          name: node.name,
-          kind: "conv",
-          weightShape: [node.outChannels, c / groups, node.kernel, node.kernel],
-          inChannels: c,
-          outChannels: node.outChannels,
-          outputShape: out,
-          macs: oh * ow * node.outChannels * (c / groups) * node.kernel *
-            node.kernel,
-          batchNorm: node.batchNorm ?? false,
-          activation: node.activation ?? "none",
-        });
-        break;
-      }
+      case "conv":
       case "dense": {
-        const s = get(node, node.input);
-        if (s.length !== 1) {
-          fail(node, `dense needs a flat input, got [${s.join(", ")}]`);
-        }
-        out = [node.outFeatures];
-        layers.push({
-          name: node.name,
-          kind: "dense",
-          weightShape: [node.outFeatures, s[0]],
-          inChannels: s[0],
-          outChannels: node.outFeatures,
-          outputShape: out,
-          macs: s[0] * node.outFeatures,
-          batchNorm: false,
-          activation: node.activation ?? "none",
-        });
+        const input = get(node, node.input);
+        const layer = node.op === "conv"
+          ? convLayerInfo(node, input)
+          : denseLayerInfo(node, input);
+        layers.push(layer);
+        out = layer.outputShape;
         break;
       }
-      case "maxpool": {
-        const [c, h, w] = get(node, node.input);
-        const stride = node.stride ?? node.kernel;
-        const padding = node.padding ?? 0;
-        out = [
-          c,
-          convOutputSize(h, node.kernel, stride, padding),
-          convOutputSize(w, node.kernel, stride, padding),
-        ];
+      case "maxpool":
+        out = maxPoolShape(node, get(node, node.input));
         break;
-      }
       case "avgpool":
         out = [get(node, node.input)[0]];
         break;
@@ -319,6 +335,151 @@ function activate(a: Tensor, kind: Activation | undefined): Tensor {
   return kind === "relu" ? relu(a) : kind === "relu6" ? relu6(a) : a;
 }
 
+/** The state {@link runGraph} threads through the nodes of one run. */
+interface GraphRun {
+  readonly graph: ModelGraph;
+  readonly params: Params;
+  readonly options: RunOptions;
+  readonly mode: "train" | "eval";
+  readonly layerOf: ReadonlyMap<string, LayerInfo>;
+  /** How many nodes read each value. */
+  readonly readers: ReadonlyMap<string, number>;
+  /** Each computed node's output, by name (`"input"` for the batch). */
+  readonly values: Map<string, Tensor>;
+  /** Batch-norm statistics by layer name, updated in train mode. */
+  readonly stats: Record<string, BatchNormStats>;
+}
+
+function checkBatchShape(graph: ModelGraph, x: Tensor): void {
+  if (
+    x.shape.length !== 4 || x.shape.slice(1).join() !== graph.inputShape.join()
+  ) {
+    throw new RangeError(
+      `${graph.name} expects a batch [N, ${
+        graph.inputShape.join(", ")
+      }], got [${x.shape.join(", ")}]`,
+    );
+  }
+}
+
+// How many nodes read each value: a pool may fuse into the layer it reads
+// only when it is that layer's one consumer.
+function countReaders(graph: ModelGraph): Map<string, number> {
+  const readers = new Map<string, number>();
+  for (const node of graph.nodes) {
+    const inputs = "inputs" in node
+      ? node.inputs
+      : "input" in node
+      ? [node.input]
+      : [];
+    for (const i of inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
+  }
+  return readers;
+}
+
+function graphParam(run: GraphRun, name: string): Tensor {
+  const p = run.params[name];
+  if (!p) {
+    throw new RangeError(`${run.graph.name}: missing parameter "${name}"`);
+  }
+  return p;
+}
+
+/** A conv/dense layer's output before its activation (batch norm applied). */
+function layerPreActivation(
+  run: GraphRun,
+  node: ConvNode | DenseNode,
+  layer: LayerInfo,
+): Tensor {
+  let w = graphParam(run, `${node.name}.weight`);
+  if (run.options.weight) w = run.options.weight(layer, w);
+  const input = run.values.get(node.input)!;
+  let out = node.op === "conv"
+    ? conv2d(input, w, graphParam(run, `${node.name}.bias`), node)
+    : dense(input, w, graphParam(run, `${node.name}.bias`));
+  if (layer.batchNorm) {
+    const bn = batchNorm(
+      out,
+      graphParam(run, `${node.name}.bn.gamma`),
+      graphParam(run, `${node.name}.bn.beta`),
+      {
+        mode: run.mode,
+        stats: run.stats[node.name],
+      },
+    );
+    out = bn.output;
+    if (bn.stats) run.stats[node.name] = bn.stats;
+  }
+  return out;
+}
+
+/** The max-pool right after `node` when it is `node`'s only reader. */
+function fusablePool(
+  run: GraphRun,
+  node: ConvNode | DenseNode,
+  next: GraphNode | undefined,
+): MaxPoolNode | null {
+  return next?.op === "maxpool" && next.input === node.name &&
+      run.readers.get(node.name) === 1
+    ? next
+    : null;
+}
+
+/**
+ * Runs a conv/dense layer: returns the output and the node it belongs to,
+ * which is the following max-pool when the `fused` hook took the pool too.
+ */
+function runLayer(
+  run: GraphRun,
+  node: ConvNode | DenseNode,
+  next: GraphNode | undefined,
+): { readonly name: string; readonly out: Tensor } {
+  const { options } = run;
+  const layer = run.layerOf.get(node.name)!;
+  let out = layerPreActivation(run, node, layer);
+  const poolNode = fusablePool(run, node, next);
+  const pool = poolNode
+    ? {
+      kernel: poolNode.kernel,
+      stride: poolNode.stride ?? poolNode.kernel,
+      padding: poolNode.padding ?? 0,
+    }
+    : null;
+  const fused = options.fused?.(layer, out, node.activation, pool);
+  if (fused && poolNode) return { name: poolNode.name, out: fused };
+  if (fused) {
+    out = fused;
+  } else {
+    out = activate(out, node.activation);
+    if (options.activation) out = options.activation(layer, out);
+  }
+  return { name: node.name, out };
+}
+
+/** Runs a node without parameters (pooling, flatten, add) on batch size `n`. */
+function runParameterFree(
+  values: ReadonlyMap<string, Tensor>,
+  node: Exclude<GraphNode, ConvNode | DenseNode>,
+  n: number,
+): Tensor {
+  if (node.op === "maxpool") {
+    return maxPool2d(
+      values.get(node.input)!,
+      node.kernel,
+      node.stride ?? node.kernel,
+      node.padding ?? 0,
+    );
+  } else if (node.op === "avgpool") {
+    return globalAvgPool(values.get(node.input)!);
+  } else if (node.op === "flatten") {
+    return reshape(values.get(node.input)!, [n, -1]);
+  }
+  return activate(
+    add(values.get(node.inputs[0])!, values.get(node.inputs[1])!),
+    node.activation,
+  );
+}
+
 /**
  * Runs a model on a batch.
  *
@@ -347,103 +508,32 @@ export function runGraph(
   options: RunOptions = {},
 ): { output: Tensor; stats: Record<string, BatchNormStats> } {
   const info = analyzeGraph(graph);
-  if (
-    x.shape.length !== 4 || x.shape.slice(1).join() !== graph.inputShape.join()
-  ) {
-    throw new RangeError(
-      `${graph.name} expects a batch [N, ${
-        graph.inputShape.join(", ")
-      }], got [${x.shape.join(", ")}]`,
-    );
-  }
+  checkBatchShape(graph, x);
   const n = x.shape[0];
-  const layerOf = new Map(info.layers.map((l) => [l.name, l]));
-  const values = new Map<string, Tensor>([["input", x]]);
-  const stats: Record<string, BatchNormStats> = { ...options.stats };
-  const mode = options.mode ?? "eval";
-  const param = (name: string) => {
-    const p = params[name];
-    if (!p) throw new RangeError(`${graph.name}: missing parameter "${name}"`);
-    return p;
+  const run: GraphRun = {
+    graph,
+    params,
+    options,
+    mode: options.mode ?? "eval",
+    layerOf: new Map(info.layers.map((l) => [l.name, l])),
+    readers: countReaders(graph),
+    values: new Map<string, Tensor>([["input", x]]),
+    stats: { ...options.stats },
   };
   let last = x;
-  // How many nodes read each value: a pool may fuse into the layer it reads
-  // only when it is that layer's one consumer.
-  const readers = new Map<string, number>();
-  for (const node of graph.nodes) {
-    const inputs = "inputs" in node
-      ? node.inputs
-      : "input" in node
-      ? [node.input]
-      : [];
-    for (const i of inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
-  }
   let skip: string | null = null;
   for (const [index, node] of graph.nodes.entries()) {
     if (node.name === skip) continue;
-    let out: Tensor;
     if (node.op === "conv" || node.op === "dense") {
-      const layer = layerOf.get(node.name)!;
-      let w = param(`${node.name}.weight`);
-      if (options.weight) w = options.weight(layer, w);
-      const input = values.get(node.input)!;
-      out = node.op === "conv"
-        ? conv2d(input, w, param(`${node.name}.bias`), node)
-        : dense(input, w, param(`${node.name}.bias`));
-      if (layer.batchNorm) {
-        const bn = batchNorm(
-          out,
-          param(`${node.name}.bn.gamma`),
-          param(`${node.name}.bn.beta`),
-          {
-            mode,
-            stats: stats[node.name],
-          },
-        );
-        out = bn.output;
-        if (bn.stats) stats[node.name] = bn.stats;
-      }
-      const next = graph.nodes[index + 1];
-      const pool = next?.op === "maxpool" && next.input === node.name &&
-          readers.get(node.name) === 1
-        ? {
-          kernel: next.kernel,
-          stride: next.stride ?? next.kernel,
-          padding: next.padding ?? 0,
-        }
-        : null;
-      const fused = options.fused?.(layer, out, node.activation, pool);
-      if (fused && pool) {
-        values.set(next.name, fused);
-        last = fused;
-        skip = next.name;
-        continue;
-      }
-      if (fused) {
-        out = fused;
-      } else {
-        out = activate(out, node.activation);
-        if (options.activation) out = options.activation(layer, out);
-      }
-    } else if (node.op === "maxpool") {
-      out = maxPool2d(
-        values.get(node.input)!,
-        node.kernel,
-        node.stride ?? node.kernel,
-        node.padding ?? 0,
-      );
-    } else if (node.op === "avgpool") {
-      out = globalAvgPool(values.get(node.input)!);
-    } else if (node.op === "flatten") {
-      out = reshape(values.get(node.input)!, [n, -1]);
-    } else {
-      out = activate(
-        add(values.get(node.inputs[0])!, values.get(node.inputs[1])!),
-        node.activation,
-      );
+      const { name, out } = runLayer(run, node, graph.nodes[index + 1]);
+      if (name !== node.name) skip = name;
+      run.values.set(name, out);
+      last = out;
+      continue;
     }
-    values.set(node.name, out);
+    const out = runParameterFree(run.values, node, n);
+    run.values.set(node.name, out);
     last = out;
   }
-  return { output: last, stats };
+  return { output: last, stats: run.stats };
 }

@@ -209,6 +209,81 @@ export function resnet18(): ModelGraph {
   return { name: "resnet18", inputShape: [3, 224, 224], nodes };
 }
 
+/** One MobileNetV2 block as {@link mobilenetV2} lays it out. */
+interface InvertedResidual {
+  /** Node-name prefix, e.g. `"block3"`. */
+  readonly prefix: string;
+  /** The node the block reads. */
+  readonly input: string;
+  /** Channels of `input`. */
+  readonly inChannels: number;
+  /** Expansion factor `t` (1: no expansion conv). */
+  readonly expansion: number;
+  /** Output channels `c`. */
+  readonly outChannels: number;
+  /** Stride of the depthwise conv. */
+  readonly stride: number;
+}
+
+/**
+ * Appends an inverted residual block (1x1 expansion unless `t` is 1, 3x3
+ * depthwise, linear 1x1 projection, identity shortcut when the shapes
+ * match) to `nodes`.
+ *
+ * @returns The name of the block's output node.
+ */
+function pushInvertedResidual(
+  nodes: GraphNode[],
+  block: InvertedResidual,
+): string {
+  const { prefix, input, inChannels, stride } = block;
+  const t = block.expansion;
+  const c = block.outChannels;
+  const hidden = inChannels * t;
+  let src = input;
+  if (t !== 1) {
+    nodes.push({
+      op: "conv",
+      name: `${prefix}.expand`,
+      input: src,
+      outChannels: hidden,
+      kernel: 1,
+      batchNorm: true,
+      activation: "relu6",
+    });
+    src = `${prefix}.expand`;
+  }
+  nodes.push({
+    op: "conv",
+    name: `${prefix}.depthwise`,
+    input: src,
+    outChannels: hidden,
+    kernel: 3,
+    stride,
+    padding: 1,
+    groups: hidden,
+    batchNorm: true,
+    activation: "relu6",
+  });
+  nodes.push({
+    op: "conv",
+    name: `${prefix}.project`,
+    input: `${prefix}.depthwise`,
+    outChannels: c,
+    kernel: 1,
+    batchNorm: true,
+  });
+  if (stride === 1 && inChannels === c) {
+    nodes.push({
+      op: "add",
+      name: `${prefix}.add`,
+      inputs: [`${prefix}.project`, input],
+    });
+    return `${prefix}.add`;
+  }
+  return `${prefix}.project`;
+}
+
 /**
  * MobileNetV2 (width 1.0) for ImageNet: 3x3/2 stem of 32 channels, inverted
  * residual blocks (expansion t, channels c, repeats n, stride s) of
@@ -250,62 +325,19 @@ export function mobilenetV2(): ModelGraph {
     [6, 32, 3, 2],
     [6, 64, 4, 2],
     [6, 96, 3, 1],
-    [
-      6,
-      160,
-      3,
-      2,
-    ],
+    [6, 160, 3, 2],
     [6, 320, 1, 1],
   ];
   for (const [t, c, n, s] of settings) {
     for (let i = 0; i < n; i++) {
-      const stride = i === 0 ? s : 1;
-      const prefix = `block${index++}`;
-      const hidden = inChannels * t;
-      let src = input;
-      if (t !== 1) {
-        nodes.push({
-          op: "conv",
-          name: `${prefix}.expand`,
-          input: src,
-          outChannels: hidden,
-          kernel: 1,
-          batchNorm: true,
-          activation: "relu6",
-        });
-        src = `${prefix}.expand`;
-      }
-      nodes.push({
-        op: "conv",
-        name: `${prefix}.depthwise`,
-        input: src,
-        outChannels: hidden,
-        kernel: 3,
-        stride,
-        padding: 1,
-        groups: hidden,
-        batchNorm: true,
-        activation: "relu6",
-      });
-      nodes.push({
-        op: "conv",
-        name: `${prefix}.project`,
-        input: `${prefix}.depthwise`,
+      input = pushInvertedResidual(nodes, {
+        prefix: `block${index++}`,
+        input,
+        inChannels,
+        expansion: t,
         outChannels: c,
-        kernel: 1,
-        batchNorm: true,
+        stride: i === 0 ? s : 1,
       });
-      if (stride === 1 && inChannels === c) {
-        nodes.push({
-          op: "add",
-          name: `${prefix}.add`,
-          inputs: [`${prefix}.project`, input],
-        });
-        input = `${prefix}.add`;
-      } else {
-        input = `${prefix}.project`;
-      }
       inChannels = c;
     }
   }

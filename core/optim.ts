@@ -1,5 +1,5 @@
 /**
- * Optimizers and learning-rate schedules, as pure functions.
+ * Optimizers, as pure functions.
  *
  * An {@link Optimizer} is a pair of pure functions in the style of JAX's
  * optax: `init(params)` makes a state, and `update(params, grads, state)`
@@ -13,8 +13,9 @@
  * of SGD): a checkpoint saves them and rebuilds the same object to resume.
  *
  * Learning rates are numbers or {@link Schedule}s: pure functions of the
- * step counter. {@link paramGroups} gives each group of parameters (weights,
- * gate logits, quantizer ranges, ...) its own optimizer and learning rate.
+ * step counter, defined in `schedules.ts` and re-exported here.
+ * {@link paramGroups} gives each group of parameters (weights, gate logits,
+ * quantizer ranges, ...) its own optimizer and learning rate.
  *
  * Arithmetic is float64 per element; every stored value (parameter, slot)
  * is rounded to float32 once. Gradients are not read back to be checked:
@@ -25,7 +26,18 @@
  */
 
 import type { Params } from "./autodiff.ts";
+import { checkOption, type LearningRate } from "./schedules.ts";
 import type { Tensor } from "./tensor.ts";
+
+export {
+  constantSchedule,
+  constantThenLinearSchedule,
+  cosineSchedule,
+  type LearningRate,
+  perEpoch,
+  type Schedule,
+  stepSchedule,
+} from "./schedules.ts";
 
 /** Named parameter tensors, e.g. `{ "conv1.weight": ..., "conv1.weight.logits": ... }`. */
 export type ParamTensors = Params;
@@ -48,15 +60,6 @@ export interface OptimizerUpdate {
   /** The new state, with `step` one higher. */
   readonly state: OptimizerState;
 }
-
-/**
- * A learning rate as a function of the step counter `t` (updates done before
- * the current one: 0 for the first update). Must return a finite number >= 0.
- */
-export type Schedule = (step: number) => number;
-
-/** A fixed learning rate or a {@link Schedule}. */
-export type LearningRate = number | Schedule;
 
 /** An optimizer: pure `init` and `update` functions. */
 export interface Optimizer {
@@ -128,17 +131,6 @@ function describe(value: unknown): string {
     return `a ${(value as Tensor).dtype} tensor`;
   }
   return Object.prototype.toString.call(value);
-}
-
-function checkOption(
-  what: string,
-  value: number,
-  ok: (v: number) => boolean,
-  rule: string,
-): void {
-  if (typeof value !== "number" || !ok(value)) {
-    throw new RangeError(`Invalid ${what} ${value}: it must be ${rule}`);
-  }
 }
 
 function checkLearningRate(what: string, lr: LearningRate): void {
@@ -551,218 +543,5 @@ export function paramGroups(groups: readonly ParamGroup[]): Optimizer {
         },
       };
     },
-  };
-}
-
-function checkStep(step: number): void {
-  if (typeof step !== "number" || !Number.isFinite(step) || step < 0) {
-    throw new RangeError(
-      `A schedule's step must be a finite number >= 0, got ${step}`,
-    );
-  }
-}
-
-function checkTotal(what: string, total: number): void {
-  checkOption(
-    `${what} total`,
-    total,
-    (v) => Number.isFinite(v) && v > 0,
-    "a finite number > 0",
-  );
-}
-
-function checkBaseRate(what: string, lr: number): void {
-  checkOption(
-    `${what} lr`,
-    lr,
-    (v) => Number.isFinite(v) && v >= 0,
-    "a finite number >= 0",
-  );
-}
-
-/**
- * A constant learning rate, as a schedule.
- *
- * @param lr The learning rate.
- * @returns `t => lr`.
- * @throws {RangeError} If `lr` is negative or not finite (the schedule
- *   throws one for a negative or non-finite step).
- *
- * @example
- * ```ts
- * import { constantSchedule } from "@bbits/core";
- * import assert from "node:assert/strict";
- *
- * assert.equal(constantSchedule(0.01)(1000), 0.01);
- * ```
- */
-export function constantSchedule(lr: number): Schedule {
-  checkBaseRate("constant schedule", lr);
-  return (step) => {
-    checkStep(step);
-    return lr;
-  };
-}
-
-/**
- * Step decay (PyTorch's `StepLR`): `lr * gamma^floor(t / stepSize)`.
- *
- * @param options `lr`, `gamma` (> 0) and `stepSize` (a positive integer).
- * @returns The schedule.
- * @throws {RangeError} On a bad option (the schedule throws one for a
- *   negative or non-finite step).
- *
- * @example
- * ```ts
- * import { stepSchedule } from "@bbits/core";
- * import assert from "node:assert/strict";
- *
- * const schedule = stepSchedule({ lr: 1, gamma: 0.5, stepSize: 10 });
- * assert.deepEqual([0, 9, 10, 25].map(schedule), [1, 1, 0.5, 0.25]);
- * ```
- */
-export function stepSchedule(
-  options: {
-    readonly lr: number;
-    readonly gamma: number;
-    readonly stepSize: number;
-  },
-): Schedule {
-  const { lr, gamma, stepSize } = options;
-  checkBaseRate("step schedule", lr);
-  checkOption(
-    "step schedule gamma",
-    gamma,
-    (v) => Number.isFinite(v) && v > 0,
-    "a finite number > 0",
-  );
-  checkOption(
-    "step schedule stepSize",
-    stepSize,
-    (v) => Number.isInteger(v) && v > 0,
-    "a positive integer",
-  );
-  return (step) => {
-    checkStep(step);
-    return lr * gamma ** Math.floor(step / stepSize);
-  };
-}
-
-/**
- * Cosine annealing (PyTorch's `CosineAnnealingLR`, closed form):
- * `minLr + (lr - minLr) * (1 + cos(pi * t / total)) / 2` for `t < total`,
- * and exactly `minLr` from `t = total` on.
- *
- * @param options `lr`, `total` (> 0) and `minLr` (default 0).
- * @returns The schedule.
- * @throws {RangeError} On a bad option (the schedule throws one for a
- *   negative or non-finite step).
- *
- * @example
- * ```ts
- * import { cosineSchedule } from "@bbits/core";
- * import assert from "node:assert/strict";
- *
- * const schedule = cosineSchedule({ lr: 1, total: 100 });
- * assert.equal(schedule(0), 1);
- * assert.ok(Math.abs(schedule(50) - 0.5) < 1e-15);
- * assert.equal(schedule(100), 0);
- * ```
- */
-export function cosineSchedule(
-  options: {
-    readonly lr: number;
-    readonly total: number;
-    readonly minLr?: number;
-  },
-): Schedule {
-  const { lr, total, minLr = 0 } = options;
-  checkBaseRate("cosine schedule", lr);
-  checkTotal("cosine schedule", total);
-  checkBaseRate("cosine schedule min", minLr);
-  return (step) => {
-    checkStep(step);
-    if (step >= total) return minLr;
-    return minLr + (lr - minLr) * (1 + Math.cos(Math.PI * step / total)) / 2;
-  };
-}
-
-/**
- * Constant for the first two thirds of training, then linear to zero.
- *
- * With `start = 2 * total / 3`:
- *
- * ```text
- * t <= start:         lr
- * start < t < total:  lr * (total - t) / (total - start)
- * t >= total:         0 (exactly)
- * ```
- *
- * The decay starts right after `t = start` (which still gets the full `lr`)
- * and reaches exactly 0 at `t = total`. `t` is the schedule's step: an
- * optimizer update count, or an epoch through {@link perEpoch}. An
- * optimizer evaluates its schedule at the number of updates already done,
- * so over `total` updates the last one uses `t = total - 1`, i.e.
- * `lr * 3 / total`; the rate is 0 once training is over.
- *
- * @param options `lr` and `total` (> 0; e.g. the number of epochs).
- * @returns The schedule.
- * @throws {RangeError} On a bad option (the schedule throws one for a
- *   negative or non-finite step).
- *
- * @example
- * ```ts
- * import { constantThenLinearSchedule } from "@bbits/core";
- * import assert from "node:assert/strict";
- *
- * const schedule = constantThenLinearSchedule({ lr: 1, total: 30 });
- * assert.deepEqual([0, 20, 25, 30].map(schedule), [1, 1, 0.5, 0]);
- * ```
- */
-export function constantThenLinearSchedule(
-  options: { readonly lr: number; readonly total: number },
-): Schedule {
-  const { lr, total } = options;
-  checkBaseRate("constant-then-linear schedule", lr);
-  checkTotal("constant-then-linear schedule", total);
-  const start = (2 * total) / 3;
-  return (step) => {
-    checkStep(step);
-    if (step <= start) return lr;
-    if (step >= total) return 0;
-    return lr * (total - step) / (total - start);
-  };
-}
-
-/**
- * Turns a per-epoch schedule into a per-update one: every update of epoch
- * `e` gets `schedule(e)`, as when PyTorch's scheduler steps once per epoch.
- *
- * @param schedule A schedule over epochs.
- * @param stepsPerEpoch Updates per epoch, a positive integer.
- * @returns `t => schedule(floor(t / stepsPerEpoch))`.
- * @throws {RangeError} If `stepsPerEpoch` is not a positive integer.
- *
- * @example
- * ```ts
- * import { constantThenLinearSchedule, perEpoch } from "@bbits/core";
- * import assert from "node:assert/strict";
- *
- * // 6 epochs of 100 updates: full rate in epochs 0..4, half in epoch 5.
- * const perUpdate = perEpoch(constantThenLinearSchedule({ lr: 1, total: 6 }), 100);
- * assert.deepEqual([0, 499, 500, 599].map(perUpdate), [1, 1, 0.5, 0.5]);
- * assert.equal(perUpdate(600), 0); // epoch 6: training is over
- * ```
- */
-export function perEpoch(schedule: Schedule, stepsPerEpoch: number): Schedule {
-  checkOption(
-    "stepsPerEpoch",
-    stepsPerEpoch,
-    (v) => Number.isInteger(v) && v > 0,
-    "a positive integer",
-  );
-  return (step) => {
-    checkStep(step);
-    return schedule(Math.floor(step / stepsPerEpoch));
   };
 }

@@ -175,35 +175,15 @@ export function encodeSafetensors(
   // Entries, not assignments: a tensor named "__proto__" must stay a key.
   const header: [string, unknown][] = [];
   if (metadata !== undefined && Object.keys(metadata).length > 0) {
-    for (const [key, value] of Object.entries(metadata)) {
-      if (typeof value !== "string") {
-        throw new TypeError(
-          `Cannot encode safetensors metadata "${key}": values must be strings, got ${typeof value}`,
-        );
-      }
-    }
+    checkMetadataInput(metadata);
     header.push([METADATA_KEY, { ...metadata }]);
   }
   const arrays: SafetensorsArrays[SafetensorsDtype][] = [];
   let offset = 0;
   for (const name of names) {
-    if (name === "" || name === METADATA_KEY) {
-      throw new RangeError(
-        `Cannot encode tensor ${
-          JSON.stringify(name)
-        }: the name is reserved or empty`,
-      );
-    }
+    checkTensorName(name);
     const { shape, data } = tensors[name];
-    const dtype = dtypeOf(name, data);
-    const count = elementCount(`tensor "${name}"`, shape);
-    if (data.length !== count) {
-      throw new RangeError(
-        `Cannot encode tensor "${name}": shape [${
-          shape.join(", ")
-        }] needs ${count} elements, got ${data.length}`,
-      );
-    }
+    const dtype = checkTensorInput(name, shape, data);
     const begin = offset;
     offset += data.length * DTYPES[dtype].size;
     header.push([name, {
@@ -224,7 +204,55 @@ export function encodeSafetensors(
   view.setBigUint64(0, BigInt(headerLength), true);
   bytes.set(json, 8);
   bytes.fill(0x20, 8 + json.length, dataStart); // spaces
-  let position = dataStart;
+  writeDataSection(bytes, view, dataStart, arrays);
+  return bytes;
+}
+
+function checkMetadataInput(metadata: Readonly<Record<string, string>>): void {
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value !== "string") {
+      throw new TypeError(
+        `Cannot encode safetensors metadata "${key}": values must be strings, got ${typeof value}`,
+      );
+    }
+  }
+}
+
+function checkTensorName(name: string): void {
+  if (name === "" || name === METADATA_KEY) {
+    throw new RangeError(
+      `Cannot encode tensor ${
+        JSON.stringify(name)
+      }: the name is reserved or empty`,
+    );
+  }
+}
+
+/** The dtype of a tensor to encode, after checking its data fits its shape. */
+function checkTensorInput(
+  name: string,
+  shape: readonly number[],
+  data: SafetensorsArrays[SafetensorsDtype],
+): SafetensorsDtype {
+  const dtype = dtypeOf(name, data);
+  const count = elementCount(`tensor "${name}"`, shape);
+  if (data.length !== count) {
+    throw new RangeError(
+      `Cannot encode tensor "${name}": shape [${
+        shape.join(", ")
+      }] needs ${count} elements, got ${data.length}`,
+    );
+  }
+  return dtype;
+}
+
+/** Writes `arrays` back to back, little-endian, from byte `position` on. */
+function writeDataSection(
+  bytes: Uint8Array,
+  view: DataView,
+  position: number,
+  arrays: readonly SafetensorsArrays[SafetensorsDtype][],
+): void {
   for (const data of arrays) {
     // Copying through unsigned words keeps NaN payloads bit-exact, which a
     // round trip through setFloat32 does not promise.
@@ -246,7 +274,6 @@ export function encodeSafetensors(
       position += data.length;
     }
   }
-  return bytes;
 }
 
 /**
@@ -281,6 +308,34 @@ export function encodeSafetensors(
  * ```
  */
 export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
+  const headerLength = readHeaderLength(bytes);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const dataStart = 8 + headerLength;
+  const dataLength = bytes.length - dataStart;
+  const header = parseHeader(bytes.subarray(8, dataStart));
+
+  let metadata: Record<string, string> = {};
+  const entries: TensorEntry[] = [];
+  for (const [name, value] of Object.entries(header)) {
+    if (name === METADATA_KEY) {
+      metadata = Object.fromEntries(Object.entries(checkMetadata(value)));
+    } else {
+      entries.push(checkEntry(name, value, dataLength));
+    }
+  }
+  checkCoverage(entries, dataLength);
+
+  const tensors = Object.fromEntries(
+    entries.map((entry) => [
+      entry.name,
+      readTensor(bytes, view, dataStart, entry),
+    ]),
+  );
+  return { tensors, metadata };
+}
+
+/** The header length of a safetensors file, checked against its size. */
+function readHeaderLength(bytes: Uint8Array): number {
   if (!(bytes instanceof Uint8Array)) {
     throw new TypeError(
       `Cannot decode safetensors: expected a Uint8Array, got ${
@@ -302,22 +357,16 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
       } follow it (truncated file or bad header length)`,
     );
   }
-  const dataStart = 8 + headerLength;
-  const dataLength = bytes.length - dataStart;
-  const header = parseHeader(bytes.subarray(8, dataStart));
+  return headerLength;
+}
 
-  let metadata: Record<string, string> = {};
-  const entries: TensorEntry[] = [];
-  for (const [name, value] of Object.entries(header)) {
-    if (name === METADATA_KEY) {
-      metadata = Object.fromEntries(Object.entries(checkMetadata(value)));
-    } else {
-      entries.push(checkEntry(name, value, dataLength));
-    }
-  }
-
-  // The data section must be covered exactly. Sorting by [begin, end] puts
-  // empty tensors before a non-empty one at the same offset.
+/** Checks that the tensors cover the data section exactly. */
+function checkCoverage(
+  entries: readonly TensorEntry[],
+  dataLength: number,
+): void {
+  // Sorting by [begin, end] puts empty tensors before a non-empty one at the
+  // same offset.
   const byOffset = [...entries].sort((a, b) =>
     a.begin - b.begin || a.end - b.end
   );
@@ -344,36 +393,38 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
       } trailing bytes after the last tensor (data section is ${dataLength} bytes, tensors cover ${covered})`,
     );
   }
+}
 
-  const tensors = Object.fromEntries(
-    entries.map((entry) => {
-      const { size, make } = DTYPES[entry.dtype];
-      const start = dataStart + entry.begin;
-      let buffer: ArrayBuffer;
-      if (size === 4) {
-        const words = new Uint32Array(entry.shapeCount);
-        for (let i = 0; i < words.length; i++) {
-          words[i] = view.getUint32(start + i * 4, true);
-        }
-        buffer = words.buffer;
-      } else if (size === 2) {
-        const halves = new Uint16Array(entry.shapeCount);
-        for (let i = 0; i < halves.length; i++) {
-          halves[i] = view.getUint16(start + i * 2, true);
-        }
-        buffer = halves.buffer;
-      } else {
-        buffer = bytes.slice(start, start + entry.shapeCount).buffer;
-      }
-      const tensor = {
-        dtype: entry.dtype,
-        shape: entry.shape,
-        data: make(buffer),
-      } as SafetensorsTensor;
-      return [entry.name, tensor];
-    }),
-  );
-  return { tensors, metadata };
+/** Copies one checked tensor out of the file's data section. */
+function readTensor(
+  bytes: Uint8Array,
+  view: DataView,
+  dataStart: number,
+  entry: TensorEntry,
+): SafetensorsTensor {
+  const { size, make } = DTYPES[entry.dtype];
+  const start = dataStart + entry.begin;
+  let buffer: ArrayBuffer;
+  if (size === 4) {
+    const words = new Uint32Array(entry.shapeCount);
+    for (let i = 0; i < words.length; i++) {
+      words[i] = view.getUint32(start + i * 4, true);
+    }
+    buffer = words.buffer;
+  } else if (size === 2) {
+    const halves = new Uint16Array(entry.shapeCount);
+    for (let i = 0; i < halves.length; i++) {
+      halves[i] = view.getUint16(start + i * 2, true);
+    }
+    buffer = halves.buffer;
+  } else {
+    buffer = bytes.slice(start, start + entry.shapeCount).buffer;
+  }
+  return {
+    dtype: entry.dtype,
+    shape: entry.shape,
+    data: make(buffer),
+  } as SafetensorsTensor;
 }
 
 interface TensorEntry {
