@@ -280,4 +280,5 @@ export {
 } from "./core/safetensors.ts";
 export * from "./core/methods/bayesian_bits/mod.ts";
 export * from "./core/report.ts";
+export * from "./io/report.ts";
 export * from "./core/export.ts";

@@ -13,6 +13,7 @@ import {
   type GatedModel,
   type HistoryEntry,
   type ModelGraph,
+  parseHistory,
 } from "../mod.ts";
 import { lenet5, mobilenetV2, resnet18, vgg7 } from "../core/models.ts";
 
@@ -506,7 +507,8 @@ export interface RunRecord {
 
 /**
  * The run record of a training snapshot, checked; a record written before
- * `--model` existed (no `model` key) describes a LeNet-5 run.
+ * `--model` existed (no `model` key) describes a LeNet-5 run, and its
+ * earlier history (version 1 entries) reads as version 2 entries.
  *
  * @param run The snapshot's `run`.
  * @param path The checkpoint's path, for messages.
@@ -523,7 +525,15 @@ export function runRecordOf(run: unknown, path: string): RunRecord {
   const model = record.config.model ?? "lenet5";
   const problem = modelProblem(model);
   if (problem !== null) throw new RangeError(`${path}: model ${problem}`);
-  return { ...record, config: { ...record.config, model } } as RunRecord;
+  const earlierHistory = parseHistory(
+    record.earlierHistory ?? [],
+    `${path}: the run record's earlier history`,
+  );
+  return {
+    ...record,
+    config: { ...record.config, model },
+    earlierHistory,
+  } as RunRecord;
 }
 
 /**

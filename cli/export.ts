@@ -9,6 +9,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  bayesianBitsSnapshot,
   type Device,
   device,
   evaluateGated,
@@ -120,10 +121,11 @@ export async function exportCommand(args: string[]): Promise<number> {
   const stored = await loadSnapshot(checkpoint);
   const record = runRecordOf(stored.run, checkpoint);
   const gated = gatedModelOf(record.config);
-  const state = stored.snapshot.state;
+  const snapshot = bayesianBitsSnapshot(stored.snapshot);
+  const state = snapshot.state;
   const exported = exportQuantized(gated, state);
   await saveQuantized(out, exported);
-  const { phase, epoch, epochs } = stored.snapshot;
+  const { phase, epoch, epochs } = snapshot;
   console.log(
     `Exported ${checkpoint} (${phase} epoch ${epoch}/${epochs}) to ${out}:`,
   );

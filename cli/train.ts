@@ -10,8 +10,8 @@
 
 import {
   type BayesianBitsProgress,
-  type BayesianBitsReport,
   type BayesianBitsSnapshot,
+  bayesianBitsSnapshot,
   type Device,
   device,
   evaluateGated,
@@ -25,6 +25,7 @@ import {
   type HistoryEntry,
   initGated,
   initGraph,
+  type QuantizationReport,
   type RandomKey,
   randomKey,
   reportToJson,
@@ -112,7 +113,7 @@ async function resumeRun(
         `the result stays valid but is bit-identical to an uninterrupted run only with --threads ${record.threads}`,
     );
   }
-  const snapshot = stored.snapshot;
+  const snapshot = bayesianBitsSnapshot(stored.snapshot);
   console.error(
     `Resuming ${out}: ${snapshot.phase} epoch ${snapshot.epoch}/${snapshot.epochs} done`,
   );
@@ -215,7 +216,7 @@ function wallSeconds(run: Run): number {
 }
 
 /** Writes `report.json` and `report.md` into `out`. */
-async function writeReports(out: string, report: BayesianBitsReport) {
+async function writeReports(out: string, report: QuantizationReport) {
   await writeTextAtomic(`${out}/report.json`, reportToJson(report) + "\n");
   await writeTextAtomic(`${out}/report.md`, formatReportMarkdown(report));
 }

@@ -1,8 +1,9 @@
 /**
- * Export of a trained gated model (spec section 8): per conv/dense layer the
- * weight bit width, the scale of its grid, the integer codes of the kept
- * output channels and which channels were pruned; per quantized activation
- * its bit width, signedness, range and scale. The exported model runs on its
+ * Export of a frozen model (spec section 8), read off its plan whichever
+ * method froze it ({@link exportFrozen}): per conv/dense layer the weight
+ * bit width, the scale of its grid, the integer codes of the kept output
+ * channels and which channels were pruned; per quantized activation its bit
+ * width, signedness, range and scale. The exported model runs on its
  * own ({@link runQuantized}, {@link evaluateQuantized}) and is written to
  * disk by `io/quantized.ts`. The format itself (types, grids, the
  * consistency check) is in `core/export_format.ts`, re-exported here.
@@ -15,6 +16,8 @@ import type { Device } from "./device.ts";
 import {
   checkQuantizedModel,
   codeRange,
+  type FloatWeights,
+  type GridBits,
   gridScale,
   QUANTIZED_SCHEMA,
   type QuantizedGrid,
@@ -22,21 +25,9 @@ import {
   type QuantizedModel,
   type QuantizedWeights,
 } from "./export_format.ts";
-import { type LayerInfo, runGraph } from "./graph.ts";
-import {
-  firstParam,
-  type GatedModel,
-  type GatedState,
-  logitTensors,
-  plainLogits,
-  type QuantizerInfo,
-} from "./methods/bayesian_bits/model.ts";
-import {
-  gatesOp,
-  quantizeActivationForInference,
-  quantizerOp,
-} from "./methods/bayesian_bits/ops.ts";
-import { effectiveBits } from "./reference/gates.ts";
+import { analyzeGraph, type LayerInfo, runGraph } from "./graph.ts";
+import type { Frozen, GridPlan, LayerPlan } from "./method.ts";
+import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
 import { referenceDevice } from "./reference/device.ts";
 import { roundHalfEven } from "./round.ts";
 import { hostF32, type Tensor } from "./tensor.ts";
@@ -44,21 +35,27 @@ import { checkImageShape } from "./train.ts";
 
 export * from "./export_format.ts";
 
-/** A parameter of a gated state, or a RangeError naming it. */
-function needParam(state: GatedState, name: string): Tensor {
-  const p = state.params[name];
+/** A parameter of a frozen model, or a RangeError naming it. */
+function needParam(frozen: Frozen, name: string): Tensor {
+  const p = frozen.params[name];
   if (!p) throw new RangeError(`Cannot export: missing parameter "${name}"`);
   return p;
 }
 
-/** The grid a quantizer's deterministic gates and range give. */
-function gridOf(q: QuantizerInfo, state: GatedState): QuantizedGrid {
-  needParam(state, q.logitsParam);
-  if (q.pruneParam) needParam(state, q.pruneParam);
-  const bits = effectiveBits(plainLogits(q, state.params)).bits;
-  const xmax = hostF32(needParam(state, q.xmaxParam))[0];
-  const signed = state.signed[q.name];
-  return { bits, signed, xmax, scale: gridScale(xmax, signed, bits) };
+/** A plan's grid with its step. */
+function gridOf(grid: GridPlan, where: string): QuantizedGrid {
+  const bits = grid.bits as GridBits;
+  if (![2, 4, 8, 16, 32].includes(bits)) {
+    throw new RangeError(
+      `Cannot export ${where}: a grid has 2, 4, 8, 16 or 32 bits, got ${grid.bits}`,
+    );
+  }
+  return {
+    bits,
+    signed: grid.signed,
+    xmax: grid.xmax,
+    scale: gridScale(grid.xmax, grid.signed, bits),
+  };
 }
 
 /**
@@ -66,7 +63,7 @@ function gridOf(q: QuantizerInfo, state: GatedState): QuantizedGrid {
  * values): `round(xq / s_b)`, checked to be grid levels up to 8 bits.
  */
 function codesOf(
-  q: QuantizerInfo,
+  where: string,
   grid: QuantizedGrid,
   xq: Float32Array,
   kept: readonly number[],
@@ -82,7 +79,7 @@ function codesOf(
       const k = Math.min(hi, Math.max(lo, roundHalfEven(v)));
       if (grid.bits <= 8 && Math.abs(v - k) > 1e-3) {
         throw new Error(
-          `Cannot export ${q.name}: element ${c * row + j} (${
+          `Cannot export ${where}: element ${c * row + j} (${
             xq[c * row + j]
           }) is not on the ${grid.bits}-bit grid of step ${grid.scale}`,
         );
@@ -93,114 +90,99 @@ function codesOf(
   return codes;
 }
 
-/**
- * A layer's weights quantized as evaluation quantizes them (deterministic
- * gates, on the parameters' device), as codes of the kept channels.
- */
-function quantizedWeights(
-  q: QuantizerInfo,
-  state: GatedState,
-  w: Tensor,
-): QuantizedWeights {
-  const grid = gridOf(q, state);
-  const dev = w.device;
-  const xmax = needParam(state, q.xmaxParam);
-  const xqTensor = dev.scope(() =>
-    quantizerOp(w, xmax, gatesOp(logitTensors(q, state.params), null), {
-      signed: grid.signed,
-      name: q.name,
-    })
-  );
-  try {
-    const channelBits = effectiveBits(plainLogits(q, state.params))
-      .channelBits;
-    const rows = w.shape[0];
-    const kept: number[] = [];
-    for (let c = 0; c < rows; c++) {
-      if (!channelBits || channelBits[c] > 0) kept.push(c);
-    }
-    // The view is taken after the last allocation on the device.
-    const xq = hostF32(xqTensor);
-    const codes = codesOf(q, grid, xq, kept, w.size / rows);
-    return { ...grid, shape: [...w.shape], kept, codes };
-  } finally {
-    dev.free(xqTensor);
-  }
-}
-
-/** One conv/dense layer of a gated model, exported. */
+/** One conv/dense layer of a frozen model, exported from its plan. */
 function exportLayer(
-  gated: GatedModel,
-  state: GatedState,
-  layer: LayerInfo,
+  frozen: Frozen,
+  info: LayerInfo,
+  plan: LayerPlan,
 ): QuantizedLayer {
-  const find = (kind: QuantizerInfo["kind"]) =>
-    gated.quantizers.find((q) => q.layer === layer.name && q.kind === kind);
-  const wq = find("weight");
-  const aq = find("activation");
-  const w = needParam(state, `${layer.name}.weight`);
-  const bias = hostF32(needParam(state, `${layer.name}.bias`)).slice();
-  const activation = aq ? gridOf(aq, state) : null;
-  const weight = wq ? quantizedWeights(wq, state, w) : {
-    bits: "float" as const,
-    shape: [...w.shape],
-    values: hostF32(w).slice(),
-  };
-  return { name: layer.name, kind: layer.kind, weight, bias, activation };
+  const w = needParam(frozen, `${info.name}.weight`);
+  const bias = hostF32(needParam(frozen, `${info.name}.bias`)).slice();
+  const activation = plan.activation
+    ? gridOf(plan.activation, `${info.name} activation`)
+    : null;
+  let weight: QuantizedWeights | FloatWeights;
+  if (plan.weight) {
+    const where = `${info.name}.weight`;
+    const grid = gridOf(plan.weight, where);
+    const kept = [...plan.keptChannels];
+    const codes = codesOf(where, grid, hostF32(w), kept, w.size / w.shape[0]);
+    weight = { ...grid, shape: [...w.shape], kept, codes };
+  } else {
+    weight = { bits: "float", shape: [...w.shape], values: hostF32(w).slice() };
+  }
+  return { name: info.name, kind: info.kind, weight, bias, activation };
 }
 
 /**
- * Exports a gated model under its deterministic gates: each quantized
- * layer's weights are quantized as evaluation quantizes them, on the device
- * the parameters live on, and written as integer codes on the grid of their
- * bit width; pruned output channels are listed by omission from `kept` and
- * carry no codes. The values are read on the host, so the parameters must
- * live on a device whose memory the host sees (reference or WASM; move them
- * there first with `tensor.to(device)`).
+ * Exports a frozen model as its plan says, whichever method froze it: each
+ * layer whose weights are on a grid is written as the integer codes of its
+ * kept output channels (pruned channels are listed by omission from
+ * `kept` and carry no codes), with the grid's bits, signedness, range and
+ * scale; a layer in full precision as float32 weights; each quantized
+ * activation as its grid. The values are read on the host, so the
+ * parameters must live on a device whose memory the host sees (reference
+ * or WASM; move them there first with `tensor.to(device)`).
  *
- * The codes are `round(xq / s_b)` of the quantized float32 weights `xq`. Up
- * to 8 bits every `xq` is a grid level (checked); at 16 and 32 bits the grid
- * is finer than float32 near `xmax`, and the code is the level nearest to
- * the float32 value.
+ * The codes are `round(xq / s_b)` of the frozen float32 weights `xq`. Up to
+ * 8 bits every `xq` is a grid level (checked); at 16 and 32 bits the grid is
+ * finer than float32 near `xmax`, and the code is the level nearest to the
+ * float32 value.
  *
- * @param gated The gated model.
- * @param state Its trained state.
+ * @param frozen The frozen model (`method.freeze(...)`): weights already on
+ *   their grids, pruned channels zero.
  * @returns The exported model.
- * @throws {RangeError} On a missing parameter.
+ * @throws {RangeError} On a missing parameter, a layer the plan lacks or a
+ *   grid of another bit width.
  * @throws {TypeError} When the parameters live on a device the host cannot
  *   read synchronously (WebGPU).
  *
- * @example
+ * @example A float model exports as float32 layers
  * ```ts
- * import { bayesianBits, exportQuantized, initGated, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { exportFrozen, floatMethod, initGraph, lenet5, randomKey } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
- * const gated = bayesianBits(lenet5());
- * const x = Tensor.from(new Float32Array(2 * 784).map((_, i) => (i % 9) / 9), [2, 1, 28, 28]);
- * const state = await initGated(gated, initGraph(lenet5(), randomKey(0)), x);
- * const exported = exportQuantized(gated, state);
- * const conv1 = exported.layers[0];
- * assert.equal(conv1.weight.bits, 8); // the recipe starts at 8 bits
- * assert.equal(conv1.activation?.bits, 8);
- * assert.equal(exported.layers[3].activation, null); // logits
+ * const method = floatMethod();
+ * const model = method.attach(lenet5());
+ * const exported = exportFrozen(method.freeze(model, initGraph(lenet5(), randomKey(0))));
+ * assert.equal(exported.inputBits, 32);
+ * assert.equal(exported.layers[0].weight.bits, "float");
+ * assert.equal(exported.layers[0].activation, null);
  * ```
  */
-export function exportQuantized(
-  gated: GatedModel,
-  state: GatedState,
-): QuantizedModel {
-  const dev = firstParam(state.params).device;
+export function exportFrozen(frozen: Frozen): QuantizedModel {
+  checkHostVisible(Object.values(frozen.params)[0].device);
+  const planOf = new Map(frozen.plan.layers.map((l) => [l.name, l]));
+  const layers = analyzeGraph(frozen.model).layers.map((info) => {
+    const plan = planOf.get(info.name);
+    if (!plan) {
+      throw new RangeError(
+        `Cannot export: the plan has no layer "${info.name}"`,
+      );
+    }
+    return exportLayer(frozen, info, plan);
+  });
+  return {
+    schema: QUANTIZED_SCHEMA,
+    graph: frozen.model,
+    inputBits: frozen.plan.inputBits,
+    layers,
+  };
+}
+
+/**
+ * Throws unless the host can read a device's memory synchronously, as
+ * export does (the reference and WASM devices).
+ *
+ * @param dev The parameters' device.
+ * @throws {TypeError} For a WebGPU device.
+ */
+export function checkHostVisible(dev: Device): void {
   if (dev.kind === "webgpu") {
     throw new TypeError(
       `Cannot export from the ${dev.name} device: the codes are read on the host; move the parameters to the reference or wasm device first (tensor.to(device))`,
     );
   }
-  return {
-    schema: QUANTIZED_SCHEMA,
-    graph: gated.model,
-    inputBits: 8,
-    layers: gated.layers.map((layer) => exportLayer(gated, state, layer)),
-  };
 }
 
 /**
@@ -269,11 +251,6 @@ interface DeviceGrid {
   readonly chain: Tensor;
 }
 
-/** The gates `[z4, z8, z16, z32]` that select a bit width. */
-function chainOf(bits: number): number[] {
-  return [4, 8, 16, 32].map((b) => (bits >= b ? 1 : 0));
-}
-
 /** Each quantized activation's grid, uploaded to `device`, by layer name. */
 function deviceGrids(
   model: QuantizedModel,
@@ -285,7 +262,7 @@ function deviceGrids(
     grids.set(name, {
       grid,
       xmax: device.upload([grid.xmax], [1]),
-      chain: device.upload(chainOf(grid.bits), [4]),
+      chain: device.upload(gridGates(grid.bits), [4]),
     });
   }
   return grids;
@@ -302,10 +279,13 @@ function forwardQuantized(
     activation: (layer, a) => {
       const g = grids.get(layer.name);
       return g
-        ? quantizerOp(a, g.xmax, { chain: g.chain }, {
-          signed: g.grid.signed,
-          name: `${layer.name}.act`,
-        })
+        ? a.device.kernels.residualQuantize(
+          a,
+          g.xmax,
+          g.chain,
+          null,
+          g.grid.signed,
+        )
         : a;
     },
     // An unsigned grid clips at 0, which is the ReLU: quantizer (and the
@@ -337,12 +317,13 @@ function forwardQuantized(
  *
  * @example
  * ```ts
- * import { bayesianBits, exportQuantized, initGated, initGraph, lenet5, randomKey, runQuantized, Tensor } from "@bbits/core";
+ * import { exportFrozen, floatMethod, initGraph, lenet5, randomKey, runQuantized, Tensor } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
- * const gated = bayesianBits(lenet5());
+ * const method = floatMethod();
+ * const model = method.attach(lenet5());
+ * const exported = exportFrozen(method.freeze(model, initGraph(lenet5(), randomKey(0))));
  * const x = Tensor.from(new Float32Array(2 * 784).map((_, i) => (i % 9) / 9), [2, 1, 28, 28]);
- * const exported = exportQuantized(gated, await initGated(gated, initGraph(lenet5(), randomKey(0)), x));
  * assert.deepEqual(runQuantized(exported, x).shape, [2, 10]);
  * ```
  */
@@ -382,14 +363,16 @@ export interface EvaluateQuantizedOptions {
  *
  * @example
  * ```ts
- * import { bayesianBits, evaluateQuantized, exportQuantized, initGated, initGraph, lenet5, makeDataset, randomKey, Tensor } from "@bbits/core";
+ * import { evaluate, evaluateQuantized, exportFrozen, floatMethod, initGraph, lenet5, makeDataset, randomKey } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
  * const images = new Float32Array(4 * 784).map((_, i) => (i % 11) / 11);
  * const data = makeDataset(images, new Int32Array([0, 1, 2, 3]), [1, 28, 28]);
- * const gated = bayesianBits(lenet5());
- * const state = await initGated(gated, initGraph(lenet5(), randomKey(0)), Tensor.from(images, [4, 1, 28, 28]));
- * const accuracy = await evaluateQuantized(exportQuantized(gated, state), data);
+ * const method = floatMethod();
+ * const model = method.attach(lenet5());
+ * const float = initGraph(lenet5(), randomKey(0));
+ * const accuracy = await evaluateQuantized(exportFrozen(method.freeze(model, float)), data);
+ * assert.equal(accuracy, await evaluate(lenet5(), float.params, data));
  * assert.ok(accuracy >= 0 && accuracy <= 1);
  * ```
  */

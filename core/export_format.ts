@@ -72,14 +72,14 @@ export interface QuantizedLayer {
   readonly activation: QuantizedGrid | null;
 }
 
-/** A mixed-precision model as exported from a gated model. */
+/** A mixed-precision model as exported from a frozen model's plan. */
 export interface QuantizedModel {
   /** {@link QUANTIZED_SCHEMA}. */
   readonly schema: typeof QUANTIZED_SCHEMA;
   /** The model graph the layers belong to (batch norm folded away). */
   readonly graph: ModelGraph;
-  /** Bits of the network input as the BOP count assumes them (8). */
-  readonly inputBits: 8;
+  /** Bits of the network input as the BOP count assumes them (the plan's, e.g. 8). */
+  readonly inputBits: number;
   /** The conv/dense layers in execution order. */
   readonly layers: readonly QuantizedLayer[];
 }
@@ -147,7 +147,12 @@ function checkHeader(model: QuantizedModel): readonly LayerInfo[] {
     );
   }
   if (!Array.isArray(model.layers)) fail("no layers");
-  if (model.inputBits !== 8) fail(`input bits ${model.inputBits}, expected 8`);
+  if (
+    !Number.isInteger(model.inputBits) || model.inputBits < 1 ||
+    model.inputBits > 32
+  ) {
+    fail(`input bits ${model.inputBits}, expected an integer in [1, 32]`);
+  }
   let graphLayers: readonly LayerInfo[] = [];
   try {
     graphLayers = analyzeGraph(model.graph).layers;
@@ -265,12 +270,12 @@ function checkLayer(layer: QuantizedLayer, info: LayerInfo): void {
  *
  * @example
  * ```ts
- * import { bayesianBits, checkQuantizedModel, exportQuantized, initGated, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { checkQuantizedModel, exportFrozen, floatMethod, initGraph, lenet5, randomKey } from "@bbits/core";
  * import assert from "node:assert/strict";
  *
- * const gated = bayesianBits(lenet5());
- * const x = Tensor.from(new Float32Array(784).map((_, i) => (i % 9) / 9), [1, 1, 28, 28]);
- * const exported = exportQuantized(gated, await initGated(gated, initGraph(lenet5(), randomKey(0)), x));
+ * const method = floatMethod();
+ * const model = method.attach(lenet5());
+ * const exported = exportFrozen(method.freeze(model, initGraph(lenet5(), randomKey(0))));
  * checkQuantizedModel(exported);
  * const broken = { ...exported, layers: exported.layers.slice(1) };
  * assert.throws(() => checkQuantizedModel(broken), /layers/);

@@ -1,28 +1,29 @@
 /**
- * Bayesian Bits training snapshots on disk: everything
- * `trainBayesianBits` needs to continue a run (parameters — weights, gate
- * logits, ranges —, signedness, optimizer state, epoch, history), plus the
- * caller's run description, in one checkpoint file written atomically
- * (see `io/checkpoint.ts`: temporary file, fsync, rename, SHA-256).
+ * Training snapshots on disk, for any method: everything `train` needs to
+ * continue a run (the method's name, the phase and epoch, parameters,
+ * batch-norm statistics, the method's JSON state such as Bayesian Bits'
+ * signedness, optimizer state, history), plus the caller's run
+ * description, in one checkpoint file written atomically (see
+ * `io/checkpoint.ts`: temporary file, fsync, rename, SHA-256).
  *
- * Tensors: `param/<name>` for each parameter, `opt/<param>/<slot>` for the
- * optimizer's slots. Saving reads them from whatever device they are on;
- * loading puts them on the device the caller names
- * ({@link LoadSnapshotOptions}, the reference device unless given), so a
- * run saved on one device can continue on another.
+ * Tensors: `param/<name>` for each parameter, `stats/<layer>/<field>` for
+ * batch-norm statistics, `opt/<param>/<slot>` for the optimizer's slots.
+ * The JSON state: `kind`, `method`, `phase`, `epoch`, `epochs`, `step`, the
+ * method's own fields, `history`, `run`. Saving reads the tensors from
+ * whatever device they are on; loading puts them on the device the caller
+ * names ({@link LoadSnapshotOptions}, the reference device unless given),
+ * so a run saved on one device can continue on another. Snapshots written
+ * by version 0.1.0 (Bayesian Bits only, no `method`) still load.
  *
- * The gate noise and the shuffling are derived from the run's key and the
- * step/epoch counters, so the key is the whole generator state: the caller
- * keeps it in `run` (e.g. the seed).
+ * The shuffling and any per-step noise are derived from the run's key and
+ * the step/epoch counters, so the key is the whole generator state: the
+ * caller keeps it in `run` (e.g. the seed).
  *
  * @module
  */
 
-import type { GatedState } from "../core/methods/bayesian_bits/model.ts";
-import type {
-  BayesianBitsSnapshot,
-  TrainingPhase,
-} from "../core/methods/bayesian_bits/train.ts";
+import type { MethodState, StatsRecord } from "../core/method.ts";
+import type { BatchNormStats } from "../core/ops/batchnorm.ts";
 import type { OptimizerState } from "../core/optim.ts";
 import type { HistoryEntry } from "../core/report.ts";
 import type { Tensor } from "../core/tensor.ts";
@@ -34,25 +35,59 @@ import {
   unflattenOptimizerState,
 } from "./checkpoint.ts";
 import { paramsFromTensors, paramsToTensors } from "./params.ts";
+import { parseHistory } from "./report_json.ts";
 
 // Re-exported so that this module documents on its own as an entry point.
-export type { GatedState } from "../core/methods/bayesian_bits/model.ts";
-export type {
-  BayesianBitsSnapshot,
-  TrainingPhase,
-} from "../core/methods/bayesian_bits/train.ts";
 export type { Device } from "../core/device.ts";
+export type { MethodState, StatsRecord } from "../core/method.ts";
 export type { OptimizerState } from "../core/optim.ts";
 export type { HistoryEntry } from "../core/report.ts";
 export type { Tensor } from "../core/tensor.ts";
 
 /** The `kind` written into a snapshot's state. */
-export const SNAPSHOT_KIND = "bbits.bayesian-bits-snapshot";
+export const SNAPSHOT_KIND = "bbits.training-snapshot";
+
+/**
+ * The `kind` of version 0.1.0's snapshots, still read: they hold Bayesian
+ * Bits runs (the only method then) and record no method.
+ */
+export const SNAPSHOT_KIND_V1 = "bbits.bayesian-bits-snapshot";
+
+/** The method of every {@link SNAPSHOT_KIND_V1} snapshot. */
+const V1_METHOD = "bayesian-bits";
+
+/**
+ * A loaded method state: parameters, batch-norm statistics when the run
+ * has them, and the method's JSON fields (e.g. Bayesian Bits' `signed`),
+ * unchecked: the method's own reader checks them.
+ */
+export type SnapshotState = MethodState & Readonly<Record<string, unknown>>;
+
+/** A run's state after some epochs: what a snapshot holds. */
+export interface TrainingSnapshot<S extends MethodState = SnapshotState> {
+  /** The method's name (`TrainRun.method`), e.g. `"bayesian-bits"`. */
+  readonly method: string;
+  /** The run's phase. */
+  readonly phase: string;
+  /** Epochs completed. */
+  readonly epoch: number;
+  /** Epochs of the whole run. */
+  readonly epochs: number;
+  /**
+   * The method's state: tensors (`params`, `stats`) and JSON fields (any
+   * other key).
+   */
+  readonly state: S;
+  /** The optimizer state (its `step` also indexes the per-step keys). */
+  readonly optimizerState: OptimizerState;
+  /** One entry per completed epoch. */
+  readonly history: readonly HistoryEntry[];
+}
 
 /** A snapshot with the caller's run description, as stored. */
-export interface StoredSnapshot {
+export interface StoredSnapshot<S extends MethodState = SnapshotState> {
   /** The training snapshot. */
-  readonly snapshot: BayesianBitsSnapshot;
+  readonly snapshot: TrainingSnapshot<S>;
   /**
    * The caller's JSON description of the run (options, seed, earlier
    * phases' history...), stored as given.
@@ -64,16 +99,47 @@ export interface StoredSnapshot {
 export type LoadSnapshotOptions = LoadOptions;
 
 const OPT = "opt/";
+const STATS = "stats/";
+
+/** JSON-state keys of the format: a method's fields must not use them. */
+const RESERVED = new Set([
+  "kind",
+  "method",
+  "phase",
+  "epoch",
+  "epochs",
+  "step",
+  "history",
+  "run",
+]);
+
+/** The method's JSON fields of a state: everything but its tensors. */
+function jsonFields(state: MethodState): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(state)) {
+    if (key === "params" || key === "stats") continue;
+    if (RESERVED.has(key)) {
+      throw new RangeError(
+        `Cannot save a snapshot whose state has a field "${key}": the snapshot format uses that name`,
+      );
+    }
+    fields[key] = value;
+  }
+  return fields;
+}
 
 /**
  * Writes a training snapshot to `path`, atomically (the previous file stays
- * intact on any failure). The parameters and optimizer slots are read from
- * their device first; they must stay alive until the promise resolves.
+ * intact on any failure). The parameters, statistics and optimizer slots
+ * are read from their device first; they must stay alive until the promise
+ * resolves.
  *
  * @param path The file to write (its directory must exist).
  * @param stored The snapshot and the run description.
  * @returns A promise resolved once the file is in place.
- * @throws {TypeError} If `run` is not JSON-serialisable.
+ * @throws {TypeError} If `run` or the state's JSON fields are not
+ *   JSON-serialisable.
+ * @throws {RangeError} If a state field has a name the format reserves.
  *
  * @example
  * ```ts
@@ -85,38 +151,52 @@ const OPT = "opt/";
  * const dir = await Deno.makeTempDir();
  * await saveSnapshot(`${dir}/run.safetensors`, {
  *   snapshot: {
- *     phase: "bayesian-bits", epoch: 1, epochs: 3, history: [],
+ *     method: "bayesian-bits", phase: "bayesian-bits", epoch: 1, epochs: 3, history: [],
  *     state: { params: { "fc.weight": Tensor.from([0.5, -1]) }, signed: { "fc.weight": true } },
  *     optimizerState: { step: 10, slots: { "fc.weight": { m: Tensor.zeros([2]), v: Tensor.zeros([2]) } } },
  *   },
  *   run: { seed: 0 },
  * });
  * const { snapshot, run } = await loadSnapshot(`${dir}/run.safetensors`, { device: referenceDevice });
+ * assert.equal(snapshot.method, "bayesian-bits");
  * assert.deepEqual([...await snapshot.state.params["fc.weight"].read()], [0.5, -1]);
+ * assert.deepEqual(snapshot.state.signed, { "fc.weight": true });
  * assert.equal(snapshot.optimizerState.step, 10);
  * assert.deepEqual(run, { seed: 0 });
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function saveSnapshot(
+export async function saveSnapshot<S extends MethodState>(
   path: string,
-  stored: StoredSnapshot,
+  stored: StoredSnapshot<S>,
 ): Promise<void> {
   const { snapshot } = stored;
+  const fields = jsonFields(snapshot.state);
   const tensors: Record<string, Tensor> = paramsToTensors(
     snapshot.state.params,
   );
+  if (snapshot.state.stats) {
+    const slots = Object.entries(snapshot.state.stats).map((
+      [layer, { mean, variance }],
+    ) => [layer, { mean, variance }]);
+    const stats = flattenOptimizerState(
+      { step: 0, slots: Object.fromEntries(slots) },
+      STATS,
+    );
+    Object.assign(tensors, stats.tensors);
+  }
   const opt = flattenOptimizerState(snapshot.optimizerState, OPT);
   Object.assign(tensors, opt.tensors);
   await saveCheckpoint(path, {
     tensors,
     state: {
       kind: SNAPSHOT_KIND,
+      method: snapshot.method,
       phase: snapshot.phase,
       epoch: snapshot.epoch,
       epochs: snapshot.epochs,
       step: opt.step,
-      signed: snapshot.state.signed,
+      ...fields,
       history: snapshot.history,
       run: stored.run,
     },
@@ -124,17 +204,20 @@ export async function saveSnapshot(
 }
 
 /**
- * Reads a training snapshot written by {@link saveSnapshot} (by this version
- * or an earlier one: the format has not changed) and puts its tensors on a
+ * Reads a training snapshot written by {@link saveSnapshot} (or by version
+ * 0.1.0, whose snapshots are Bayesian Bits runs: method `"bayesian-bits"`,
+ * history entries read as version 2 entries) and puts its tensors on a
  * device.
  *
  * Each optimizer slot takes its parameter's shape (the file stores slots
  * 1-D), so the snapshot comes back as it was saved.
  *
  * @param path The file.
- * @param options `device`: where to put the parameters and optimizer slots,
- *   i.e. the device the run continues on (default: the reference device).
- * @returns The snapshot and the run description.
+ * @param options `device`: where to put the parameters, statistics and
+ *   optimizer slots, i.e. the device the run continues on (default: the
+ *   reference device).
+ * @returns The snapshot and the run description; the state's JSON fields
+ *   as stored (a method's reader checks them, e.g. `bayesianBitsSnapshot`).
  * @throws {RangeError} On a corrupt or truncated file (checksum), or a
  *   checkpoint that is not a training snapshot.
  * @throws {Deno.errors.NotFound} If the file does not exist.
@@ -152,15 +235,22 @@ export async function loadSnapshot(
   options: LoadSnapshotOptions = {},
 ): Promise<StoredSnapshot> {
   const { tensors, state } = await loadCheckpoint(path);
+  const where = `Cannot load "${path}" as a training snapshot`;
   const s = state as Record<string, unknown> | null;
-  if (!s || s.kind !== SNAPSHOT_KIND) {
+  const v1 = s?.kind === SNAPSHOT_KIND_V1;
+  if (!s || (s.kind !== SNAPSHOT_KIND && !v1)) {
     throw new RangeError(
-      `Cannot load "${path}" as a training snapshot: its state kind is ${
+      `${where}: its state kind is ${
         JSON.stringify(s?.kind)
       }, expected "${SNAPSHOT_KIND}"`,
     );
   }
+  const method = v1 ? V1_METHOD : s.method;
+  if (typeof method !== "string") {
+    throw new RangeError(`${where}: it names no method`);
+  }
   const params = paramsFromTensors(tensors, `Cannot load "${path}"`, options);
+  const stats = statsOf(tensors, where, options);
   const optimizerState = slotsShapedLike(
     params,
     unflattenOptimizerState(tensors, s.step as number, {
@@ -168,21 +258,44 @@ export async function loadSnapshot(
       device: options.device,
     }),
   );
-  const state2: GatedState = {
-    params,
-    signed: s.signed as Record<string, boolean>,
-  };
+  const fields = Object.fromEntries(
+    Object.entries(s).filter(([key]) => !RESERVED.has(key)),
+  );
   return {
     snapshot: {
-      phase: s.phase as TrainingPhase,
+      method,
+      phase: s.phase as string,
       epoch: s.epoch as number,
       epochs: s.epochs as number,
-      state: state2,
+      state: { ...fields, params, ...(stats ? { stats } : {}) },
       optimizerState,
-      history: s.history as HistoryEntry[],
+      history: parseHistory(s.history, where),
     },
     run: s.run,
   };
+}
+
+/** The batch-norm statistics of a loaded snapshot, or undefined without any. */
+function statsOf(
+  tensors: Parameters<typeof unflattenOptimizerState>[0],
+  where: string,
+  options: LoadSnapshotOptions,
+): StatsRecord | undefined {
+  if (!Object.keys(tensors).some((name) => name.startsWith(STATS))) {
+    return undefined;
+  }
+  const { slots } = unflattenOptimizerState(tensors, 0, {
+    prefix: STATS,
+    device: options.device,
+  });
+  for (const [layer, fields] of Object.entries(slots)) {
+    if (!fields.mean || !fields.variance) {
+      throw new RangeError(
+        `${where}: the statistics of "${layer}" lack a mean or a variance`,
+      );
+    }
+  }
+  return slots as unknown as Record<string, BatchNormStats>;
 }
 
 /**

@@ -5,6 +5,7 @@ import { initGraph, runGraph } from "../core/graph.ts";
 import {
   bayesianBits,
   type BayesianBitsSnapshot,
+  bayesianBitsSnapshot,
   gatedBops,
   type GatedState,
   initGated,
@@ -169,7 +170,9 @@ Deno.test("resuming after a simulated kill ends bit-identical to an uninterrupte
     }),
     (error) => error === killed,
   );
-  const { snapshot, run } = await loadSnapshot(path);
+  const stored = await loadSnapshot(path);
+  const { run } = stored;
+  const snapshot = bayesianBitsSnapshot(stored.snapshot);
   assert.equal(snapshot.epoch, 2);
   assert.deepEqual(run, { seed: 11 });
   const resumed = await trainBayesianBits(gated, snapshot.state, sets, {

@@ -3,7 +3,7 @@ import { MODELS, parseTrainArgs } from "../cli/config.ts";
 import { exportCommand } from "../cli/export.ts";
 import { main } from "../cli/main.ts";
 import { trainCommand } from "../cli/train.ts";
-import { parseReport } from "../core/report.ts";
+import { parseReport } from "../io/report.ts";
 import { loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
 import { loadQuantized } from "../io/quantized.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";

@@ -490,6 +490,7 @@ Deno.test("bad exported models are refused with the reason, on check, save and l
     );
     await saveSnapshot(`${dir}/snapshot.safetensors`, {
       snapshot: {
+        method: "bayesian-bits",
         phase: "bayesian-bits",
         epoch: 1,
         epochs: 1,
@@ -501,7 +502,7 @@ Deno.test("bad exported models are refused with the reason, on check, save and l
     });
     await assert.rejects(
       loadQuantized(`${dir}/snapshot.safetensors`),
-      /state kind is "bbits.bayesian-bits-snapshot", expected "bbits.quantized-model"/,
+      /state kind is "bbits.training-snapshot", expected "bbits.quantized-model"/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

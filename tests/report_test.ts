@@ -2,15 +2,17 @@
 
 import assert from "node:assert/strict";
 import {
-  type BayesianBitsReport,
+  type HistoryEntry,
+  type QuantizationReport,
+  REPORT_SCHEMA,
+} from "../core/report.ts";
+import {
   formatReportMarkdown,
   formatReportTable,
-  type HistoryEntry,
   parseReport,
-  REPORT_SCHEMA,
   reportToJson,
   summarizeLayerBits,
-} from "../core/report.ts";
+} from "../io/report.ts";
 
 // Two layers worked out by hand (spec section 4):
 // conv1: 1,200 MACs * 8 (input) * 4 (weights) * 3/4 kept = 28,800 BOPs
@@ -22,7 +24,7 @@ function historyEntry(epoch: number): HistoryEntry {
     phase: epoch <= 8 ? "bayesian-bits" : "fixed-gates",
     loss: 0.5 / epoch,
     crossEntropy: 0.25 / epoch,
-    prior: 12.5,
+    metrics: { prior: 12.5 },
     testAccuracy: 0.9 + epoch / 1000,
     relativeGbops: 10 - epoch / 4,
     seconds: 61.25,
@@ -30,11 +32,12 @@ function historyEntry(epoch: number): HistoryEntry {
   };
 }
 
-function twoLayerReport(historyLength = 3): BayesianBitsReport {
+function twoLayerReport(historyLength = 3): QuantizationReport {
   return {
     schema: REPORT_SCHEMA,
     model: "tiny-net",
-    mu: 0.01,
+    method: "bayesian-bits",
+    methodOptions: { mu: 0.01 },
     testAccuracy: 0.9876,
     relativeGbops: 100 * 36_480 / 1_269_760,
     gbops: 36_480e-9,
@@ -209,7 +212,7 @@ Deno.test("reportToJson() writes 2-space JSON with schema first", () => {
   const { schema, ...rest } = twoLayerReport();
   const json = reportToJson({ ...rest, schema }); // schema last in the input
   assert.ok(
-    json.startsWith(`{\n  "schema": "bbits.report/1",\n  "model": "tiny-net",`),
+    json.startsWith(`{\n  "schema": "bbits.report/2",\n  "model": "tiny-net",`),
     json.slice(0, 80),
   );
   assert.equal(json, JSON.stringify(JSON.parse(json), null, 2));
@@ -242,9 +245,9 @@ const INVALID: readonly {
 }[] = [
   {
     what: "a wrong schema",
-    breakIt: (r) => r.schema = "bbits.report/2",
+    breakIt: (r) => r.schema = "bbits.report/3",
     error: new RangeError(
-      'Invalid report: unsupported schema "bbits.report/2", expected "bbits.report/1"',
+      'Invalid report: unsupported schema "bbits.report/3", expected "bbits.report/2" or "bbits.report/1"',
     ),
   },
   {
@@ -277,8 +280,8 @@ const INVALID: readonly {
   },
   {
     what: "null where a number is required",
-    breakIt: (r) => r.mu = null,
-    error: new TypeError("Invalid report: mu must be a number, got null"),
+    breakIt: (r) => r.gbops = null,
+    error: new TypeError("Invalid report: gbops must be a number, got null"),
   },
   {
     what: "an object where an array is required",
@@ -330,6 +333,27 @@ const INVALID: readonly {
     ),
   },
   {
+    what: "a missing method",
+    breakIt: (r) => delete r.method,
+    error: new TypeError(
+      "Invalid report: method is missing (expected a string)",
+    ),
+  },
+  {
+    what: "method options that are not an object",
+    breakIt: (r) => r.methodOptions = [0.01],
+    error: new TypeError(
+      "Invalid report: methodOptions must be an object, got an array of length 1",
+    ),
+  },
+  {
+    what: "a history metric that is not a number",
+    breakIt: (r) => r.history[0].metrics.prior = "12.5",
+    error: new TypeError(
+      'Invalid report: history[0].metrics.prior must be a number, got string "12.5"',
+    ),
+  },
+  {
     what: "an array as a run value",
     breakIt: (r) => r.run["wall time"] = [1],
     error: new TypeError(
@@ -360,7 +384,7 @@ Deno.test("parseReport() rejects a document that is not an object", () => {
 
 Deno.test("reportToJson() rejects a non-finite number, naming its path", () => {
   const report = twoLayerReport();
-  const cases: readonly [BayesianBitsReport, string][] = [
+  const cases: readonly [QuantizationReport, string][] = [
     [
       {
         ...report,
@@ -444,7 +468,7 @@ function markdownSections(markdown: string): Map<string, string[]> {
   return sections;
 }
 
-function pipedReport(): BayesianBitsReport {
+function pipedReport(): QuantizationReport {
   const report = twoLayerReport(3);
   return {
     ...report,

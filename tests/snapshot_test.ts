@@ -7,14 +7,19 @@
 import assert from "node:assert/strict";
 import { makeDataset } from "../core/data.ts";
 import type { Device } from "../core/device.ts";
+import type { MethodState } from "../core/method.ts";
 import { initGraph, type ModelGraph } from "../core/graph.ts";
 import {
   bayesianBits,
   type BayesianBitsSnapshot,
+  bayesianBitsSnapshot,
   initGated,
   trainBayesianBits,
 } from "../core/methods/bayesian_bits/mod.ts";
+import { floatMethod } from "../core/methods/float.ts";
 import { referenceDevice } from "../core/reference/device.ts";
+import { historyEntry } from "../core/report.ts";
+import { train, type TrainRun } from "../core/train.ts";
 import { randomKey, uniform } from "../core/rng.ts";
 import { Tensor } from "../core/tensor.ts";
 import {
@@ -23,7 +28,12 @@ import {
   unflattenOptimizerState,
 } from "../io/checkpoint.ts";
 import { paramsFromTensors } from "../io/params.ts";
-import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
+import {
+  loadSnapshot,
+  saveSnapshot,
+  type TrainingSnapshot,
+} from "../io/snapshot.ts";
+import { assertParamsBitwise } from "./helpers.ts";
 import {
   bitsOf,
   hostState,
@@ -138,6 +148,7 @@ function handSnapshot(device: Device): BayesianBitsSnapshot {
   const up = (values: number[], shape: number[]) =>
     device.upload(values, shape);
   return {
+    method: "bayesian-bits",
     phase: "fixed-gates",
     epoch: 2,
     epochs: 3,
@@ -166,7 +177,9 @@ function handSnapshot(device: Device): BayesianBitsSnapshot {
 }
 
 /** A snapshot read back to the host, for exact comparison. */
-async function hostSnapshot(snapshot: BayesianBitsSnapshot) {
+async function hostSnapshot(
+  snapshot: TrainingSnapshot<MethodState & { readonly signed?: unknown }>,
+) {
   const params: Record<string, unknown> = {};
   for (const [name, t] of Object.entries(snapshot.state.params)) {
     params[name] = {
@@ -176,6 +189,7 @@ async function hostSnapshot(snapshot: BayesianBitsSnapshot) {
     };
   }
   return {
+    method: snapshot.method,
     phase: snapshot.phase,
     epoch: snapshot.epoch,
     epochs: snapshot.epochs,
@@ -221,10 +235,11 @@ const FIXTURE_0_1_0 = new URL(
   import.meta.url,
 );
 
-Deno.test("A snapshot written by version 0.1.0 loads, and saving it again writes the same bytes", async () => {
+Deno.test("A snapshot written by version 0.1.0 loads as a Bayesian Bits one, and saving it again writes the same tensors", async () => {
   // Written by 0.1.0's saveSnapshot (optimizer slots were Float32Arrays then).
   const { snapshot, run } = await loadSnapshot(FIXTURE_0_1_0.pathname);
   assert.deepEqual(run, { seed: 3, version: "0.1.0" });
+  assert.equal(snapshot.method, "bayesian-bits");
   assert.equal(snapshot.phase, "bayesian-bits");
   assert.equal(snapshot.epoch, 1);
   assert.equal(snapshot.epochs, 2);
@@ -234,7 +249,7 @@ Deno.test("A snapshot written by version 0.1.0 loads, and saving it again writes
     phase: "bayesian-bits",
     loss: 1.5,
     crossEntropy: 1.25,
-    prior: 25,
+    metrics: { prior: 25 },
     testAccuracy: 0.75,
     relativeGbops: 6.25,
     seconds: 2.5,
@@ -287,9 +302,31 @@ Deno.test("A snapshot written by version 0.1.0 loads, and saving it again writes
   await withTempDir(async (dir) => {
     const path = `${dir}/again.safetensors`;
     await saveSnapshot(path, { snapshot, run });
+    // The same tensors, bit for bit; the state now names the format and the
+    // method, and its history is in the version 2 form.
+    const before = await loadCheckpoint(FIXTURE_0_1_0.pathname);
+    const after = await loadCheckpoint(path);
     assert.deepEqual(
-      await Deno.readFile(path),
-      await Deno.readFile(FIXTURE_0_1_0),
+      Object.keys(after.tensors).sort(),
+      Object.keys(before.tensors).sort(),
+    );
+    for (const [name, t] of Object.entries(before.tensors)) {
+      const again = after.tensors[name];
+      assert.deepEqual([again.dtype, again.shape], [t.dtype, t.shape], name);
+      assert.deepEqual(bitsOf(again.data), bitsOf(t.data), name);
+    }
+    const old = before.state as Record<string, unknown>;
+    assert.equal(old.kind, "bbits.bayesian-bits-snapshot");
+    assert.deepEqual(after.state, {
+      ...old,
+      kind: "bbits.training-snapshot",
+      method: "bayesian-bits",
+      history: snapshot.history,
+    });
+    const reloaded = await loadSnapshot(path);
+    assert.deepEqual(
+      await hostSnapshot(reloaded.snapshot),
+      await hostSnapshot(snapshot),
     );
   });
 });
@@ -352,9 +389,9 @@ Deno.test("Training resumed from a saved snapshot ends bit-identical to an unint
       }),
       (error) => error === killed,
     );
-    const { snapshot, run } = await loadSnapshot(path, {
-      device: referenceDevice,
-    });
+    const stored = await loadSnapshot(path, { device: referenceDevice });
+    const { run } = stored;
+    const snapshot = bayesianBitsSnapshot(stored.snapshot);
     assert.equal(snapshot.epoch, 2);
     assert.deepEqual(run, { seed: 11 });
     const resumed = await trainBayesianBits(gated, snapshot.state, sets, {
@@ -373,5 +410,109 @@ Deno.test("Training resumed from a saved snapshot ends bit-identical to an unint
       resumed.history.map((h) => [h.epoch, h.testAccuracy, h.relativeGbops]),
       straight.history.map((h) => [h.epoch, h.testAccuracy, h.relativeGbops]),
     );
+  });
+});
+
+/** The row problem through a 3x3 convolution with batch norm. */
+const BN_MODEL: ModelGraph = {
+  name: "rows-bn",
+  inputShape: [1, 3, 3],
+  nodes: [
+    {
+      op: "conv",
+      name: "conv",
+      input: "input",
+      outChannels: 2,
+      kernel: 3,
+      padding: 1,
+      batchNorm: true,
+      activation: "relu",
+    },
+    { op: "flatten", name: "f", input: "conv" },
+    { op: "dense", name: "fc", input: "f", outFeatures: 3 },
+  ],
+};
+
+Deno.test("A float run's snapshot records its method and batch-norm statistics, and its resumption ends bit-identical", async () => {
+  const data = rowData(32, 5);
+  const sets = { train: data, test: data };
+  const method = floatMethod();
+  const model = method.attach(BN_MODEL);
+  const init = initGraph(BN_MODEL, randomKey(6));
+  const options = { epochs: 2, batchSize: 8, key: randomKey(7) };
+  const straight = await train(method, model, init, sets, options);
+  const asSnapshot = (r: TrainRun<MethodState>) => ({
+    ...r,
+    history: r.history.map((e) => historyEntry(r.phase, e, 100)),
+  });
+
+  await withTempDir(async (dir) => {
+    const path = `${dir}/float.safetensors`;
+    const killed = new Error("simulated kill");
+    await assert.rejects(
+      train(method, model, init, sets, {
+        ...options,
+        onEpoch: async (run) => {
+          await saveSnapshot(path, { snapshot: asSnapshot(run), run: null });
+          throw killed;
+        },
+      }),
+      (error) => error === killed,
+    );
+    const raw = await loadCheckpoint(path);
+    assert.equal((raw.state as { method: string }).method, "float");
+    assert.deepEqual(raw.tensors["stats/conv/mean"].shape, [2]);
+
+    const { snapshot } = await loadSnapshot(path);
+    assert.equal(snapshot.method, "float");
+    assert.equal(snapshot.phase, "train");
+    assert.deepEqual(Object.keys(snapshot.state.stats!), ["conv"]);
+    assert.deepEqual(snapshot.history[0].metrics, {});
+    assert.throws(() => bayesianBitsSnapshot(snapshot), /holds a float run/);
+    const resumed = await train(method, model, snapshot.state, sets, {
+      ...options,
+      resume: {
+        ...snapshot,
+        history: snapshot.history.map((h) => ({
+          epoch: h.epoch,
+          loss: h.loss,
+          metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
+          testAccuracy: h.testAccuracy,
+          measured: {},
+          seconds: h.seconds,
+          samplesPerSecond: h.samplesPerSecond,
+        })),
+      },
+    });
+    await assertParamsBitwise(resumed.state.params, straight.state.params);
+    const { mean, variance } = straight.state.stats!.conv;
+    await assertParamsBitwise(
+      { ...resumed.state.stats!.conv },
+      { mean, variance },
+      "statistics",
+    );
+  });
+});
+
+Deno.test("saveSnapshot() refuses a state field that the format's own keys would shadow", async () => {
+  await withTempDir(async (dir) => {
+    await assert.rejects(
+      saveSnapshot(`${dir}/x.safetensors`, {
+        snapshot: {
+          method: "m",
+          phase: "p",
+          epoch: 0,
+          epochs: 1,
+          state: { params: {}, epoch: 3 },
+          optimizerState: { step: 0, slots: {} },
+          history: [],
+        },
+        run: null,
+      }),
+      new RangeError(
+        'Cannot save a snapshot whose state has a field "epoch": the snapshot format uses that name',
+      ),
+    );
+    assert.deepEqual(await listDir(dir), []);
   });
 });

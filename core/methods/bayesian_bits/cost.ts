@@ -8,23 +8,27 @@
  */
 
 import { planBops, type PlanCost, type PlanLayerCost } from "../../frozen.ts";
-import { gateProbability } from "../../reference/gates.ts";
 import { prior } from "../../reference/prior.ts";
 import {
-  type BayesianBitsReport,
-  type GateProbabilities,
-  type HistoryEntry,
-  type LayerReport,
-  REPORT_SCHEMA,
+  frozenReport,
+  type QuantizationReport,
+  type ReportFacts,
 } from "../../report.ts";
 import {
   type GatedModel,
   type GatedParams,
   type GatedState,
   plainLogits,
-  type QuantizerInfo,
 } from "./model.ts";
 import { gatedPlan } from "./method.ts";
+
+/**
+ * The report of a Bayesian Bits run: since report schema version 2 every
+ * method's report has one type.
+ *
+ * @deprecated Use `QuantizationReport`.
+ */
+export type BayesianBitsReport = QuantizationReport;
 
 /** Per-layer cost of a gated model under deterministic gates. */
 export type GatedLayerCost = PlanLayerCost;
@@ -87,26 +91,11 @@ export function priorSum(gated: GatedModel, params: GatedParams): number {
   return total;
 }
 
-function gateProbabilities(
-  q: QuantizerInfo | undefined,
-  params: GatedParams,
-): GateProbabilities | null {
-  if (!q) return null;
-  const l = plainLogits(q, params);
-  return {
-    chain: [
-      gateProbability(l.g4),
-      gateProbability(l.g8),
-      gateProbability(l.g16),
-      gateProbability(l.g32),
-    ],
-    prune: l.g2 ? Array.from(l.g2, gateProbability) : null,
-  };
-}
-
 /**
- * The report of a gated model (spec section 8): test accuracy, relative
- * GBOPs, per-layer bits, kept channels, GBOPs and gate probabilities.
+ * The report of a gated model (spec section 8) under its deterministic
+ * gates: the generic report of its plan (`frozenReport`) with `mu` as the
+ * method's option: test accuracy, relative GBOPs, per-layer bits, kept
+ * channels, GBOPs and gate probabilities.
  *
  * @param gated The gated model.
  * @param state Its state.
@@ -124,6 +113,8 @@ function gateProbabilities(
  * const report = gatedReport(gated, await initGated(gated, initGraph(lenet5(), randomKey(0)), x), {
  *   testAccuracy: 0.1,
  * });
+ * assert.equal(report.method, "bayesian-bits");
+ * assert.deepEqual(report.methodOptions, { mu: 0.01 });
  * assert.equal(report.layers[0].weightBits, 8);
  * assert.equal(report.layers[3].activationBits, null); // the logits
  * ```
@@ -131,46 +122,10 @@ function gateProbabilities(
 export function gatedReport(
   gated: GatedModel,
   state: GatedState,
-  facts: {
-    readonly testAccuracy: number;
-    readonly history?: readonly HistoryEntry[];
-    readonly run?: Readonly<Record<string, string | number | boolean | null>>;
-  },
-): BayesianBitsReport {
-  const cost = gatedBops(gated, state.params);
-  const byLayer = (layer: string, kind: QuantizerInfo["kind"]) =>
-    gated.quantizers.find((q) => q.layer === layer && q.kind === kind);
-  const layers: LayerReport[] = cost.layers.map((c) => ({
-    name: c.layer.name,
-    kind: c.layer.kind,
-    macs: c.layer.macs,
-    weightBits: c.weightBits,
-    weightQuantized: byLayer(c.layer.name, "weight") !== undefined,
-    activationBits: c.activationBits,
-    inputBits: c.inputBits,
-    keptChannels: c.keptChannels,
-    totalChannels: c.layer.outChannels,
-    keptInputFraction: c.keptInputFraction,
-    gbops: c.bops / 1e9,
-    weightGates: gateProbabilities(
-      byLayer(c.layer.name, "weight"),
-      state.params,
-    ),
-    activationGates: gateProbabilities(
-      byLayer(c.layer.name, "activation"),
-      state.params,
-    ),
-  }));
-  return {
-    schema: REPORT_SCHEMA,
-    model: gated.model.name,
-    mu: gated.options.mu,
-    testAccuracy: facts.testAccuracy,
-    relativeGbops: cost.relativeGbops,
-    gbops: cost.bops / 1e9,
-    baselineGbops: cost.baselineBops / 1e9,
-    layers,
-    history: [...(facts.history ?? [])],
-    run: { ...(facts.run ?? {}) },
-  };
+  facts: Omit<ReportFacts, "methodOptions">,
+): QuantizationReport {
+  return frozenReport(
+    { model: gated.model, plan: gatedPlan(gated, state) },
+    { ...facts, methodOptions: { mu: gated.options.mu } },
+  );
 }

@@ -7,6 +7,11 @@
  * @module
  */
 
+import {
+  checkHostVisible,
+  exportFrozen,
+  type QuantizedModel,
+} from "../../export.ts";
 import type { LayerPlan, QuantizationMethod } from "../../method.ts";
 import type { Frozen, Penalty, QuantizationPlan } from "../../method.ts";
 import { add, scale } from "../../ops/elementwise.ts";
@@ -27,6 +32,7 @@ import { gatedBops } from "./cost.ts";
 import {
   bayesianBits,
   type BayesianBitsOptions,
+  firstParam,
   type GatedModel,
   type GatedParams,
   type GatedState,
@@ -213,6 +219,59 @@ export function freezeGated(gated: GatedModel, state: GatedState): Frozen {
     );
   }
   return { model: gated.model, params, plan: gatedPlan(gated, state) };
+}
+
+/**
+ * Exports a gated model under its deterministic gates: frozen
+ * ({@link freezeGated}, the weights quantized as evaluation quantizes them,
+ * on the device the parameters live on), then exported from the plan
+ * (`exportFrozen`): integer codes of the kept channels on the grid of each
+ * layer's bit width, pruned channels omitted. The parameters must live on a
+ * device whose memory the host sees (reference or WASM).
+ *
+ * @param gated The gated model.
+ * @param state Its trained state.
+ * @returns The exported model.
+ * @throws {RangeError} On a missing parameter.
+ * @throws {TypeError} When the parameters live on a device the host cannot
+ *   read synchronously (WebGPU).
+ *
+ * @example
+ * ```ts
+ * import { bayesianBits, exportQuantized, initGated, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import assert from "node:assert/strict";
+ *
+ * const gated = bayesianBits(lenet5());
+ * const x = Tensor.from(new Float32Array(2 * 784).map((_, i) => (i % 9) / 9), [2, 1, 28, 28]);
+ * const state = await initGated(gated, initGraph(lenet5(), randomKey(0)), x);
+ * const exported = exportQuantized(gated, state);
+ * const conv1 = exported.layers[0];
+ * assert.equal(conv1.weight.bits, 8); // the recipe starts at 8 bits
+ * assert.equal(conv1.activation?.bits, 8);
+ * assert.equal(exported.layers[3].activation, null); // logits
+ * ```
+ */
+export function exportQuantized(
+  gated: GatedModel,
+  state: GatedState,
+): QuantizedModel {
+  const dev = firstParam(state.params).device;
+  checkHostVisible(dev);
+  for (const q of gated.quantizers) {
+    const weight = q.kind === "weight" ? `${q.layer}.weight` : undefined;
+    for (const name of [weight, q.xmaxParam, q.logitsParam, q.pruneParam]) {
+      if (name && !state.params[name]) {
+        throw new RangeError(`Cannot export: missing parameter "${name}"`);
+      }
+    }
+  }
+  const frozen = dev.scope(() => freezeGated(gated, state));
+  try {
+    return exportFrozen(frozen);
+  } finally {
+    const kept = new Set(Object.values(state.params));
+    dev.free(...Object.values(frozen.params).filter((t) => !kept.has(t)));
+  }
 }
 
 /** Options of {@link bayesianBitsMethod}. */

@@ -8,9 +8,8 @@
  */
 
 import type { Dataset } from "../../data.ts";
-import type { EpochStats } from "../../loop.ts";
 import type { OptimizerState } from "../../optim.ts";
-import type { HistoryEntry } from "../../report.ts";
+import { type HistoryEntry, historyEntry } from "../../report.ts";
 import type { RandomKey } from "../../rng.ts";
 import { checkImageShape, train, type TrainRun } from "../../train.ts";
 import { bayesianBitsMethod } from "./method.ts";
@@ -47,6 +46,8 @@ export interface BayesianBitsProgress {
 
 /** Everything needed to continue a run: saved after every epoch. */
 export interface BayesianBitsSnapshot {
+  /** The method, as snapshot files record it. */
+  readonly method: "bayesian-bits";
   /** The phase. */
   readonly phase: TrainingPhase;
   /** Epochs completed. */
@@ -152,6 +153,7 @@ export async function trainBayesianBits(
     weightSchedule: options.weightSchedule ?? "two-thirds",
   });
   const snapshot = (r: TrainRun<GatedState>): BayesianBitsSnapshot => ({
+    method: "bayesian-bits",
     phase,
     epoch: r.epoch,
     epochs: r.epochs,
@@ -190,6 +192,79 @@ export async function trainBayesianBits(
   return snapshot(run);
 }
 
+/** A stored snapshot of any method, as `loadSnapshot` reads it. */
+export interface StoredRunSnapshot {
+  /** The method's name. */
+  readonly method: string;
+  /** The run's phase. */
+  readonly phase: string;
+  /** Epochs completed. */
+  readonly epoch: number;
+  /** Epochs of the whole run. */
+  readonly epochs: number;
+  /** Parameters and the method's JSON fields. */
+  readonly state: {
+    readonly params: GatedState["params"];
+    readonly [field: string]: unknown;
+  };
+  /** The optimizer state. */
+  readonly optimizerState: OptimizerState;
+  /** One entry per completed epoch. */
+  readonly history: readonly HistoryEntry[];
+}
+
+/**
+ * A loaded training snapshot as a Bayesian Bits one, checked: its method,
+ * its phase and the signedness of its quantizers.
+ *
+ * @param snapshot The snapshot (e.g. `loadSnapshot`'s).
+ * @returns The same snapshot, typed for {@link trainBayesianBits}'s `resume`.
+ * @throws {RangeError} If it is another method's, of an unknown phase, or
+ *   lacks the signedness record.
+ *
+ * @example
+ * ```ts
+ * import { bayesianBitsSnapshot } from "@bbits/core/bayesian-bits";
+ * import assert from "node:assert/strict";
+ *
+ * const stored = {
+ *   method: "float", phase: "train", epoch: 1, epochs: 1, history: [],
+ *   state: { params: {} }, optimizerState: { step: 0, slots: {} },
+ * };
+ * assert.throws(() => bayesianBitsSnapshot(stored), /a float run/);
+ * ```
+ */
+export function bayesianBitsSnapshot(
+  snapshot: StoredRunSnapshot,
+): BayesianBitsSnapshot {
+  const { method, phase, state } = snapshot;
+  if (method !== "bayesian-bits") {
+    throw new RangeError(
+      `Not a Bayesian Bits snapshot: it holds a ${method} run`,
+    );
+  }
+  if (!Object.hasOwn(PHASE_GROUPS, phase)) {
+    throw new RangeError(
+      `Not a Bayesian Bits snapshot: unknown phase ${JSON.stringify(phase)}`,
+    );
+  }
+  const signed = state.signed as Record<string, unknown> | undefined;
+  if (
+    typeof signed !== "object" || signed === null ||
+    !Object.values(signed).every((v) => typeof v === "boolean")
+  ) {
+    throw new RangeError(
+      "Not a Bayesian Bits snapshot: its state lacks the quantizers' signedness",
+    );
+  }
+  return {
+    ...snapshot,
+    method,
+    phase: phase as TrainingPhase,
+    state: { params: state.params, signed: signed as Record<string, boolean> },
+  };
+}
+
 /** The groups each phase learns. */
 const PHASE_GROUPS: Record<TrainingPhase, (ranges: boolean) => string[]> = {
   "bayesian-bits": () => ["weights", "logits", "ranges"],
@@ -197,24 +272,10 @@ const PHASE_GROUPS: Record<TrainingPhase, (ranges: boolean) => string[]> = {
   "post-training": (ranges) => ranges ? ["logits", "ranges"] : ["logits"],
 };
 
-function historyEntry(phase: TrainingPhase, e: EpochStats): HistoryEntry {
-  return {
-    epoch: e.epoch,
-    phase,
-    loss: e.loss,
-    crossEntropy: e.metrics.crossEntropy,
-    prior: e.metrics.prior,
-    testAccuracy: e.testAccuracy,
-    relativeGbops: e.measured.relativeGbops,
-    seconds: e.seconds,
-    samplesPerSecond: e.samplesPerSecond,
-  };
-}
-
 /** A snapshot as the training loop's run. */
 function runOf(s: BayesianBitsSnapshot): TrainRun<GatedState> {
   return {
-    method: "bayesian-bits",
+    method: s.method,
     phase: s.phase,
     epoch: s.epoch,
     epochs: s.epochs,
@@ -223,9 +284,9 @@ function runOf(s: BayesianBitsSnapshot): TrainRun<GatedState> {
     history: s.history.map((h) => ({
       epoch: h.epoch,
       loss: h.loss,
-      metrics: { crossEntropy: h.crossEntropy, prior: h.prior },
+      metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
       testAccuracy: h.testAccuracy,
-      measured: { relativeGbops: h.relativeGbops, prior: h.prior },
+      measured: { relativeGbops: h.relativeGbops, ...h.metrics },
       seconds: h.seconds,
       samplesPerSecond: h.samplesPerSecond,
     })),
