@@ -11,8 +11,14 @@
  * once with {@link device}), the differentiable ops, the residual quantizer
  * and its straight-through gradients, hard-concrete gates, the BOP-aware
  * prior, BOP accounting, a counter-based random generator, and the trainers.
- * Bayesian Bits itself is also the `@bbits/core/bayesian-bits` subpath; the
- * WebGPU device lives in `@bbits/core/gpu`.
+ * This front door holds the names most programs need; the rest is in
+ * subpaths: `@bbits/core/bayesian-bits` (the method in full: quantizer,
+ * gates, prior, phases), `@bbits/core/ops` (tensors, devices, kernels,
+ * differentiable ops), `@bbits/core/training` (the method seam, the loop,
+ * optimizers, schedules, data, keys, BOPs), `@bbits/core/report`,
+ * `@bbits/core/quantized` (exported models), `@bbits/core/formats`
+ * (safetensors, IDX), `@bbits/core/mnist`, `@bbits/core/checkpoint`,
+ * `@bbits/core/snapshot` and `@bbits/core/gpu` (the WebGPU device).
  *
  * @example Quantize a weight tensor at 4 bits with one channel pruned, on the WASM device
  * ```ts
@@ -30,255 +36,56 @@
  * @module
  */
 
-export { roundHalfEven } from "./core/round.ts";
-export {
-  assertRandomKey,
-  bitsToUniform,
-  foldIn,
-  randomBits,
-  type RandomKey,
-  randomKey,
-  splitKey,
-  threefry2x32,
-  uniform,
-} from "./core/rng.ts";
-export { type DType, type Shape, shapeSize, Tensor } from "./core/tensor.ts";
-export {
-  CLIP_FACTOR,
-  type QuantizerConstants,
-  quantizerConstants,
-} from "./core/reference/quantizer.ts";
 export {
   type Device,
   device,
   type DeviceKind,
-  type DeviceOptions,
   UnsupportedKernelError,
 } from "./core/device.ts";
-export {
-  type ReferenceDevice,
-  referenceDevice,
-} from "./core/reference/device.ts";
-export {
-  type ActivationKind,
-  type AdamHyper,
-  type BatchNormKernelOptions,
-  type ChannelLayout,
-  type ConvGeometry,
-  type GatePriorOptions,
-  type GemmShape,
-  KERNEL_NAMES,
-  type Kernels,
-  type PoolGeometry,
-  type RunningStats,
-  type SgdHyper,
-} from "./core/kernels.ts";
-export {
-  BIT_WIDTHS,
-  type BitWidth,
-  gatesForBits,
-  type GateValues,
-  initRange,
-  quantize,
-  quantizeGrad,
-  type QuantizeGradResult,
-  type QuantizeOptions,
-  type QuantizerRange,
-  uniformQuantize,
-} from "./core/methods/bayesian_bits/quantizer.ts";
-export {
-  CHAIN_STOP_LOGIT,
-  deterministicGates,
-  type EffectiveBits,
-  effectiveBits,
-  EVAL_OFF_PROBABILITY,
-  gateIsOn,
-  type GateLogits,
-  gateNoise,
-  gateNoiseCount,
-  gateProbability,
-  gateProbabilityGrad,
-  HARD_CONCRETE,
-  type SampledGates,
-  sampleGate,
-  sampleGateGrad,
-  sampleGates,
-} from "./core/reference/gates.ts";
-export {
-  prior,
-  type PriorMode,
-  type PriorOptions,
-  type PriorResult,
-} from "./core/reference/prior.ts";
-export {
-  type BopReport,
-  bopReport,
-  chainBops,
-  type ChainLayer,
-  type LayerBops,
-  layerBops,
-  type LayerBopsInput,
-} from "./core/bops.ts";
-export {
-  type Grads,
-  isRecording,
-  type Params,
-  recordOp,
-  type ValueAndGrad,
-  valueAndGrad,
-  type ValueAndGradAux,
-  type Vjp,
-} from "./core/autodiff.ts";
-
-export {
-  add,
-  mean,
-  mul,
-  relu,
-  relu6,
-  reshape,
-  scale,
-  sum,
-} from "./core/ops/elementwise.ts";
-export { dense } from "./core/ops/dense.ts";
-export {
-  conv2d,
-  type Conv2dOptions,
-  convOutputSize,
-} from "./core/ops/conv2d.ts";
-export { globalAvgPool, maxPool2d } from "./core/ops/pool.ts";
-export {
-  batchNorm,
-  type BatchNormOptions,
-  type BatchNormStats,
-  foldBatchNorm,
-} from "./core/ops/batchnorm.ts";
-export { softmaxCrossEntropy } from "./core/ops/loss.ts";
-export {
-  type Activation,
-  analyzeGraph,
-  type GraphInfo,
-  type GraphNode,
-  initGraph,
-  type LayerInfo,
-  type ModelGraph,
-  type PoolWindow,
-  runGraph,
-  type RunOptions,
-} from "./core/graph.ts";
+export { referenceDevice } from "./core/reference/device.ts";
+export { type Shape, Tensor } from "./core/tensor.ts";
+export { type RandomKey, randomKey, splitKey } from "./core/rng.ts";
+export { initGraph, type ModelGraph, runGraph } from "./core/graph.ts";
 export { lenet5, mobilenetV2, resnet18, vgg7 } from "./core/models.ts";
-
+export { batches, type Dataset, makeDataset } from "./core/data.ts";
+export { valueAndGrad } from "./core/autodiff.ts";
+export { adam, type Optimizer, paramGroups, sgd } from "./core/optim.ts";
+export type {
+  Frozen,
+  MethodState,
+  QuantizationMethod,
+  QuantizationPlan,
+  TrainData,
+} from "./core/method.ts";
 export {
-  encodeIdx,
-  type IdxArray,
-  type IdxArrayOf,
-  type IdxDtype,
-  type IdxInput,
-  parseIdx,
-  type ParseIdxOptions,
-} from "./core/idx.ts";
-export {
-  type Batch,
-  batchCount,
-  batches,
-  type BatchOptions,
-  type Dataset,
-  DEFAULT_NORMALIZATION,
-  type ImageShape,
-  makeDataset,
-  MNIST_MEAN,
-  MNIST_STD,
-  type Normalization,
-  normalizePixels,
-  shuffledIndices,
-} from "./core/data.ts";
-export {
-  adam,
-  type AdamOptions,
-  constantSchedule,
-  constantThenLinearSchedule,
-  cosineSchedule,
-  findNonFinite,
-  type GradTensors,
-  type LearningRate,
-  type Optimizer,
-  type OptimizerState,
-  type OptimizerUpdate,
-  type ParamGroup,
-  paramGroups,
-  type ParamTensors,
-  perEpoch,
-  type Schedule,
-  sgd,
-  type SgdOptions,
-  stepSchedule,
-} from "./core/optim.ts";
-export {
-  type EpochStats,
-  type LoopOptions,
-  type LoopProgress,
-  type LoopSpec,
-  type LoopState,
-  type ParamRecord,
-  progressRate,
-  type StepLoss,
-  trainLoop,
-} from "./core/loop.ts";
-export {
-  checkImageShape,
   evaluate,
-  evaluateState,
-  type TensorParams,
   train,
   type TrainOptions,
   type TrainRun,
 } from "./core/train.ts";
+export { floatMethod, trainFloat } from "./core/methods/float.ts";
+export { evaluateFrozen, planBops } from "./core/frozen.ts";
 export {
-  type EpochRecord,
-  floatMethod,
-  type FloatMethodOptions,
-  trainFloat,
-  type TrainFloatOptions,
-  type TrainProgress,
-  type TrainResult,
-} from "./core/methods/float.ts";
-export type {
-  Frozen,
-  GridPlan,
-  LayerPlan,
-  MethodState,
-  OptimizerPlan,
-  Penalty,
-  QuantizationMethod,
-  QuantizationPlan,
-  StatsRecord,
-  StepContext,
-  TrainData,
-} from "./core/method.ts";
+  evaluateQuantized,
+  exportFrozen,
+  runQuantized,
+} from "./core/export.ts";
 export {
-  evaluateFrozen,
-  planBops,
-  type PlanCost,
-  type PlanLayerCost,
-  producerOf,
-} from "./core/frozen.ts";
-export { gridGates } from "./core/ops/grid.ts";
+  bayesianBits,
+  type BayesianBitsOptions,
+  type GatedModel,
+  type GatedState,
+  initGated,
+} from "./core/methods/bayesian_bits/model.ts";
 export {
-  gatesOp,
-  type GateTensors,
-  type LogitTensors,
-  priorOp,
-  quantizerOp,
-} from "./core/methods/bayesian_bits/ops.ts";
-export {
-  type DecodedSafetensors,
-  decodeSafetensors,
-  encodeSafetensors,
-  type SafetensorsDtype,
-  type SafetensorsInput,
-  type SafetensorsTensor,
-} from "./core/safetensors.ts";
-export * from "./core/methods/bayesian_bits/mod.ts";
-export * from "./core/report.ts";
-export * from "./io/report.ts";
-export * from "./core/export.ts";
+  bayesianBitsMethod,
+  exportQuantized,
+} from "./core/methods/bayesian_bits/method.ts";
+export { trainBayesianBits } from "./core/methods/bayesian_bits/train.ts";
+export { evaluateGated } from "./core/methods/bayesian_bits/forward.ts";
+export { gatedReport } from "./core/methods/bayesian_bits/cost.ts";
+export { initRange, quantize } from "./core/methods/bayesian_bits/quantizer.ts";
+export { frozenReport, type QuantizationReport } from "./core/report.ts";
+export { formatReportMarkdown, formatReportTable } from "./io/report.ts";
+export { parseReport, reportToJson } from "./io/report_json.ts";
+export type { QuantizedModel } from "./core/export_format.ts";

@@ -11,10 +11,9 @@ import {
   bayesianBits,
   type DeviceKind,
   type GatedModel,
-  type HistoryEntry,
   type ModelGraph,
-  parseHistory,
 } from "../mod.ts";
+import { type HistoryEntry, parseHistory } from "../io/reports.ts";
 import { lenet5, mobilenetV2, resnet18, vgg7 } from "../core/models.ts";
 
 /** The models `--model` offers (the zoo of `core/models.ts`), by graph name. */

@@ -9,7 +9,6 @@
 
 import { parseArgs } from "node:util";
 import {
-  bayesianBitsSnapshot,
   type Device,
   device,
   evaluateGated,
@@ -19,6 +18,7 @@ import {
   type QuantizedModel,
   type Tensor,
 } from "../mod.ts";
+import { bayesianBitsSnapshot } from "../core/methods/bayesian_bits/mod.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { saveQuantized } from "../io/quantized.ts";
 import { loadSnapshot } from "../io/snapshot.ts";

@@ -10,18 +10,20 @@
 import { parseArgs } from "node:util";
 import {
   adam,
-  batchCount,
-  constantThenLinearSchedule,
-  cosineSchedule,
   device,
   type DeviceKind,
   initGraph,
   randomKey,
   splitKey,
   trainFloat,
+} from "../mod.ts";
+import {
+  batchCount,
+  constantThenLinearSchedule,
+  cosineSchedule,
   type TrainProgress,
   type TrainResult,
-} from "../mod.ts";
+} from "../core/training.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
 import { paramsToTensors } from "../io/params.ts";

@@ -9,9 +9,6 @@
  */
 
 import {
-  type BayesianBitsProgress,
-  type BayesianBitsSnapshot,
-  bayesianBitsSnapshot,
   type Device,
   device,
   evaluateGated,
@@ -22,7 +19,6 @@ import {
   type GatedModel,
   gatedReport,
   type GatedState,
-  type HistoryEntry,
   initGated,
   initGraph,
   type QuantizationReport,
@@ -30,11 +26,16 @@ import {
   randomKey,
   reportToJson,
   splitKey,
-  summarizeLayerBits,
   type Tensor,
   trainBayesianBits,
-  type TrainingPhase,
 } from "../mod.ts";
+import {
+  type BayesianBitsProgress,
+  type BayesianBitsSnapshot,
+  bayesianBitsSnapshot,
+  type TrainingPhase,
+} from "../core/methods/bayesian_bits/mod.ts";
+import { type HistoryEntry, summarizeLayerBits } from "../io/reports.ts";
 import { loadMnist, type Mnist } from "../io/mnist.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { saveQuantized } from "../io/quantized.ts";

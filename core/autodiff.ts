@@ -55,7 +55,8 @@ let activeTape: Tape | null = null;
  *
  * @example
  * ```ts
- * import { recordOp, scale, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { recordOp, scale } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const x = Tensor.from([1, 2]);
@@ -118,7 +119,8 @@ export interface ValueAndGradAux<P extends Params, X> extends ValueAndGrad<P> {
  *
  * @example The gradient of sum(w * w) is 2 w
  * ```ts
- * import { mul, sum, Tensor, valueAndGrad } from "@bbits/core";
+ * import { Tensor, valueAndGrad } from "@bbits/core";
+ * import { mul, sum } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const f = valueAndGrad((p: { w: Tensor }) => sum(mul(p.w, p.w)));

@@ -83,7 +83,7 @@ function checkLayer(layer: LayerBopsInput): void {
  *
  * @example
  * ```ts
- * import { layerBops } from "@bbits/core";
+ * import { layerBops } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(layerBops({ name: "fc", macs: 100, weightBits: 4, inputBits: 8, keptOutput: 0.5 }), 1600);
@@ -105,7 +105,7 @@ export function layerBops(layer: LayerBopsInput): number {
  *
  * @example
  * ```ts
- * import { bopReport } from "@bbits/core";
+ * import { bopReport } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const r = bopReport([{ name: "fc", macs: 10, weightBits: 8, inputBits: 8 }]);
@@ -160,7 +160,7 @@ export interface ChainLayer {
  *
  * @example An all-32-bit LeNet-5 reports about 92 %, because its input is 8-bit
  * ```ts
- * import { chainBops } from "@bbits/core";
+ * import { chainBops } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const at32 = (name: string, macs: number, channels: number) => ({

@@ -95,7 +95,7 @@ function lookupTable(normalization: Normalization): Float32Array {
  *
  * @example
  * ```ts
- * import { normalizePixels } from "@bbits/core";
+ * import { normalizePixels } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const pixels = new Uint8Array([0, 51, 255]);
@@ -225,7 +225,8 @@ function checkDataset(dataset: Dataset): number {
  *
  * @example
  * ```ts
- * import { randomKey, shuffledIndices } from "@bbits/core";
+ * import { randomKey } from "@bbits/core";
+ * import { shuffledIndices } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const order = shuffledIndices(5, randomKey(0));
@@ -268,7 +269,7 @@ export function shuffledIndices(n: number, key: RandomKey): Int32Array {
  *
  * @example
  * ```ts
- * import { batchCount } from "@bbits/core";
+ * import { batchCount } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(batchCount(10, 4), 3);

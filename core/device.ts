@@ -85,6 +85,8 @@ export class Storage {
   frame: Set<Storage> | null = null;
 
   /**
+   * Describes memory a device allocated.
+   *
    * @param device The device that made it.
    * @param length Elements.
    * @param dtype Element type.

@@ -198,7 +198,8 @@ export function checkHostVisible(dev: Device): void {
  *
  * @example
  * ```ts
- * import { dequantizeParams, type QuantizedModel } from "@bbits/core";
+ * import { type QuantizedModel } from "@bbits/core";
+ * import { dequantizeParams } from "@bbits/core/quantized";
  * import assert from "node:assert/strict";
  *
  * const model: QuantizedModel = {

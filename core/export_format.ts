@@ -96,7 +96,7 @@ const GRID_BITS: readonly GridBits[] = [2, 4, 8, 16, 32];
  *
  * @example
  * ```ts
- * import { codeRange } from "@bbits/core";
+ * import { codeRange } from "@bbits/core/quantized";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(codeRange(2, true), [-1, 1]); // 3 levels
@@ -119,7 +119,7 @@ export function codeRange(bits: GridBits, signed: boolean): [number, number] {
  *
  * @example
  * ```ts
- * import { gridScale } from "@bbits/core";
+ * import { gridScale } from "@bbits/core/quantized";
  * import assert from "node:assert/strict";
  *
  * assert.equal(gridScale(3, true, 2), 2); // s2 = 2 * 3 / 3
@@ -270,7 +270,8 @@ function checkLayer(layer: QuantizedLayer, info: LayerInfo): void {
  *
  * @example
  * ```ts
- * import { checkQuantizedModel, exportFrozen, floatMethod, initGraph, lenet5, randomKey } from "@bbits/core";
+ * import { exportFrozen, floatMethod, initGraph, lenet5, randomKey } from "@bbits/core";
+ * import { checkQuantizedModel } from "@bbits/core/quantized";
  * import assert from "node:assert/strict";
  *
  * const method = floatMethod();

@@ -111,7 +111,8 @@ function inputOf(
  *
  * @example A float LeNet-5 costs 100 % of itself
  * ```ts
- * import { analyzeGraph, lenet5, planBops } from "@bbits/core";
+ * import { lenet5, planBops } from "@bbits/core";
+ * import { analyzeGraph } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const model = lenet5();

@@ -185,7 +185,8 @@ function maxPoolShape(node: MaxPoolNode, s: Shape): Shape {
  *
  * @example
  * ```ts
- * import { analyzeGraph, lenet5 } from "@bbits/core";
+ * import { lenet5 } from "@bbits/core";
+ * import { analyzeGraph } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const macs = analyzeGraph(lenet5()).layers.map((l) => l.macs);

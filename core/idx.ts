@@ -102,7 +102,7 @@ const hex = (byte: number) => `0x${byte.toString(16).padStart(2, "0")}`;
  *
  * @example
  * ```ts
- * import { parseIdx } from "@bbits/core";
+ * import { parseIdx } from "@bbits/core/formats";
  * import assert from "node:assert/strict";
  *
  * // uint8, 1 dimension of size 3, elements 7, 8, 9
@@ -241,7 +241,7 @@ function readPayload(
  *
  * @example
  * ```ts
- * import { encodeIdx, parseIdx } from "@bbits/core";
+ * import { encodeIdx, parseIdx } from "@bbits/core/formats";
  * import assert from "node:assert/strict";
  *
  * const file = encodeIdx({ dtype: "int16", shape: [2, 2], data: [1, -2, 300, -400] });

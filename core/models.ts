@@ -16,7 +16,8 @@ import type { GraphNode, ModelGraph } from "./graph.ts";
  *
  * @example
  * ```ts
- * import { analyzeGraph, lenet5 } from "@bbits/core";
+ * import { lenet5 } from "@bbits/core";
+ * import { analyzeGraph } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(analyzeGraph(lenet5()).layers.length, 4);
@@ -66,7 +67,8 @@ export function lenet5(): ModelGraph {
  *
  * @example
  * ```ts
- * import { analyzeGraph, vgg7 } from "@bbits/core";
+ * import { vgg7 } from "@bbits/core";
+ * import { analyzeGraph } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(analyzeGraph(vgg7()).layers[6].weightShape[1], 8192);
@@ -127,7 +129,8 @@ export function vgg7(): ModelGraph {
  *
  * @example
  * ```ts
- * import { analyzeGraph, resnet18 } from "@bbits/core";
+ * import { resnet18 } from "@bbits/core";
+ * import { analyzeGraph } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const total = analyzeGraph(resnet18()).layers.reduce((s, l) => s + l.macs, 0);
@@ -295,7 +298,8 @@ function pushInvertedResidual(
  *
  * @example
  * ```ts
- * import { analyzeGraph, mobilenetV2 } from "@bbits/core";
+ * import { mobilenetV2 } from "@bbits/core";
+ * import { analyzeGraph } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const total = analyzeGraph(mobilenetV2()).layers.reduce((s, l) => s + l.macs, 0);

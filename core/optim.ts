@@ -423,7 +423,8 @@ export function sgd(options: SgdOptions): Optimizer {
  *
  * @example
  * ```ts
- * import { findNonFinite, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { findNonFinite } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(await findNonFinite({ w: Tensor.from([1, 2]) }), null);

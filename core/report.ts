@@ -268,7 +268,7 @@ export function frozenReport(
  *
  * @example
  * ```ts
- * import { historyEntry } from "@bbits/core";
+ * import { historyEntry } from "@bbits/core/report";
  * import assert from "node:assert/strict";
  *
  * const entry = historyEntry("train", {

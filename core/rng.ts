@@ -30,7 +30,7 @@ const KEY_PARITY = 0x1bd11bda;
  *
  * @example
  * ```ts
- * import { threefry2x32 } from "@bbits/core";
+ * import { threefry2x32 } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const [a, b] = threefry2x32([0, 0], 0, 0);
@@ -70,7 +70,7 @@ export function threefry2x32(
  *
  * @example
  * ```ts
- * import { assertRandomKey } from "@bbits/core";
+ * import { assertRandomKey } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assertRandomKey([0, 42]);
@@ -149,7 +149,8 @@ export function splitKey(key: RandomKey, count = 2): RandomKey[] {
  *
  * @example
  * ```ts
- * import { foldIn, randomKey } from "@bbits/core";
+ * import { randomKey } from "@bbits/core";
+ * import { foldIn } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.notDeepEqual(foldIn(randomKey(1), 0), foldIn(randomKey(1), 1));
@@ -174,7 +175,7 @@ export function foldIn(key: RandomKey, data: number): RandomKey {
  *
  * @example
  * ```ts
- * import { randomBits, threefry2x32 } from "@bbits/core";
+ * import { randomBits, threefry2x32 } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(randomBits([0, 0], 1), threefry2x32([0, 0], 0, 0)[1]);
@@ -193,7 +194,7 @@ export function randomBits(key: RandomKey, index: number): number {
  *
  * @example
  * ```ts
- * import { bitsToUniform } from "@bbits/core";
+ * import { bitsToUniform } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(bitsToUniform(0), 2 ** -24);
@@ -216,7 +217,8 @@ export function bitsToUniform(bits: number): number {
  *
  * @example
  * ```ts
- * import { randomKey, uniform } from "@bbits/core";
+ * import { randomKey } from "@bbits/core";
+ * import { uniform } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const u = uniform(randomKey(7), 1000);

@@ -21,7 +21,7 @@
  *
  * @example Ties go to the even neighbour
  * ```ts
- * import { roundHalfEven } from "@bbits/core";
+ * import { roundHalfEven } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.equal(roundHalfEven(2.5), 2);

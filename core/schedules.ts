@@ -75,7 +75,7 @@ function checkBaseRate(what: string, lr: number): void {
  *
  * @example
  * ```ts
- * import { constantSchedule } from "@bbits/core";
+ * import { constantSchedule } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * assert.equal(constantSchedule(0.01)(1000), 0.01);
@@ -99,7 +99,7 @@ export function constantSchedule(lr: number): Schedule {
  *
  * @example
  * ```ts
- * import { stepSchedule } from "@bbits/core";
+ * import { stepSchedule } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const schedule = stepSchedule({ lr: 1, gamma: 0.5, stepSize: 10 });
@@ -145,7 +145,7 @@ export function stepSchedule(
  *
  * @example
  * ```ts
- * import { cosineSchedule } from "@bbits/core";
+ * import { cosineSchedule } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const schedule = cosineSchedule({ lr: 1, total: 100 });
@@ -197,7 +197,7 @@ export function cosineSchedule(
  *
  * @example
  * ```ts
- * import { constantThenLinearSchedule } from "@bbits/core";
+ * import { constantThenLinearSchedule } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * const schedule = constantThenLinearSchedule({ lr: 1, total: 30 });
@@ -230,7 +230,7 @@ export function constantThenLinearSchedule(
  *
  * @example
  * ```ts
- * import { constantThenLinearSchedule, perEpoch } from "@bbits/core";
+ * import { constantThenLinearSchedule, perEpoch } from "@bbits/core/training";
  * import assert from "node:assert/strict";
  *
  * // 6 epochs of 100 updates: full rate in epochs 0..4, half in epoch 5.

@@ -33,7 +33,7 @@ export type TypedArrayOf<D extends DType> = D extends "int32" ? Int32Array
  *
  * @example
  * ```ts
- * import { shapeSize } from "@bbits/core";
+ * import { shapeSize } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.equal(shapeSize([32, 1, 5, 5]), 800);

@@ -138,7 +138,7 @@ function checkLimit(limit: number | undefined): void {
  *
  * @example
  * ```ts
- * import { encodeIdx } from "@bbits/core";
+ * import { encodeIdx } from "@bbits/core/formats";
  * import { decodeMnistSplit } from "@bbits/core/mnist";
  * import assert from "node:assert/strict";
  *

@@ -29,13 +29,7 @@ import type {
 } from "../core/safetensors.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 
-export type {
-  FloatWeights,
-  QuantizedGrid,
-  QuantizedLayer,
-  QuantizedModel,
-  QuantizedWeights,
-} from "../core/export.ts";
+export * from "../core/export.ts";
 
 /** The dtype of the codes of a grid: the narrowest that holds them. */
 function codeDtype(bits: number, signed: boolean): SafetensorsDtype {

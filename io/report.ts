@@ -269,7 +269,8 @@ function optionsText(report: QuantizationReport): string {
  *
  * @example
  * ```ts
- * import { formatReportTable, type QuantizationReport, REPORT_SCHEMA } from "@bbits/core";
+ * import { formatReportTable, type QuantizationReport } from "@bbits/core";
+ * import { REPORT_SCHEMA } from "@bbits/core/report";
  * import assert from "node:assert/strict";
  *
  * const report: QuantizationReport = {
@@ -330,7 +331,8 @@ export function formatReportTable(
  *
  * @example
  * ```ts
- * import { type QuantizationReport, REPORT_SCHEMA, summarizeLayerBits } from "@bbits/core";
+ * import { type QuantizationReport } from "@bbits/core";
+ * import { REPORT_SCHEMA, summarizeLayerBits } from "@bbits/core/report";
  * import assert from "node:assert/strict";
  *
  * const report: QuantizationReport = {
@@ -419,7 +421,8 @@ function summaryRows(report: QuantizationReport): [string, string][] {
  *
  * @example
  * ```ts
- * import { formatReportMarkdown, type QuantizationReport, REPORT_SCHEMA } from "@bbits/core";
+ * import { formatReportMarkdown, type QuantizationReport } from "@bbits/core";
+ * import { REPORT_SCHEMA } from "@bbits/core/report";
  * import assert from "node:assert/strict";
  *
  * const report: QuantizationReport = {

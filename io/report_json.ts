@@ -324,7 +324,8 @@ class ReportChecker extends ValueChecker {
  *
  * @example
  * ```ts
- * import { type QuantizationReport, REPORT_SCHEMA, reportToJson } from "@bbits/core";
+ * import { type QuantizationReport, reportToJson } from "@bbits/core";
+ * import { REPORT_SCHEMA } from "@bbits/core/report";
  * import assert from "node:assert/strict";
  *
  * const report: QuantizationReport = {
@@ -419,7 +420,7 @@ export function parseReport(json: string): QuantizationReport {
  *
  * @example
  * ```ts
- * import { parseHistory } from "@bbits/core";
+ * import { parseHistory } from "@bbits/core/report";
  * import assert from "node:assert/strict";
  *
  * const [entry] = parseHistory([{

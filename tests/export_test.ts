@@ -1,34 +1,38 @@
 import assert from "node:assert/strict";
 import {
   bayesianBits,
-  checkQuantizedModel,
-  codeRange,
-  dequantizeParams,
   type Device,
   device,
   evaluateGated,
   evaluateQuantized,
   exportQuantized,
-  gatedBops,
   type GatedModel,
   type GatedState,
-  gatesOp,
-  gridScale,
   initGated,
   initGraph,
   lenet5,
   makeDataset,
   type ModelGraph,
   type QuantizedModel,
-  type QuantizedWeights,
-  quantizerOp,
   randomKey,
   runGraph,
   runQuantized,
   Tensor,
-  uniform,
-  uniformQuantize,
 } from "../mod.ts";
+import {
+  gatedBops,
+  gatesOp,
+  quantizerOp,
+  uniformQuantize,
+} from "../core/methods/bayesian_bits/mod.ts";
+import {
+  checkQuantizedModel,
+  codeRange,
+  dequantizeParams,
+  gridScale,
+  type QuantizedWeights,
+} from "../io/quantized.ts";
+import { uniform } from "../core/training.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { loadQuantized, saveQuantized } from "../io/quantized.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";

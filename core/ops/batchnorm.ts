@@ -56,7 +56,8 @@ function layout(x: Tensor, op: string): ChannelLayout {
  *
  * @example
  * ```ts
- * import { batchNorm, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { batchNorm } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const { output } = batchNorm(Tensor.from([1, 3], [2, 1]), Tensor.from([1]), Tensor.from([0]), {
@@ -123,7 +124,8 @@ export function batchNorm(
  *
  * @example
  * ```ts
- * import { foldBatchNorm, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { foldBatchNorm } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const { w, b } = await foldBatchNorm(Tensor.from([2], [1, 1]), undefined, Tensor.from([3]), Tensor.from([1]), {

@@ -30,7 +30,7 @@ export interface Conv2dOptions {
  *
  * @example
  * ```ts
- * import { convOutputSize } from "@bbits/core";
+ * import { convOutputSize } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.equal(convOutputSize(28, 5, 1, 0), 24);
@@ -113,7 +113,8 @@ export function convGeometry(
  *
  * @example A 1x1 convolution scales each channel
  * ```ts
- * import { conv2d, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { conv2d } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const x = Tensor.from([1, 2, 3, 4], [1, 1, 2, 2]);

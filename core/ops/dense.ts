@@ -21,7 +21,8 @@ import type { Tensor } from "../tensor.ts";
  *
  * @example
  * ```ts
- * import { dense, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { dense } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const y = dense(Tensor.from([1, 2], [1, 2]), Tensor.from([1, 1, 0, 1], [2, 2]), Tensor.from([0, 10]));

@@ -28,7 +28,8 @@ function sameShape(op: string, a: Tensor, b: Tensor): void {
  *
  * @example
  * ```ts
- * import { add, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { add } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual([...add(Tensor.from([1, 2]), Tensor.from([3, 4])).toFloat32Array()], [4, 6]);
@@ -49,7 +50,8 @@ export function add(a: Tensor, b: Tensor): Tensor {
  *
  * @example
  * ```ts
- * import { mul, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { mul } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual([...mul(Tensor.from([1, 2]), Tensor.from([3, 4])).toFloat32Array()], [3, 8]);
@@ -71,7 +73,8 @@ export function mul(a: Tensor, b: Tensor): Tensor {
  *
  * @example
  * ```ts
- * import { scale, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { scale } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual([...scale(Tensor.from([1, -2]), 3).toFloat32Array()], [3, -6]);
@@ -93,7 +96,8 @@ export function scale(a: Tensor, factor: number): Tensor {
  *
  * @example
  * ```ts
- * import { relu, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { relu } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual([...relu(Tensor.from([-1, 0, 2])).toFloat32Array()], [0, 0, 2]);
@@ -116,7 +120,8 @@ export function relu(a: Tensor): Tensor {
  *
  * @example
  * ```ts
- * import { relu6, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { relu6 } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual([...relu6(Tensor.from([-1, 3, 7])).toFloat32Array()], [0, 3, 6]);
@@ -141,7 +146,8 @@ export function relu6(a: Tensor): Tensor {
  *
  * @example
  * ```ts
- * import { reshape, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { reshape } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(reshape(Tensor.zeros([2, 3, 4]), [2, -1]).shape, [2, 12]);
@@ -171,7 +177,8 @@ export function reshape(a: Tensor, shape: Shape): Tensor {
  *
  * @example
  * ```ts
- * import { sum, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { sum } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.equal(sum(Tensor.from([1, 2, 3])).get(0), 6);
@@ -191,7 +198,8 @@ export function sum(a: Tensor): Tensor {
  *
  * @example
  * ```ts
- * import { mean, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { mean } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.equal(mean(Tensor.from([1, 2, 3])).get(0), 2);

@@ -22,7 +22,7 @@ function label(name: string | undefined): string {
  *
  * @example
  * ```ts
- * import { gridGates } from "@bbits/core";
+ * import { gridGates } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(gridGates(8), [1, 1, 0, 0]);

@@ -19,7 +19,8 @@ import type { Tensor } from "../tensor.ts";
  *
  * @example
  * ```ts
- * import { softmaxCrossEntropy, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { softmaxCrossEntropy } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const loss = softmaxCrossEntropy(Tensor.from([0, 0], [1, 2]), [1]);

@@ -23,7 +23,8 @@ import { convOutputSize } from "./conv2d.ts";
  *
  * @example
  * ```ts
- * import { maxPool2d, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { maxPool2d } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * const y = maxPool2d(Tensor.from([1, 5, 3, 2], [1, 1, 2, 2]), 2);
@@ -91,7 +92,8 @@ export function poolGeometry(
  *
  * @example
  * ```ts
- * import { globalAvgPool, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { globalAvgPool } from "@bbits/core/ops";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual([...globalAvgPool(Tensor.from([1, 2, 3, 6], [1, 1, 2, 2])).toFloat32Array()], [3]);

@@ -46,7 +46,8 @@ export type GatedLayerCost = PlanLayerCost;
  *
  * @example An untrained LeNet-5 starts at 8 bits everywhere: 6.25 % of the 32-bit baseline
  * ```ts
- * import { bayesianBits, gatedBops, initGated, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { bayesianBits, initGated, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { gatedBops } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const gated = bayesianBits(lenet5());
@@ -71,7 +72,8 @@ export function gatedBops(
  *
  * @example
  * ```ts
- * import { bayesianBits, lenet5, priorSum, Tensor } from "@bbits/core";
+ * import { bayesianBits, lenet5, Tensor } from "@bbits/core";
+ * import { priorSum } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const gated = bayesianBits(lenet5(), { pruning: false, fullPrecision: ["conv1", "conv2", "fc1"] });

@@ -106,7 +106,8 @@ export interface GatedLossParts {
  *
  * @example
  * ```ts
- * import { bayesianBits, gatedLoss, initGated, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { bayesianBits, initGated, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { gatedLoss } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const gated = bayesianBits(lenet5(), { mu: 0.5 });

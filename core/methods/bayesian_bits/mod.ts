@@ -29,3 +29,4 @@ export * from "./train.ts";
 export * from "./method.ts";
 export * from "../../reference/gates.ts";
 export * from "../../reference/prior.ts";
+export * from "../../reference/quantizer.ts";

@@ -73,7 +73,8 @@ function checkChain(chain: Tensor, what: string): void {
  *
  * @example
  * ```ts
- * import { sum, Tensor, valueAndGrad } from "@bbits/core";
+ * import { Tensor, valueAndGrad } from "@bbits/core";
+ * import { sum } from "@bbits/core/ops";
  * import { quantizerOp } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *

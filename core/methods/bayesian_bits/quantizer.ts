@@ -236,7 +236,7 @@ export function initRange(x: Tensor, name?: string): QuantizerRange {
  *
  * @example
  * ```ts
- * import { gatesForBits } from "@bbits/core";
+ * import { gatesForBits } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(gatesForBits(8), { z4: 1, z8: 1, z16: 0, z32: 0 });
@@ -273,7 +273,8 @@ export function gatesForBits(bits: number, channels?: number): GateValues {
  *
  * @example A signed 2-bit quantizer has the levels -s2, 0, s2 with s2 = 2 xmax / 3
  * ```ts
- * import { gatesForBits, quantize, Tensor } from "@bbits/core";
+ * import { quantize, Tensor } from "@bbits/core";
+ * import { gatesForBits } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const x = Tensor.from([-0.9, 0.2, 0.4, 5]);
@@ -316,7 +317,8 @@ export function quantize(
  *
  * @example
  * ```ts
- * import { gatesForBits, quantizeGrad, Tensor } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { gatesForBits, quantizeGrad } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const x = Tensor.from([0.3, 2]);
@@ -387,7 +389,8 @@ export function quantizeGrad(
  *
  * @example
  * ```ts
- * import { Tensor, uniformQuantize } from "@bbits/core";
+ * import { Tensor } from "@bbits/core";
+ * import { uniformQuantize } from "@bbits/core/bayesian-bits";
  * import assert from "node:assert/strict";
  *
  * const xq = uniformQuantize(Tensor.from([0.45]), { xmax: 1, signed: false }, 4);
