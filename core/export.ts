@@ -11,7 +11,8 @@
  * @module
  */
 
-import { batches, type Dataset } from "./data.ts";
+import type { Dataset } from "./data.ts";
+import { accuracyOn } from "./frozen.ts";
 import type { Device } from "./device.ts";
 import {
   checkQuantizedModel,
@@ -391,23 +392,17 @@ export async function evaluateQuantized(
   // Uploaded once, outside any scope, and freed when done.
   const params = dequantizeParams(model, dev);
   const grids = deviceGrids(model, dev);
-  let correct = 0;
   try {
-    for (const batch of batches(data, options.batchSize ?? 1000)) {
-      const count = dev.scope(() => {
-        const x = dev.upload(batch.images, [batch.size, ...data.shape]);
-        const labels = dev.upload(batch.labels, [batch.size], "int32");
-        const logits = forwardQuantized(model, params, grids, x);
-        return dev.kernels.countCorrect(logits, labels);
-      });
-      correct += (await count.read())[0];
-      dev.free(count);
-    }
+    return await accuracyOn(
+      dev,
+      data,
+      options.batchSize ?? 1000,
+      (x) => forwardQuantized(model, params, grids, x),
+    );
   } finally {
     dev.free(
       ...Object.values(params),
       ...[...grids.values()].flatMap((g) => [g.xmax, g.chain]),
     );
   }
-  return correct / data.count;
 }

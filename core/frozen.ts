@@ -216,6 +216,40 @@ function frozenHooks(
 }
 
 /**
+ * The fraction of a dataset a model classifies correctly: batches uploaded
+ * to `dev`, each forward pass and count in a device scope, the counts read
+ * back one batch at a time.
+ *
+ * @param dev The device the model lives on.
+ * @param data The dataset.
+ * @param batchSize Images per batch.
+ * @param forward The logits `[N, K]` of a batch `[N, ...shape]`.
+ * @returns The accuracy in [0, 1].
+ * @throws {RangeError} On an empty dataset.
+ */
+export async function accuracyOn(
+  dev: Device,
+  data: Dataset,
+  batchSize: number,
+  forward: (x: Tensor) => Tensor,
+): Promise<number> {
+  if (data.count === 0) {
+    throw new RangeError("Cannot evaluate on an empty dataset");
+  }
+  let correct = 0;
+  for (const batch of batches(data, batchSize)) {
+    const count = dev.scope(() => {
+      const x = dev.upload(batch.images, [batch.size, ...data.shape]);
+      const labels = dev.upload(batch.labels, [batch.size], "int32");
+      return dev.kernels.countCorrect(forward(x), labels);
+    });
+    correct += (await count.read())[0];
+    dev.free(count);
+  }
+  return correct / data.count;
+}
+
+/**
  * Test accuracy of a frozen model on the device its parameters live on:
  * weights as frozen, activations quantized on the plan's grids.
  *
@@ -236,20 +270,14 @@ export async function evaluateFrozen(
   const dev = Object.values(frozen.params)[0].device;
   const grids = gridTensors(dev, frozen.plan.layers);
   const hooks = frozenHooks(frozen, grids);
-  let correct = 0;
   try {
-    for (const batch of batches(data, options.batchSize ?? 1000)) {
-      const count = dev.scope(() => {
-        const x = dev.upload(batch.images, [batch.size, ...data.shape]);
-        const labels = dev.upload(batch.labels, [batch.size], "int32");
-        const { output } = runGraph(frozen.model, frozen.params, x, hooks);
-        return dev.kernels.countCorrect(output, labels);
-      });
-      correct += (await count.read())[0];
-      dev.free(count);
-    }
+    return await accuracyOn(
+      dev,
+      data,
+      options.batchSize ?? 1000,
+      (x) => runGraph(frozen.model, frozen.params, x, hooks).output,
+    );
   } finally {
     for (const g of grids.values()) dev.free(g.xmax, g.chain);
   }
-  return correct / data.count;
 }

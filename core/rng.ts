@@ -206,6 +206,34 @@ export function bitsToUniform(bits: number): number {
 }
 
 /**
+ * Checks the arguments of a draw from a key's uniform stream, as every
+ * device's generator does before drawing.
+ *
+ * @param key The key.
+ * @param count Uniforms to draw (a non-negative integer).
+ * @param offset Stream position of the first (a non-negative integer; the
+ *   draw must end within 2^33).
+ * @throws {RangeError} On a bad key, count or offset.
+ */
+export function checkUniformDraw(
+  key: RandomKey,
+  count: number,
+  offset: number,
+): void {
+  assertRandomKey(key);
+  if (!Number.isInteger(count) || count < 0) {
+    throw new RangeError(
+      `Cannot draw ${count} uniforms: count must be a non-negative integer`,
+    );
+  }
+  if (!Number.isInteger(offset) || offset < 0 || offset + count > 2 ** 33) {
+    throw new RangeError(
+      `Cannot draw from stream offset ${offset}: out of range`,
+    );
+  }
+}
+
+/**
  * Fills a new array with uniforms in (0, 1) from elements `offset ..
  * offset + count - 1` of the stream of `key`.
  *
@@ -230,17 +258,7 @@ export function uniform(
   count: number,
   offset = 0,
 ): Float32Array {
-  assertRandomKey(key);
-  if (!Number.isInteger(count) || count < 0) {
-    throw new RangeError(
-      `Cannot draw ${count} uniforms: count must be a non-negative integer`,
-    );
-  }
-  if (!Number.isInteger(offset) || offset < 0 || offset + count > 2 ** 33) {
-    throw new RangeError(
-      `Cannot draw from stream offset ${offset}: out of range`,
-    );
-  }
+  checkUniformDraw(key, count, offset);
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) {
     out[i] = bitsToUniform(randomBits(key, offset + i));

@@ -10,8 +10,8 @@
  * @module
  */
 
-import { batchCount, batches, type Dataset } from "./data.ts";
-import { evaluateFrozen } from "./frozen.ts";
+import { batchCount, type Dataset } from "./data.ts";
+import { accuracyOn, evaluateFrozen } from "./frozen.ts";
 import { type ModelGraph, runGraph } from "./graph.ts";
 import {
   type EpochStats,
@@ -70,25 +70,15 @@ export async function evaluate(
     stats?: Readonly<Record<string, BatchNormStats>>;
   } = {},
 ): Promise<number> {
-  if (data.count === 0) {
-    throw new RangeError("Cannot evaluate on an empty dataset");
-  }
   const dev = Object.values(params)[0].device;
-  let correct = 0;
-  for (const batch of batches(data, options.batchSize ?? 500)) {
-    const count = dev.scope(() => {
-      const x = dev.upload(batch.images, [batch.size, ...data.shape]);
-      const labels = dev.upload(batch.labels, [batch.size], "int32");
-      const { output } = runGraph(model, params, x, {
-        mode: "eval",
-        stats: options.stats,
-      });
-      return dev.kernels.countCorrect(output, labels);
-    });
-    correct += (await count.read())[0];
-    dev.free(count);
-  }
-  return correct / data.count;
+  return await accuracyOn(
+    dev,
+    data,
+    options.batchSize ?? 500,
+    (x) =>
+      runGraph(model, params, x, { mode: "eval", stats: options.stats })
+        .output,
+  );
 }
 
 /**

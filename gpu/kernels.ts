@@ -17,7 +17,7 @@ import {
   type PoolGeometry,
 } from "../core/kernels.ts";
 import { CLIP_FACTOR } from "../core/reference/quantizer.ts";
-import { assertRandomKey, type RandomKey } from "../core/rng.ts";
+import { checkUniformDraw, type RandomKey } from "../core/rng.ts";
 import type { Tensor } from "../core/tensor.ts";
 import {
   CONSTANTS_PARAMS_BYTES,
@@ -477,17 +477,7 @@ class GpuKernels {
   }
 
   uniform(key: RandomKey, count: number, offset: number): Tensor {
-    assertRandomKey(key);
-    if (!Number.isInteger(count) || count < 0) {
-      throw new RangeError(
-        `Cannot draw ${count} uniforms: count must be a non-negative integer`,
-      );
-    }
-    if (!Number.isInteger(offset) || offset < 0 || offset + count > 2 ** 33) {
-      throw new RangeError(
-        `Cannot draw from stream offset ${offset}: out of range`,
-      );
-    }
+    checkUniformDraw(key, count, offset);
     const out = this.dev.alloc([count]);
     if (count === 0) return out;
     const parity = offset % 2;
