@@ -248,6 +248,33 @@ export class WasmDevice extends BaseDevice implements SplitPolicy {
   }
 
   /**
+   * Runs export `name` once per chunk, the chunks claimed by the threads as
+   * they come free (chunks must write disjoint outputs). With
+   * `scratchBytes`, each thread gets a private scratch block of that size,
+   * passed as the `scratch` argument (the chunks' own value is replaced).
+   *
+   * @ignore
+   */
+  runChunks<N extends KernelName>(
+    name: N,
+    chunks: readonly KernelArguments[N][],
+    scratchBytes = 0,
+  ): void {
+    if (scratchBytes <= 0) {
+      this.#pool.runChunks(name, chunks);
+      return;
+    }
+    const stride = Math.ceil(scratchBytes / 64) * 64;
+    const used = Math.min(this.threads, chunks.length);
+    this.withScratch([stride * used], ([base]) =>
+      this.#pool.runChunks(
+        name,
+        chunks.map((c) => ({ ...c, scratch: base }) as KernelArguments[N]),
+        stride,
+      ));
+  }
+
+  /**
    * Calls export `name` on this thread alone.
    *
    * @ignore

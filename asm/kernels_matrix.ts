@@ -1,9 +1,22 @@
 /**
  * The WASM device's matrix and convolution kernels: the blocked SIMD GEMM of
- * `asm/src/gemm.ts` split by rows or columns over the threads, the bias add
- * and bias gradient, and the convolution (groups 1) as im2col, GEMM and a
- * transpose to NCHW, its column matrices in scratch memory. Grouped
- * convolutions run the reference's direct loop on views of the memory.
+ * `asm/src/gemm.ts` split by rows or columns into chunks the threads claim
+ * as they come free, the bias add and bias gradient, and the convolution
+ * (groups 1) as a GEMM and a transpose to NCHW.
+ *
+ * Every path gives the plain GEMM's sums bit for bit; the choice of path is
+ * only about speed:
+ * - forward, stride 1 without padding: the implicit GEMM (`convGemm`), which
+ *   reads the column matrix from the input instead of writing it;
+ *   otherwise `im2col` into scratch, then the GEMM;
+ * - backward: the output gradient of a layer followed by a ReLU and a
+ *   max-pool is mostly zeros, so the weight gradient and the column
+ *   gradient skip them (`asm/kernels_sparse.ts`), the column gradient
+ *   going sample by sample through the cache into `col2im`
+ *   (`sparseCol2im`); a dense gradient takes the dense GEMM.
+ *
+ * Grouped convolutions run the reference's direct loop on views of the
+ * memory.
  *
  * @module
  */
@@ -11,13 +24,27 @@
 import type { ConvGeometry, GemmShape, Kernels } from "../core/kernels.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { WasmDevice } from "./device.ts";
-import { splitGemm, splitUnits } from "./pool.ts";
+import {
+  GEMM_COL_GRAIN,
+  GEMM_ROW_GRAIN,
+  splitChunks,
+  splitGemm,
+  splitUnits,
+} from "./pool.ts";
 import { expectSize, onReference } from "./reference_views.ts";
+import {
+  allFinite,
+  SPARSE_MIN_COLUMNS,
+  SPARSE_MIN_ZEROS,
+  sparseGemmAt,
+  sparseWins,
+  zeroFraction,
+} from "./kernels_sparse.ts";
 
 /**
  * `C = op(A) op(B)` on operands in the memory (byte offsets `a`, `b`, `c`),
- * split over the threads, with per-thread packing scratch. Sizes are
- * trusted.
+ * by the dense kernel, in chunks over the threads, with per-thread packing
+ * scratch. Sizes are trusted.
  */
 function gemmAt(
   dev: WasmDevice,
@@ -30,33 +57,41 @@ function gemmAt(
   if (m * n === 0) return;
   const transA = shape.transA === true;
   const transB = shape.transB === true;
-  const jobs = splitGemm(dev, m, n, k);
   const byRows = m >= n;
-  const scratch = jobs.map((job) =>
-    dev.call("gemmScratchBytes", { k, cols: byRows ? n : job.end - job.begin })
+  const jobs = splitGemm(dev, m, n, k);
+  // A chunk of rows packs all of B again: at least 64 rows per chunk.
+  const perThread = byRows
+    ? Math.max(1, Math.min(4, Math.floor(m / jobs.length / 64)))
+    : 4;
+  const chunks = splitChunks(
+    jobs,
+    byRows ? GEMM_ROW_GRAIN : GEMM_COL_GRAIN,
+    perThread,
   );
+  const widest = Math.max(...chunks.map((job) => job.end - job.begin));
+  const bytes = dev.call("gemmScratchBytes", { k, cols: byRows ? n : widest });
   const flags = (transA ? 1 : 0) | (transB ? 2 : 0);
-  dev.withScratch(scratch, (offsets) =>
-    dev.run(
-      "gemm",
-      jobs.map((job, t) => ({
-        a,
-        b,
-        c,
-        m,
-        n,
-        k,
-        lda: transA ? m : k,
-        ldb: transB ? k : n,
-        ldc: n,
-        flags,
-        i0: byRows ? job.begin : 0,
-        i1: byRows ? job.end : m,
-        j0: byRows ? 0 : job.begin,
-        j1: byRows ? n : job.end,
-        scratch: offsets[t],
-      })),
-    ));
+  dev.runChunks(
+    "gemm",
+    chunks.map((job) => ({
+      a,
+      b,
+      c,
+      m,
+      n,
+      k,
+      lda: transA ? m : k,
+      ldb: transB ? k : n,
+      ldc: n,
+      flags,
+      i0: byRows ? job.begin : 0,
+      i1: byRows ? job.end : m,
+      j0: byRows ? 0 : job.begin,
+      j1: byRows ? n : job.end,
+      scratch: 0,
+    })),
+    bytes,
+  );
 }
 
 function gemm(dev: WasmDevice, a: Tensor, b: Tensor, shape: GemmShape): Tensor {
@@ -79,7 +114,11 @@ function gemm(dev: WasmDevice, a: Tensor, b: Tensor, shape: GemmShape): Tensor {
   const pb = dev.offset(b);
   if (m * n === 0 || k === 0) return dev.zeros([m, n]);
   const c = dev.alloc([m, n]);
-  gemmAt(dev, shape, pa, pb, dev.offset(c));
+  if (sparseWins(dev, shape, pa) && allFinite(dev, pb, k * n)) {
+    sparseGemmAt(dev, shape, pa, pb, dev.offset(c));
+  } else {
+    gemmAt(dev, shape, pa, pb, dev.offset(c));
+  }
   return c;
 }
 
@@ -168,15 +207,65 @@ function convArgs(g: ConvGeometry) {
 function im2colAt(dev: WasmDevice, x: number, cols: number, g: ConvGeometry) {
   const rows = g.n * g.oh * g.ow;
   const geometry = convArgs(g);
-  dev.run(
+  dev.runChunks(
     "im2col",
-    splitUnits(dev, rows, g.c * g.kh * g.kw).map((job) => ({
+    splitChunks(splitUnits(dev, rows, g.c * g.kh * g.kw), 1).map((job) => ({
       x,
       cols,
       rowBegin: job.begin,
       rowEnd: job.end,
       ...geometry,
     })),
+  );
+}
+
+/**
+ * Whether a convolution (groups 1) takes the implicit GEMM, which reads the
+ * column matrix from `x` (same sums, bit for bit): stride 1, no padding,
+ * output rows in whole tiles of 4, and at least as many rows as channels
+ * (the GEMM is split by rows).
+ */
+function implicitConv(g: ConvGeometry): boolean {
+  return g.stride === 1 && g.padding === 0 && g.ow % 4 === 0 &&
+    g.n * g.oh * g.ow >= g.o && g.c * g.kh * g.kw > 0;
+}
+
+/**
+ * The forward convolution into the NCHW output at `y` by the implicit-GEMM
+ * export, in chunks of output pixels over the threads.
+ */
+function convGemmAt(
+  dev: WasmDevice,
+  at: { x: number; w: number; bias: number; hasBias: boolean },
+  y: number,
+  g: ConvGeometry,
+): void {
+  const m = g.n * g.oh * g.ow;
+  const k = g.c * g.kh * g.kw;
+  if (m === 0 || g.o === 0) return;
+  const chunks = splitChunks(splitGemm(dev, m, g.o, k), GEMM_ROW_GRAIN);
+  const bytes = dev.call("convGemmScratchBytes", { k, cols: g.o });
+  dev.runChunks(
+    "convGemm",
+    chunks.map((job) => ({
+      x: at.x,
+      w: at.w,
+      bias: at.bias,
+      hasBias: at.hasBias ? 1 : 0,
+      y,
+      ch: g.c,
+      h: g.h,
+      wd: g.w,
+      o: g.o,
+      kh: g.kh,
+      kw: g.kw,
+      oh: g.oh,
+      ow: g.ow,
+      i0: job.begin,
+      i1: job.end,
+      scratch: 0,
+    })),
+    bytes,
   );
 }
 
@@ -207,9 +296,14 @@ function conv2d(
   const pb = bias ? dev.offset(bias) : 0;
   const y = dev.alloc([g.n, g.o, g.oh, g.ow]);
   const py = dev.offset(y);
+  if (implicitConv(g)) {
+    convGemmAt(dev, { x: px, w: pw, bias: pb, hasBias: bias !== null }, py, g);
+    return y;
+  }
   dev.withScratch([rows * taps * 4, rows * g.o * 4], ([pcols, pRows]) => {
     im2colAt(dev, px, pcols, g);
-    gemmAt(dev, { m: rows, n: g.o, k: taps, transB: true }, pcols, pw, pRows);
+    const shape = { m: rows, n: g.o, k: taps, transB: true };
+    gemmAt(dev, shape, pcols, pw, pRows);
     dev.run(
       "rowsToNchw",
       splitUnits(dev, g.n, p * g.o).map((job) => ({
@@ -225,6 +319,71 @@ function conv2d(
     );
   });
   return y;
+}
+
+/** `dw = rows(dy)^T cols(x)`: sparse when `dy` is mostly zeros and `x` finite. */
+function weightGradAt(
+  dev: WasmDevice,
+  g: ConvGeometry,
+  sparse: boolean,
+  at: { rows: number; cols: number; x: number; xSize: number; dw: number },
+): void {
+  const taps = g.c * g.kh * g.kw;
+  const m = { m: g.o, n: taps, k: g.n * g.oh * g.ow, transA: true };
+  if (sparse && allFinite(dev, at.x, at.xSize)) {
+    sparseGemmAt(dev, m, at.rows, at.cols, at.dw);
+  } else {
+    gemmAt(dev, m, at.rows, at.cols, at.dw);
+  }
+}
+
+/**
+ * `dx = col2im(rows(dy) w)`: sample by sample through the cache when `dy`
+ * is mostly zeros and `w` finite (`sparseCol2im`), else the dense GEMM into
+ * a full column matrix, then `col2im`.
+ */
+function inputGradAt(
+  dev: WasmDevice,
+  g: ConvGeometry,
+  sparse: boolean,
+  at: { rows: number; w: number; wSize: number; dx: number },
+): void {
+  const p = g.oh * g.ow;
+  const taps = g.c * g.kh * g.kw;
+  const geometry = convArgs(g);
+  const jobs = splitChunks(splitUnits(dev, g.n, p * taps), 1);
+  if (sparse && allFinite(dev, at.w, at.wSize)) {
+    const bytes = dev.call("sparseCol2imScratchBytes", { p, taps, o: g.o });
+    dev.runChunks(
+      "sparseCol2im",
+      jobs.map((job) => ({
+        ...geometry,
+        dy: at.rows,
+        w: at.w,
+        x: at.dx,
+        sampleBegin: job.begin,
+        sampleEnd: job.end,
+        o: g.o,
+        wd: g.w,
+        scratch: 0,
+      })),
+      bytes,
+    );
+    return;
+  }
+  dev.withScratch([g.n * p * taps * 4], ([pdcols]) => {
+    gemmAt(dev, { m: g.n * p, n: taps, k: g.o }, at.rows, at.w, pdcols);
+    dev.runChunks(
+      "col2im",
+      jobs.map((job) => ({
+        cols: pdcols,
+        x: at.dx,
+        sampleBegin: job.begin,
+        sampleEnd: job.end,
+        ...geometry,
+      })),
+    );
+  });
 }
 
 function conv2dBackward(
@@ -251,9 +410,7 @@ function conv2dBackward(
   const db = needBias ? dev.alloc([g.o]) : null;
   const dw = dev.alloc(w.shape);
   const dx = needInput ? dev.alloc(x.shape) : null;
-  const scratch = [rows * g.o * 4, rows * taps * 4];
-  if (needInput) scratch.push(rows * taps * 4);
-  dev.withScratch(scratch, ([pRows, pcols, pdcols]) => {
+  dev.withScratch([rows * g.o * 4, rows * taps * 4], ([pRows, pcols]) => {
     dev.run(
       "nchwToRows",
       splitUnits(dev, g.n, p * g.o).map((job) => ({
@@ -268,22 +425,15 @@ function conv2dBackward(
     if (db) columnSumsAt(dev, pRows, dev.offset(db), rows, g.o);
     // The column matrix again, from x: cheaper than keeping it since the forward pass.
     im2colAt(dev, px, pcols, g);
-    const m = { m: g.o, n: taps, k: rows, transA: true };
-    gemmAt(dev, m, pRows, pcols, dev.offset(dw));
+    // dy is mostly zeros after a ReLU and a max-pool: the sparse kernels
+    // skip them (same sums bit for bit while x and w are finite).
+    const sparse = taps >= SPARSE_MIN_COLUMNS &&
+      zeroFraction(dev, pRows, rows * g.o) >= SPARSE_MIN_ZEROS;
+    const at = { rows: pRows, cols: pcols, x: px, xSize: x.size };
+    weightGradAt(dev, g, sparse, { ...at, dw: dev.offset(dw) });
     if (!dx) return;
-    gemmAt(dev, { m: rows, n: taps, k: g.o }, pRows, pw, pdcols);
-    const pdx = dev.offset(dx);
-    const geometry = convArgs(g);
-    dev.run(
-      "col2im",
-      splitUnits(dev, g.n, p * taps).map((job) => ({
-        cols: pdcols,
-        x: pdx,
-        sampleBegin: job.begin,
-        sampleEnd: job.end,
-        ...geometry,
-      })),
-    );
+    const wAt = { rows: pRows, w: pw, wSize: w.size, dx: dev.offset(dx) };
+    inputGradAt(dev, g, sparse, wAt);
   });
   return { dx, dw, db };
 }

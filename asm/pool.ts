@@ -6,18 +6,26 @@
  * A call stays synchronous: {@link WorkerPool.run} hands jobs 1.. to the
  * workers, runs job 0 on the calling thread, then waits for the workers in
  * `Atomics.wait` (protocol in `asm/protocol.ts`).
+ * {@link WorkerPool.runChunks} instead lets every thread claim chunks of
+ * the call until none is left, so a thread that another process holds up
+ * delays the call by one chunk, not by its whole share: for kernels whose
+ * chunks write disjoint outputs (GEMM, convolution, im2col).
  *
  * The splits decide which elements each thread sums, so they fix the order
  * of every threaded reduction: for a given thread count and
- * `parallelThreshold` a kernel's result never changes.
+ * `parallelThreshold` a kernel's result never changes. Reductions therefore
+ * keep one static job per thread; a chunk never sums across chunks.
  *
  * @module
  */
 
 import {
   argsOffset,
+  chunkTableOffset,
+  claimChunks,
   CONTROL,
   CONTROL_WORDS,
+  HEADER_BASE,
   instantiateKernels,
   invokeKernel,
   KERNEL_NAMES,
@@ -25,6 +33,7 @@ import {
   type KernelExports,
   type KernelName,
   MAX_ARGS,
+  MAX_CHUNKS,
   positionalArguments,
   QUIT,
 } from "./protocol.ts";
@@ -46,9 +55,9 @@ const SPLIT_GRAIN = 16;
  */
 const GEMM_FLOPS_PER_ELEMENT = 64;
 /** Row splits of a GEMM fall on multiples of the micro-tile's 4 rows. */
-const GEMM_ROW_GRAIN = 4;
+export const GEMM_ROW_GRAIN = 4;
 /** Column splits fall on multiples of the micro-tile's 12 columns. */
-const GEMM_COL_GRAIN = 12;
+export const GEMM_COL_GRAIN = 12;
 
 /** How a device splits calls: its thread count and threshold. */
 export interface SplitPolicy {
@@ -168,6 +177,51 @@ export function splitGemm(
   return jobs;
 }
 
+/** Chunks per thread of a call split by {@link splitChunks}. */
+const CHUNKS_PER_THREAD = 4;
+
+/**
+ * Cuts the range a static split covers (`jobs`, from the split functions
+ * above) into about `perThread` times as many chunks, at multiples of
+ * `grain`, for threads that claim chunks as they come free: a thread held
+ * up by another process then delays the call by one chunk, not by its
+ * whole share. One job stays one chunk (a call too small to share).
+ *
+ * @param jobs A split of `[0, length)` into contiguous ranges.
+ * @param grain Chunk boundaries fall on multiples of it (except the end).
+ * @param perThread Chunks per job (default 4; at most 64 chunks in all).
+ * @returns The chunks, in order, covering the same range.
+ *
+ * @example
+ * ```ts
+ * import { splitChunks } from "./pool.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const chunks = splitChunks([{ begin: 0, end: 8 }, { begin: 8, end: 10 }], 2, 2);
+ * assert.deepEqual(chunks.map((c) => c.begin), [0, 4, 8]);
+ * assert.equal(chunks[2].end, 10);
+ * ```
+ */
+export function splitChunks(
+  jobs: readonly Job[],
+  grain: number,
+  perThread = CHUNKS_PER_THREAD,
+): Job[] {
+  if (jobs.length <= 1) return [...jobs];
+  const begin = jobs[0].begin;
+  const end = jobs[jobs.length - 1].end;
+  const count = Math.min(MAX_CHUNKS, jobs.length * perThread);
+  const size = Math.max(
+    grain,
+    Math.ceil((end - begin) / count / grain) * grain,
+  );
+  const chunks: Job[] = [];
+  for (let b = begin; b < end; b += size) {
+    chunks.push({ begin: b, end: Math.min(end, b + size) });
+  }
+  return chunks;
+}
+
 /** The calling thread and its workers over one shared memory. */
 export class WorkerPool {
   /** Threads, the calling one included. */
@@ -183,13 +237,17 @@ export class WorkerPool {
   private constructor(memory: WebAssembly.Memory, threads: number) {
     this.threads = threads;
     this.#memory = memory;
-    this.#control = new Int32Array(memory.buffer, 0, threads * CONTROL_WORDS);
+    this.#control = new Int32Array(
+      memory.buffer,
+      HEADER_BASE,
+      threads * CONTROL_WORDS,
+    );
     this.exports = instantiateKernels(memory);
   }
 
   /**
    * Starts `threads - 1` workers over `memory`, whose first
-   * `headerBytes(threads)` bytes hold the control block.
+   * bytes below `headerBytes(threads)` hold the control block.
    *
    * @param memory The shared memory.
    * @param threads Threads, the calling one included.
@@ -237,7 +295,6 @@ export class WorkerPool {
         `Cannot run ${jobs.length} jobs of ${name} on ${this.threads} threads`,
       );
     }
-    const control = this.#control;
     const sequence = ++this.#sequence;
     const buffer = this.#memory.buffer;
     const op = KERNEL_NAMES.indexOf(name);
@@ -246,11 +303,7 @@ export class WorkerPool {
       new Float64Array(buffer, argsOffset(t, this.threads), MAX_ARGS).set(
         values,
       );
-      const base = t * CONTROL_WORDS;
-      control[base + CONTROL.op] = op;
-      control[base + CONTROL.argCount] = values.length;
-      Atomics.store(control, base + CONTROL.sequence, sequence);
-      Atomics.notify(control, base + CONTROL.sequence);
+      this.#post(t, op, values.length, 0, 0, sequence);
     }
     let failure: unknown;
     try {
@@ -258,7 +311,102 @@ export class WorkerPool {
     } catch (error) {
       failure = error;
     }
-    for (let t = 1; t < jobs.length; t++) {
+    failure = this.#join(name, jobs.length, sequence, failure);
+    if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * Runs export `name` once per chunk, the chunks claimed by the threads as
+   * they come free (see `claimChunks` in `asm/protocol.ts`): for calls
+   * whose chunks write disjoint outputs, so the results do not depend on
+   * which thread runs which. A chunk's `scratch` argument (if the export
+   * has one) is offset by `slot * scratchStride` bytes on each thread.
+   *
+   * @param name The export.
+   * @param chunks Each chunk's named arguments (at most `MAX_CHUNKS`).
+   * @param scratchStride Bytes between the threads' scratch blocks (0 without scratch).
+   * @throws {Error} If a kernel failed on any thread, or after dispose.
+   */
+  runChunks<N extends KernelName>(
+    name: N,
+    chunks: readonly KernelArguments[N][],
+    scratchStride = 0,
+  ): void {
+    if (this.#closed) throw new Error("The WASM worker pool was disposed");
+    if (chunks.length > MAX_CHUNKS) {
+      throw new RangeError(
+        `Cannot run ${chunks.length} chunks of ${name}: at most ${MAX_CHUNKS}`,
+      );
+    }
+    if (chunks.length === 0) return;
+    const buffer = this.#memory.buffer;
+    const table = new Float64Array(
+      buffer,
+      chunkTableOffset(this.threads),
+      MAX_CHUNKS * MAX_ARGS,
+    );
+    let argCount = 0;
+    chunks.forEach((chunk, i) => {
+      const values = positionalArguments(name, chunk);
+      argCount = values.length;
+      table.set(values, i * MAX_ARGS);
+    });
+    const sequence = ++this.#sequence;
+    const op = KERNEL_NAMES.indexOf(name);
+    const helpers = Math.min(this.threads, chunks.length);
+    Atomics.store(this.#control, CONTROL.next, 0);
+    for (let t = 1; t < helpers; t++) {
+      this.#post(t, op, argCount, chunks.length, scratchStride, sequence);
+    }
+    let failure: unknown;
+    try {
+      claimChunks(
+        this.exports,
+        name,
+        this.#memory,
+        this.threads,
+        0,
+        chunks.length,
+        argCount,
+        scratchStride,
+      );
+    } catch (error) {
+      failure = error;
+      // Leave no chunk unclaimed, so the workers stop.
+      Atomics.store(this.#control, CONTROL.next, chunks.length);
+    }
+    failure = this.#join(name, helpers, sequence, failure);
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Hands worker `t` a job: the kernel, its argument count and mode. */
+  #post(
+    t: number,
+    op: number,
+    argCount: number,
+    chunks: number,
+    scratchStride: number,
+    sequence: number,
+  ): void {
+    const control = this.#control;
+    const base = t * CONTROL_WORDS;
+    control[base + CONTROL.op] = op;
+    control[base + CONTROL.argCount] = argCount;
+    control[base + CONTROL.chunks] = chunks;
+    control[base + CONTROL.scratchStride] = scratchStride;
+    Atomics.store(control, base + CONTROL.sequence, sequence);
+    Atomics.notify(control, base + CONTROL.sequence);
+  }
+
+  /** Waits for workers `1 .. used - 1`; returns the first failure. */
+  #join(
+    name: string,
+    used: number,
+    sequence: number,
+    failure: unknown,
+  ): unknown {
+    const control = this.#control;
+    for (let t = 1; t < used; t++) {
       const index = t * CONTROL_WORDS + CONTROL.done;
       for (
         let done = Atomics.load(control, index);
@@ -271,7 +419,7 @@ export class WorkerPool {
         failure ??= new Error(`WASM worker ${t} failed running ${name}`);
       }
     }
-    if (failure !== undefined) throw failure;
+    return failure;
   }
 
   /** Stops the workers; idempotent. */

@@ -14,6 +14,7 @@ export const ASM_SOURCES: readonly string[] = Object.freeze([
   "rng.ts",
   "copy.ts",
   "gemm.ts",
+  "gemm_sparse.ts",
   "ops.ts",
 ]);
 

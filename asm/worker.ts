@@ -13,8 +13,10 @@
 
 import {
   argsOffset,
+  claimChunks,
   CONTROL,
   CONTROL_WORDS,
+  controlOffset,
   instantiateKernels,
   invokePositional,
   KERNEL_NAMES,
@@ -56,7 +58,7 @@ function serve(
   // these views stay valid when the memory grows.
   const control = new Int32Array(
     memory.buffer,
-    slot * CONTROL_WORDS * 4,
+    controlOffset(slot),
     CONTROL_WORDS,
   );
   const args = new Float64Array(
@@ -79,11 +81,25 @@ function serve(
     try {
       const name = KERNEL_NAMES[op];
       if (name === undefined) throw new RangeError(`Unknown kernel op ${op}`);
-      invokePositional(
-        exports,
-        name,
-        args.subarray(0, control[CONTROL.argCount]),
-      );
+      const chunks = control[CONTROL.chunks];
+      if (chunks > 0) {
+        claimChunks(
+          exports,
+          name,
+          memory,
+          threads,
+          slot,
+          chunks,
+          control[CONTROL.argCount],
+          control[CONTROL.scratchStride],
+        );
+      } else {
+        invokePositional(
+          exports,
+          name,
+          args.subarray(0, control[CONTROL.argCount]),
+        );
+      }
     } catch (error) {
       failed = 1;
       console.error(`WASM worker ${slot}: ${error}`);

@@ -4,11 +4,16 @@ import assert from "node:assert/strict";
 import { decodeBase64 } from "../asm/base64.ts";
 import { generatedRegion, generateMicroKernels } from "../asm/gen_gemm.ts";
 import {
+  generateSparseKernels,
+  sparseGeneratedRegion,
+} from "../asm/gen_gemm_sparse.ts";
+import {
   KERNEL_PARAMETERS,
   KERNELS_SOURCE_HASH,
   KERNELS_WASM_BASE64,
 } from "../asm/kernels.generated.ts";
 import {
+  HEADER_BASE,
   instantiateKernels,
   invokeKernel,
   type KernelArguments,
@@ -98,4 +103,63 @@ Deno.test("the GEMM micro-kernels in asm/src/gemm.ts are the generator's output"
     assert.match(committed, new RegExp(`@inline function kern${width}\\(`));
   }
   assert.throws(() => generatedRegion("no markers"), SyntaxError);
+});
+
+Deno.test("the sparse GEMM's chunk kernels in asm/src/gemm_sparse.ts are the generator's output", async () => {
+  const source = await Deno.readTextFile(
+    new URL("../asm/src/gemm_sparse.ts", import.meta.url),
+  );
+  assert.equal(
+    sparseGeneratedRegion(source),
+    generateSparseKernels(),
+    "asm/src/gemm_sparse.ts's chunk kernels differ from asm/gen_gemm_sparse.ts: run it, then `deno task build:asm`",
+  );
+  assert.throws(() => sparseGeneratedRegion("no markers"), SyntaxError);
+});
+
+/** `[offset, length]` of each active data segment of a WASM binary. */
+function dataSegments(bytes: Uint8Array): [number, number][] {
+  let at = 8;
+  const leb = () => {
+    let value = 0;
+    let shift = 0;
+    for (;;) {
+      const byte = bytes[at++];
+      value += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((byte & 0x80) === 0) return value;
+    }
+  };
+  const segments: [number, number][] = [];
+  while (at < bytes.length) {
+    const id = bytes[at++];
+    const size = leb();
+    const end = at + size;
+    if (id === 11) {
+      for (let count = leb(); count > 0; count--) {
+        assert.equal(leb(), 0, "an active segment of memory 0");
+        assert.equal(bytes[at++], 0x41, "an i32.const offset");
+        const offset = leb();
+        assert.equal(bytes[at++], 0x0b, "end of the offset expression");
+        const length = leb();
+        segments.push([offset, length]);
+        at += length;
+      }
+    }
+    at = end;
+  }
+  return segments;
+}
+
+Deno.test("the module's static data ends below the control block", () => {
+  const segments = dataSegments(decodeBase64(KERNELS_WASM_BASE64));
+  assert.ok(segments.length > 0, "the exp and log tables are static data");
+  for (const [offset, length] of segments) {
+    assert.ok(
+      offset + length <= HEADER_BASE,
+      `data at ${offset}..${
+        offset + length
+      } overlaps the control block at ${HEADER_BASE}`,
+    );
+  }
 });

@@ -90,6 +90,19 @@ export function floats(
   return { values: randomValues(seed, count, lo, hi), shape };
 }
 
+/**
+ * Random host input of `shape` with about 85 % zeros of both signs, like
+ * a gradient after a ReLU and a max-pool.
+ */
+export function mostlyZeros(seed: number, shape: Shape): HostInput {
+  const input = floats(seed, shape);
+  const values = input.values as Float32Array;
+  for (let i = 0; i < values.length; i++) {
+    if (Math.abs(values[i]) < 0.85) values[i] = i % 2 === 0 ? 0 : -0;
+  }
+  return input;
+}
+
 /** Host input from literal values (`Int32Array` for `int32`). */
 export function given(
   values: ArrayLike<number>,

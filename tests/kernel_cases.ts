@@ -20,6 +20,7 @@ import {
   given,
   type KernelCase,
   kernelCase,
+  mostlyZeros,
   REDUCTION,
 } from "./kernel_case.ts";
 import {
@@ -234,6 +235,29 @@ function matrixCases(): KernelCase[] {
   return cases;
 }
 
+/** GEMMs whose `A` is mostly zeros (the WASM device skips them). */
+function sparseGemmCases(): KernelCase[] {
+  return ([[70, 40, 300, false], [40, 70, 300, true], [9, 33, 5, false]] as [
+    number,
+    number,
+    number,
+    boolean,
+  ][]).map(([m, n, k, transA], i) =>
+    kernelCase({
+      name: `gemm ${m} x ${n} x ${k}${
+        transA ? ", A transposed" : ""
+      }, A mostly zeros`,
+      kernel: "gemm",
+      inputs: () => ({
+        a: mostlyZeros(110 + i, transA ? [k, m] : [m, k]),
+        b: floats(120 + i, [k, n]),
+      }),
+      call: (kk, t) => ({ c: kk.gemm(t.a, t.b, { m, n, k, transA }) }),
+      tolerance: { c: GEMM },
+    })
+  );
+}
+
 function uniformCases(): KernelCase[] {
   return [[1, 0], [4099, 0], [1001, 12345], [3, 2 ** 32 + 1]].map((
     [count, offset],
@@ -267,6 +291,7 @@ export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...elementwiseCases(),
   ...smallElementwiseCases(),
   ...matrixCases(),
+  ...sparseGemmCases(),
   ...convCases(),
   ...poolCases(),
   ...batchNormCases(),

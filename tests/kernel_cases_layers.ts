@@ -17,6 +17,7 @@ import {
   given,
   type KernelCase,
   kernelCase,
+  mostlyZeros,
   REDUCTION,
 } from "./kernel_case.ts";
 
@@ -35,6 +36,22 @@ const CONVS: [
   [[2, 3, 6, 7], [3, 1, 3, 3], { padding: 1, groups: 3 }], // depthwise
   [[1, 4, 9, 9], [8, 1, 3, 3], { stride: 2, groups: 4 }], // depthwise, multiplier 2
 ];
+
+/** 50 taps and a gradient of mostly zeros: the WASM device's sparse path. */
+function sparseConvCase(): KernelCase {
+  const g = convGeometry([2, 2, 10, 12], [5, 2, 5, 5], {});
+  return kernelCase({
+    name: "conv2d backward, dy mostly zeros",
+    kernel: "conv2dBackward",
+    inputs: () => ({
+      x: mostlyZeros(103, [2, 2, 10, 12]),
+      w: floats(104, [5, 2, 5, 5]),
+      dy: mostlyZeros(105, [2, 5, g.oh, g.ow]),
+    }),
+    call: (k, t) => k.conv2dBackward(t.x, t.w, t.dy, g, true, true),
+    tolerance: { dx: GEMM, dw: GEMM, db: GEMM },
+  });
+}
 
 /** Cases of the conv family. */
 export function convCases(): KernelCase[] {
@@ -70,6 +87,7 @@ export function convCases(): KernelCase[] {
       }),
     );
   });
+  cases.push(sparseConvCase());
   const g = convGeometry([2, 3, 7, 9], [4, 3, 3, 3], { stride: 2, padding: 1 });
   cases.push(
     kernelCase({

@@ -42,8 +42,8 @@
 const MR: i32 = 4;
 /** Columns of the micro-tile (widest panel). */
 const NR: i32 = 12;
-/** Largest k-block (rows of a packed `B` block). */
-const KC: i32 = 256;
+/** Largest k-block (rows of a packed `B` block); `gemm_sparse.ts` blocks `k` alike. */
+export const KC: i32 = 256;
 /** Rows of `A` swept per packed `B` micro-panel (L2 reuse of `A`). */
 const MC: i32 = 96;
 /** Largest column block (a multiple of NR). */
@@ -96,6 +96,17 @@ export function gemmScratchBytes(k: i32, cols: i32): i32 {
 
 @inline function st4(p: usize, v: v128, acc: bool): void {
   if (acc) v = f32x4.add(v, v128.load(p));
+  v128.store(p, v);
+}
+
+/**
+ * Stores (or, with `acc`, adds) four pixels of one channel at `p`, then
+ * with `addBias` adds the channel's bias (read at `b`): `(sum + bias)`, the
+ * order of im2col's path (its GEMM, then the bias with the NCHW transpose).
+ */
+@inline function stPlane(p: usize, v: v128, acc: bool, b: usize, addBias: bool): void {
+  if (acc) v = f32x4.add(v, v128.load(p));
+  if (addBias) v = f32x4.add(v, f32x4.splat(load<f32>(b)));
   v128.store(p, v);
 }
 
@@ -390,6 +401,261 @@ export function gemmScratchBytes(k: i32, cols: i32): i32 {
     }
   }
 }
+
+@inline function conv12(
+  kc: i32, tbl: usize, base: usize,
+  pb: usize, c: usize, ldc: usize, nr: i32, acc: bool, bias: usize, addBias: bool,
+): void {
+  let c00 = f32x4.splat(0);
+  let c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  let q = pb;
+  let t = tbl;
+  const end = pb + <usize>(kc * 48);
+  const endU = end - 96;
+  while (q <= endU) {
+    const b0_0 = v128.load(q);
+    const b1_0 = v128.load(q, 16);
+    const b2_0 = v128.load(q, 32);
+    const a_0 = v128.load(base + <usize>load<i32>(t));
+    const x0_0 = v128.shuffle<f32>(a_0, a_0, 0, 0, 0, 0);
+    c00 = fma(x0_0, b0_0, c00);
+    c01 = fma(x0_0, b1_0, c01);
+    c02 = fma(x0_0, b2_0, c02);
+    const x1_0 = v128.shuffle<f32>(a_0, a_0, 1, 1, 1, 1);
+    c10 = fma(x1_0, b0_0, c10);
+    c11 = fma(x1_0, b1_0, c11);
+    c12 = fma(x1_0, b2_0, c12);
+    const x2_0 = v128.shuffle<f32>(a_0, a_0, 2, 2, 2, 2);
+    c20 = fma(x2_0, b0_0, c20);
+    c21 = fma(x2_0, b1_0, c21);
+    c22 = fma(x2_0, b2_0, c22);
+    const x3_0 = v128.shuffle<f32>(a_0, a_0, 3, 3, 3, 3);
+    c30 = fma(x3_0, b0_0, c30);
+    c31 = fma(x3_0, b1_0, c31);
+    c32 = fma(x3_0, b2_0, c32);
+    const b0_1 = v128.load(q, 48);
+    const b1_1 = v128.load(q, 64);
+    const b2_1 = v128.load(q, 80);
+    const a_1 = v128.load(base + <usize>load<i32>(t, 4));
+    const x0_1 = v128.shuffle<f32>(a_1, a_1, 0, 0, 0, 0);
+    c00 = fma(x0_1, b0_1, c00);
+    c01 = fma(x0_1, b1_1, c01);
+    c02 = fma(x0_1, b2_1, c02);
+    const x1_1 = v128.shuffle<f32>(a_1, a_1, 1, 1, 1, 1);
+    c10 = fma(x1_1, b0_1, c10);
+    c11 = fma(x1_1, b1_1, c11);
+    c12 = fma(x1_1, b2_1, c12);
+    const x2_1 = v128.shuffle<f32>(a_1, a_1, 2, 2, 2, 2);
+    c20 = fma(x2_1, b0_1, c20);
+    c21 = fma(x2_1, b1_1, c21);
+    c22 = fma(x2_1, b2_1, c22);
+    const x3_1 = v128.shuffle<f32>(a_1, a_1, 3, 3, 3, 3);
+    c30 = fma(x3_1, b0_1, c30);
+    c31 = fma(x3_1, b1_1, c31);
+    c32 = fma(x3_1, b2_1, c32);
+    q += 96;
+    t += 8;
+  }
+  while (q < end) {
+    const b0_0 = v128.load(q);
+    const b1_0 = v128.load(q, 16);
+    const b2_0 = v128.load(q, 32);
+    const a_0 = v128.load(base + <usize>load<i32>(t));
+    const x0_0 = v128.shuffle<f32>(a_0, a_0, 0, 0, 0, 0);
+    c00 = fma(x0_0, b0_0, c00);
+    c01 = fma(x0_0, b1_0, c01);
+    c02 = fma(x0_0, b2_0, c02);
+    const x1_0 = v128.shuffle<f32>(a_0, a_0, 1, 1, 1, 1);
+    c10 = fma(x1_0, b0_0, c10);
+    c11 = fma(x1_0, b1_0, c11);
+    c12 = fma(x1_0, b2_0, c12);
+    const x2_0 = v128.shuffle<f32>(a_0, a_0, 2, 2, 2, 2);
+    c20 = fma(x2_0, b0_0, c20);
+    c21 = fma(x2_0, b1_0, c21);
+    c22 = fma(x2_0, b2_0, c22);
+    const x3_0 = v128.shuffle<f32>(a_0, a_0, 3, 3, 3, 3);
+    c30 = fma(x3_0, b0_0, c30);
+    c31 = fma(x3_0, b1_0, c31);
+    c32 = fma(x3_0, b2_0, c32);
+    q += 48;
+    t += 4;
+  }
+  {
+    const t0 = v128.shuffle<f32>(c00, c10, 0, 4, 1, 5);
+    const t1 = v128.shuffle<f32>(c00, c10, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(c20, c30, 0, 4, 1, 5);
+    const t3 = v128.shuffle<f32>(c20, c30, 2, 6, 3, 7);
+    if (nr > 0) stPlane(c + 0 * ldc, v128.shuffle<i64>(t0, t2, 0, 2), acc, bias + 0, addBias);
+    if (nr > 1) stPlane(c + 1 * ldc, v128.shuffle<i64>(t0, t2, 1, 3), acc, bias + 4, addBias);
+    if (nr > 2) stPlane(c + 2 * ldc, v128.shuffle<i64>(t1, t3, 0, 2), acc, bias + 8, addBias);
+    if (nr > 3) stPlane(c + 3 * ldc, v128.shuffle<i64>(t1, t3, 1, 3), acc, bias + 12, addBias);
+  }
+  {
+    const t0 = v128.shuffle<f32>(c01, c11, 0, 4, 1, 5);
+    const t1 = v128.shuffle<f32>(c01, c11, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(c21, c31, 0, 4, 1, 5);
+    const t3 = v128.shuffle<f32>(c21, c31, 2, 6, 3, 7);
+    if (nr > 4) stPlane(c + 4 * ldc, v128.shuffle<i64>(t0, t2, 0, 2), acc, bias + 16, addBias);
+    if (nr > 5) stPlane(c + 5 * ldc, v128.shuffle<i64>(t0, t2, 1, 3), acc, bias + 20, addBias);
+    if (nr > 6) stPlane(c + 6 * ldc, v128.shuffle<i64>(t1, t3, 0, 2), acc, bias + 24, addBias);
+    if (nr > 7) stPlane(c + 7 * ldc, v128.shuffle<i64>(t1, t3, 1, 3), acc, bias + 28, addBias);
+  }
+  {
+    const t0 = v128.shuffle<f32>(c02, c12, 0, 4, 1, 5);
+    const t1 = v128.shuffle<f32>(c02, c12, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(c22, c32, 0, 4, 1, 5);
+    const t3 = v128.shuffle<f32>(c22, c32, 2, 6, 3, 7);
+    if (nr > 8) stPlane(c + 8 * ldc, v128.shuffle<i64>(t0, t2, 0, 2), acc, bias + 32, addBias);
+    if (nr > 9) stPlane(c + 9 * ldc, v128.shuffle<i64>(t0, t2, 1, 3), acc, bias + 36, addBias);
+    if (nr > 10) stPlane(c + 10 * ldc, v128.shuffle<i64>(t1, t3, 0, 2), acc, bias + 40, addBias);
+    if (nr > 11) stPlane(c + 11 * ldc, v128.shuffle<i64>(t1, t3, 1, 3), acc, bias + 44, addBias);
+  }
+}
+
+@inline function conv8(
+  kc: i32, tbl: usize, base: usize,
+  pb: usize, c: usize, ldc: usize, nr: i32, acc: bool, bias: usize, addBias: bool,
+): void {
+  let c00 = f32x4.splat(0);
+  let c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  let q = pb;
+  let t = tbl;
+  const end = pb + <usize>(kc * 32);
+  const endU = end - 64;
+  while (q <= endU) {
+    const b0_0 = v128.load(q);
+    const b1_0 = v128.load(q, 16);
+    const a_0 = v128.load(base + <usize>load<i32>(t));
+    const x0_0 = v128.shuffle<f32>(a_0, a_0, 0, 0, 0, 0);
+    c00 = fma(x0_0, b0_0, c00);
+    c01 = fma(x0_0, b1_0, c01);
+    const x1_0 = v128.shuffle<f32>(a_0, a_0, 1, 1, 1, 1);
+    c10 = fma(x1_0, b0_0, c10);
+    c11 = fma(x1_0, b1_0, c11);
+    const x2_0 = v128.shuffle<f32>(a_0, a_0, 2, 2, 2, 2);
+    c20 = fma(x2_0, b0_0, c20);
+    c21 = fma(x2_0, b1_0, c21);
+    const x3_0 = v128.shuffle<f32>(a_0, a_0, 3, 3, 3, 3);
+    c30 = fma(x3_0, b0_0, c30);
+    c31 = fma(x3_0, b1_0, c31);
+    const b0_1 = v128.load(q, 32);
+    const b1_1 = v128.load(q, 48);
+    const a_1 = v128.load(base + <usize>load<i32>(t, 4));
+    const x0_1 = v128.shuffle<f32>(a_1, a_1, 0, 0, 0, 0);
+    c00 = fma(x0_1, b0_1, c00);
+    c01 = fma(x0_1, b1_1, c01);
+    const x1_1 = v128.shuffle<f32>(a_1, a_1, 1, 1, 1, 1);
+    c10 = fma(x1_1, b0_1, c10);
+    c11 = fma(x1_1, b1_1, c11);
+    const x2_1 = v128.shuffle<f32>(a_1, a_1, 2, 2, 2, 2);
+    c20 = fma(x2_1, b0_1, c20);
+    c21 = fma(x2_1, b1_1, c21);
+    const x3_1 = v128.shuffle<f32>(a_1, a_1, 3, 3, 3, 3);
+    c30 = fma(x3_1, b0_1, c30);
+    c31 = fma(x3_1, b1_1, c31);
+    q += 64;
+    t += 8;
+  }
+  while (q < end) {
+    const b0_0 = v128.load(q);
+    const b1_0 = v128.load(q, 16);
+    const a_0 = v128.load(base + <usize>load<i32>(t));
+    const x0_0 = v128.shuffle<f32>(a_0, a_0, 0, 0, 0, 0);
+    c00 = fma(x0_0, b0_0, c00);
+    c01 = fma(x0_0, b1_0, c01);
+    const x1_0 = v128.shuffle<f32>(a_0, a_0, 1, 1, 1, 1);
+    c10 = fma(x1_0, b0_0, c10);
+    c11 = fma(x1_0, b1_0, c11);
+    const x2_0 = v128.shuffle<f32>(a_0, a_0, 2, 2, 2, 2);
+    c20 = fma(x2_0, b0_0, c20);
+    c21 = fma(x2_0, b1_0, c21);
+    const x3_0 = v128.shuffle<f32>(a_0, a_0, 3, 3, 3, 3);
+    c30 = fma(x3_0, b0_0, c30);
+    c31 = fma(x3_0, b1_0, c31);
+    q += 32;
+    t += 4;
+  }
+  {
+    const t0 = v128.shuffle<f32>(c00, c10, 0, 4, 1, 5);
+    const t1 = v128.shuffle<f32>(c00, c10, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(c20, c30, 0, 4, 1, 5);
+    const t3 = v128.shuffle<f32>(c20, c30, 2, 6, 3, 7);
+    if (nr > 0) stPlane(c + 0 * ldc, v128.shuffle<i64>(t0, t2, 0, 2), acc, bias + 0, addBias);
+    if (nr > 1) stPlane(c + 1 * ldc, v128.shuffle<i64>(t0, t2, 1, 3), acc, bias + 4, addBias);
+    if (nr > 2) stPlane(c + 2 * ldc, v128.shuffle<i64>(t1, t3, 0, 2), acc, bias + 8, addBias);
+    if (nr > 3) stPlane(c + 3 * ldc, v128.shuffle<i64>(t1, t3, 1, 3), acc, bias + 12, addBias);
+  }
+  {
+    const t0 = v128.shuffle<f32>(c01, c11, 0, 4, 1, 5);
+    const t1 = v128.shuffle<f32>(c01, c11, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(c21, c31, 0, 4, 1, 5);
+    const t3 = v128.shuffle<f32>(c21, c31, 2, 6, 3, 7);
+    if (nr > 4) stPlane(c + 4 * ldc, v128.shuffle<i64>(t0, t2, 0, 2), acc, bias + 16, addBias);
+    if (nr > 5) stPlane(c + 5 * ldc, v128.shuffle<i64>(t0, t2, 1, 3), acc, bias + 20, addBias);
+    if (nr > 6) stPlane(c + 6 * ldc, v128.shuffle<i64>(t1, t3, 0, 2), acc, bias + 24, addBias);
+    if (nr > 7) stPlane(c + 7 * ldc, v128.shuffle<i64>(t1, t3, 1, 3), acc, bias + 28, addBias);
+  }
+}
+
+@inline function conv4(
+  kc: i32, tbl: usize, base: usize,
+  pb: usize, c: usize, ldc: usize, nr: i32, acc: bool, bias: usize, addBias: bool,
+): void {
+  let c00 = f32x4.splat(0);
+  let c10 = c00, c20 = c00, c30 = c00;
+  let q = pb;
+  let t = tbl;
+  const end = pb + <usize>(kc * 16);
+  const endU = end - 32;
+  while (q <= endU) {
+    const b0_0 = v128.load(q);
+    const a_0 = v128.load(base + <usize>load<i32>(t));
+    const x0_0 = v128.shuffle<f32>(a_0, a_0, 0, 0, 0, 0);
+    c00 = fma(x0_0, b0_0, c00);
+    const x1_0 = v128.shuffle<f32>(a_0, a_0, 1, 1, 1, 1);
+    c10 = fma(x1_0, b0_0, c10);
+    const x2_0 = v128.shuffle<f32>(a_0, a_0, 2, 2, 2, 2);
+    c20 = fma(x2_0, b0_0, c20);
+    const x3_0 = v128.shuffle<f32>(a_0, a_0, 3, 3, 3, 3);
+    c30 = fma(x3_0, b0_0, c30);
+    const b0_1 = v128.load(q, 16);
+    const a_1 = v128.load(base + <usize>load<i32>(t, 4));
+    const x0_1 = v128.shuffle<f32>(a_1, a_1, 0, 0, 0, 0);
+    c00 = fma(x0_1, b0_1, c00);
+    const x1_1 = v128.shuffle<f32>(a_1, a_1, 1, 1, 1, 1);
+    c10 = fma(x1_1, b0_1, c10);
+    const x2_1 = v128.shuffle<f32>(a_1, a_1, 2, 2, 2, 2);
+    c20 = fma(x2_1, b0_1, c20);
+    const x3_1 = v128.shuffle<f32>(a_1, a_1, 3, 3, 3, 3);
+    c30 = fma(x3_1, b0_1, c30);
+    q += 32;
+    t += 8;
+  }
+  while (q < end) {
+    const b0_0 = v128.load(q);
+    const a_0 = v128.load(base + <usize>load<i32>(t));
+    const x0_0 = v128.shuffle<f32>(a_0, a_0, 0, 0, 0, 0);
+    c00 = fma(x0_0, b0_0, c00);
+    const x1_0 = v128.shuffle<f32>(a_0, a_0, 1, 1, 1, 1);
+    c10 = fma(x1_0, b0_0, c10);
+    const x2_0 = v128.shuffle<f32>(a_0, a_0, 2, 2, 2, 2);
+    c20 = fma(x2_0, b0_0, c20);
+    const x3_0 = v128.shuffle<f32>(a_0, a_0, 3, 3, 3, 3);
+    c30 = fma(x3_0, b0_0, c30);
+    q += 16;
+    t += 4;
+  }
+  {
+    const t0 = v128.shuffle<f32>(c00, c10, 0, 4, 1, 5);
+    const t1 = v128.shuffle<f32>(c00, c10, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(c20, c30, 0, 4, 1, 5);
+    const t3 = v128.shuffle<f32>(c20, c30, 2, 6, 3, 7);
+    if (nr > 0) stPlane(c + 0 * ldc, v128.shuffle<i64>(t0, t2, 0, 2), acc, bias + 0, addBias);
+    if (nr > 1) stPlane(c + 1 * ldc, v128.shuffle<i64>(t0, t2, 1, 3), acc, bias + 4, addBias);
+    if (nr > 2) stPlane(c + 2 * ldc, v128.shuffle<i64>(t1, t3, 0, 2), acc, bias + 8, addBias);
+    if (nr > 3) stPlane(c + 3 * ldc, v128.shuffle<i64>(t1, t3, 1, 3), acc, bias + 12, addBias);
+  }
+}
 // END GENERATED by asm/gen_gemm.ts.
 
 // ---------------------------------------------------------------------------
@@ -558,6 +824,115 @@ export function gemm(
             } else {
               kern4(kc, a0, a1, a2, a3, ks, pb, ct, ldcB, mr, nr, acc);
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Implicit-GEMM convolution: `gemm` with `A` the column matrix of a valid
+// (stride 1, no padding) convolution, read from the input image itself.
+
+/**
+ * Bytes of scratch of one `convGemm` call: every k-block of `B` packed
+ * (`4 k min(roundUp4(cols), 1032)`, rounded to 16) and a table of the
+ * input offsets of every k-step (`4 k`).
+ */
+export function convGemmScratchBytes(k: i32, cols: i32): i32 {
+  return ((packedBytes(k, cols) + 15) & ~15) + 4 * (k > 0 ? k : 1);
+}
+
+/** Bytes of every k-block of `B` packed for a column block of `cols` (at most NC). */
+@inline function packedBytes(k: i32, cols: i32): i32 {
+  let w = (cols + 3) & ~3;
+  if (w > NC) w = NC;
+  const bytes = 4 * k * w;
+  return bytes < 16 ? 16 : bytes;
+}
+
+/** Byte offset of the first input of row tile `i` (stride 1, no padding). */
+@inline function tileBase(
+  x: usize, i: i32, pixels: i32, ow: i32, ch: i32, plane: usize, wd: i32,
+): usize {
+  const s = i / pixels;
+  const rest = i - s * pixels;
+  const oy = rest / ow;
+  const ox = rest - oy * ow;
+  return x + ((<usize>s * <usize>ch * plane + <usize>(oy * wd + ox)) << 2);
+}
+
+/**
+ * Output pixels `[i0, i1)` (`i = (s, oy, ox)`) of a convolution with
+ * stride 1 and no padding, into the NCHW output `y`: bit for bit
+ * `gemm(cols, W, transB)` on the column matrix `cols` of `im2col` (the same
+ * blocks, the same order of every sum) then `rowsToNchw` (the bias added
+ * last), without writing `cols`: row `i` of `cols` holds `x[s, c, oy + ky,
+ * ox + kx]` at column `p = (c, ky, kx)`, so four rows of a tile (four
+ * neighbouring `ox`) are one vector load at a per-`p` offset, and their
+ * sums are four neighbouring pixels of each output channel.
+ *
+ * - `x`: `[n, ch, h, wd]`; `w`: `[o, ch * kh * kw]`; `bias`: `[o]` (read
+ *   when `hasBias` is 1); `y`: `[n, o, oh, ow]` with `oh = h - kh + 1`,
+ *   `ow = wd - kw + 1`. Needs `ch * kh * kw > 0`.
+ * - Needs `ow % 4 == 0` and `i0`, `i1` multiples of 4 (tiles never straddle
+ *   an output row); `scratch`: `convGemmScratchBytes(ch * kh * kw, o)` bytes.
+ */
+export function convGemm(
+  x: usize, w: usize, bias: usize, hasBias: i32, y: usize,
+  ch: i32, h: i32, wd: i32, o: i32, kh: i32, kw: i32, oh: i32, ow: i32,
+  i0: i32, i1: i32, scratch: usize,
+): void {
+  const k = ch * kh * kw;
+  if (i0 >= i1 || o <= 0 || k <= 0) return;
+  const kblocks = (k + KC - 1) / KC;
+  const kcMax = (k + kblocks - 1) / kblocks;
+  const tbl = scratch + <usize>((packedBytes(k, o) + 15) & ~15);
+  const taps = kh * kw;
+  const pixels = oh * ow;
+  const plane = <usize>h * <usize>wd;
+  const ldcB = <usize>pixels * 4;
+  // Byte offset of cols(i, p) from that of cols(i, 0), for each p.
+  for (let p = 0; p < k; p++) {
+    const cc = p / taps;
+    const r = p - cc * taps;
+    const ky = r / kw;
+    const kx = r - ky * kw;
+    store<i32>(tbl + (<usize>p << 2), <i32>((<usize>cc * plane + <usize>(ky * wd + kx)) << 2));
+  }
+  for (let jc = 0; jc < o; jc += NC) {
+    const nc = o - jc < NC ? o - jc : NC;
+    const width = <usize>((nc + 3) & ~3);
+    // Every k-block of B, packed once: block pc at pc * width floats.
+    for (let pc = 0; pc < k; pc += kcMax) {
+      const kc = k - pc < kcMax ? k - pc : kcMax;
+      packB(w, k, true, pc, kc, jc, nc, scratch + <usize>pc * width * 4);
+    }
+    // All k-blocks of one block of rows before the next: the rows' tiles of
+    // C stay in the cache between their k-blocks (the same sums, in the
+    // same block order, as gemm's block-by-block sweep).
+    for (let ic = i0; ic < i1; ic += MC) {
+      const mc = i1 - ic < MC ? i1 - ic : MC;
+      for (let pc = 0; pc < k; pc += kcMax) {
+        const kc = k - pc < kcMax ? k - pc : kcMax;
+        const acc = pc > 0;
+        const addBias = hasBias != 0 && pc + kc == k;
+        const block = scratch + <usize>pc * width * 4;
+        const t = tbl + (<usize>pc << 2);
+        for (let jr = 0; jr < nc; jr += NR) {
+          const nr = nc - jr < NR ? nc - jr : NR;
+          const pb = block + <usize>(jr * kc) * 4;
+          const b = bias + <usize>(jc + jr) * 4;
+          for (let ir = 0; ir < mc; ir += MR) {
+            const i = ic + ir;
+            const s = i / pixels;
+            const base = tileBase(x, i, pixels, ow, ch, plane, wd);
+            // y[s, jc + jr, pixel i - s * pixels]
+            const ct = y + ((<usize>(s * o + jc + jr) * <usize>pixels + <usize>(i - s * pixels)) << 2);
+            if (nr > 8) conv12(kc, t, base, pb, ct, ldcB, nr, acc, b, addBias);
+            else if (nr > 4) conv8(kc, t, base, pb, ct, ldcB, nr, acc, b, addBias);
+            else conv4(kc, t, base, pb, ct, ldcB, nr, acc, b, addBias);
           }
         }
       }

@@ -12,7 +12,16 @@ export {
 } from "./quantizer";
 export { fillUniform, threefry2x32 } from "./rng";
 export { copy } from "./copy";
-export { gemm, gemmScratchBytes } from "./gemm";
+export { convGemm, convGemmScratchBytes, gemm, gemmScratchBytes } from "./gemm";
+export {
+  gemmSparseRows,
+  gemmSparseScratchBytes,
+  gemmSparseTransA,
+  nonFiniteCount,
+  nonzeroCount,
+  sparseCol2im,
+  sparseCol2imScratchBytes,
+} from "./gemm_sparse";
 export {
   activation,
   adamUpdate,
