@@ -14,10 +14,6 @@
  * @module
  */
 
-// core/tensor.ts first: it loads the reference device, which needs
-// core/device.ts evaluated (importing core/device.ts first reaches the
-// reference device's class while BaseDevice is still uninitialised).
-import "../core/tensor.ts";
 import {
   BaseDevice,
   type DeviceOptions,

@@ -11,7 +11,8 @@
  * @module
  */
 
-import { type Device, registerTensorSupport, type Storage } from "./device.ts";
+import type { Device } from "./device.ts";
+import { registerTensorSupport, type Storage } from "./base_device.ts";
 import { referenceDevice } from "./reference/device.ts";
 
 /** A tensor shape: non-negative integer dimensions, outermost first. */

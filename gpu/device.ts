@@ -11,10 +11,6 @@
  * @module
  */
 
-// core/tensor.ts first: it imports the reference device, which extends
-// BaseDevice, so entering the cycle at core/device.ts would evaluate the
-// reference device before BaseDevice exists.
-import "../core/tensor.ts";
 import { BaseDevice, type Storage } from "../core/device.ts";
 import type { Kernels } from "../core/kernels.ts";
 import type { DType } from "../core/tensor.ts";

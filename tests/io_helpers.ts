@@ -3,26 +3,18 @@
  * exact comparisons, and a device whose memory the host cannot see.
  */
 
-// Loaded before core/device.ts on purpose: loaded first, core/device.ts would
-// reach core/reference/device.ts (through core/tensor.ts) before it has
-// defined BaseDevice, which the reference device extends.
-import "../core/tensor.ts";
-import {
-  BaseDevice,
-  type Storage,
-  UnsupportedKernelError,
-} from "../core/device.ts";
+import { UnsupportedKernelError } from "../core/device.ts";
+import { HostArrayDevice } from "../core/reference/device.ts";
 import type { Kernels } from "../core/kernels.ts";
 import type { OptimizerState } from "../core/optim.ts";
 import type { SafetensorsInput } from "../core/safetensors.ts";
-import type { DType } from "../core/tensor.ts";
 
 /**
  * A device whose memory the host cannot see, as a GPU's: tensors can be
  * uploaded and read back (asynchronously) but not viewed, and it has no
  * kernels. Checkpoints must work through `read()` alone.
  */
-export class OpaqueDevice extends BaseDevice {
+export class OpaqueDevice extends HostArrayDevice {
   readonly kind = "webgpu" as const;
   readonly name = "opaque test device";
   readonly kernels: Kernels = new Proxy({} as Kernels, {
@@ -31,32 +23,7 @@ export class OpaqueDevice extends BaseDevice {
     },
   });
 
-  protected allocateHandle(length: number, dtype: DType): unknown {
-    return dtype === "int32"
-      ? new Int32Array(length)
-      : new Float32Array(length);
-  }
-
-  protected releaseHandle(): void {}
-
-  protected writeHandle(
-    handle: unknown,
-    values: Float32Array | Int32Array,
-  ): void {
-    (handle as Float32Array | Int32Array).set(values);
-  }
-
-  protected readHandle(storage: Storage): Promise<Float32Array | Int32Array> {
-    return Promise.resolve(
-      (storage.handle as Float32Array | Int32Array).slice(),
-    );
-  }
-
-  protected zeroHandle(storage: Storage): void {
-    (storage.handle as Float32Array | Int32Array).fill(0);
-  }
-
-  hostView(): Float32Array | Int32Array {
+  override hostView(): Float32Array | Int32Array {
     throw new TypeError("The opaque test device's memory is not host-visible");
   }
 

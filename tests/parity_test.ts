@@ -7,8 +7,6 @@
  */
 
 import assert from "node:assert/strict";
-// The reference device first: core/device.ts loaded before it fails to
-// initialise (an import cycle through core/tensor.ts).
 import { referenceDevice } from "../core/reference/device.ts";
 import { type Device, device, UnsupportedKernelError } from "../core/device.ts";
 import { KERNEL_NAMES, type Kernels } from "../core/kernels.ts";

@@ -69,3 +69,28 @@ Deno.test("a scope frees what it made except what it returns; a freed tensor thr
     /needs a synchronous body/,
   );
 });
+
+Deno.test("each device module loads first on its own and makes tensors (no import-order cycle)", async () => {
+  const entries: [string, string][] = [
+    ["../core/device.ts", `m.device("reference")`],
+    ["../asm/device.ts", `m.createWasmDevice({ threads: 1 })`],
+    ["../gpu/device.ts", `m.createGpuDevice()`],
+  ];
+  for (const [path, open] of entries) {
+    const url = new URL(path, import.meta.url).href;
+    const command = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `const m = await import(${JSON.stringify(url)});
+         const dev = await ${open};
+         console.log([...await dev.upload([1, 2], [2]).read()].join(","));
+         dev.dispose();`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const { code, stdout, stderr } = await command.output();
+    assert.equal(code, 0, `${path}: ${new TextDecoder().decode(stderr)}`);
+    assert.equal(new TextDecoder().decode(stdout).trim(), "1,2", path);
+  }
+});

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { BaseDevice, type Device, type Storage } from "../device.ts";
+import { BaseDevice, type Storage } from "../base_device.ts";
+import type { Device } from "../device.ts";
 import type { Kernels } from "../kernels.ts";
 import {
   type DType,
@@ -19,16 +20,13 @@ import { referenceKernelTable } from "./kernels.ts";
 
 export { chainSampleGrads, gateLogitsOf } from "./kernels.ts";
 
-class ReferenceDeviceImpl extends BaseDevice {
-  readonly kind = "reference" as const;
-  readonly name = "reference";
-  readonly kernels: Kernels;
-
-  constructor() {
-    super();
-    this.kernels = referenceKernels(this);
-  }
-
+/**
+ * A device whose tensors are host typed arrays (the reference device; test
+ * devices build on it). Internal.
+ *
+ * @ignore
+ */
+export abstract class HostArrayDevice extends BaseDevice {
   protected allocateHandle(length: number, dtype: DType): unknown {
     return dtype === "int32"
       ? new Int32Array(length)
@@ -52,6 +50,17 @@ class ReferenceDeviceImpl extends BaseDevice {
 
   protected zeroHandle(storage: Storage): void {
     (storage.handle as Float32Array | Int32Array).fill(0);
+  }
+}
+
+class ReferenceDeviceImpl extends HostArrayDevice {
+  readonly kind = "reference" as const;
+  readonly name = "reference";
+  readonly kernels: Kernels;
+
+  constructor() {
+    super();
+    this.kernels = referenceKernels(this);
   }
 
   hostView(storage: Storage): Float32Array | Int32Array {
