@@ -15,6 +15,15 @@ import {
 } from "../mod.ts";
 import { type HistoryEntry, parseHistory } from "../io/reports.ts";
 import { lenet5, mobilenetV2, resnet18, vgg7 } from "../core/models.ts";
+import {
+  checkInitLogits,
+  configNumber,
+  describe,
+  MAX_THREADS,
+  type NumberRule,
+  parseInitLogits,
+  parseNumber,
+} from "./values.ts";
 
 /** The models `--model` offers (the zoo of `core/models.ts`), by graph name. */
 export const MODELS: Readonly<
@@ -186,48 +195,6 @@ Run options:
   -h, --help              this text
 `;
 
-/** A number checked against a rule; `name` leads the message. */
-function number(
-  name: string,
-  value: unknown,
-  rule: "positive-integer" | "non-negative-integer" | "non-negative",
-): number {
-  const v = typeof value === "string" ? Number(value) : value;
-  const ok = typeof v === "number" && Number.isFinite(v) &&
-    (rule === "positive-integer"
-      ? Number.isInteger(v) && v > 0
-      : rule === "non-negative-integer"
-      ? Number.isInteger(v) && v >= 0
-      : v >= 0);
-  if (!ok) {
-    throw new RangeError(
-      `${name} must be ${
-        {
-          "positive-integer": "a positive integer",
-          "non-negative-integer": "a non-negative integer",
-          "non-negative": "a finite number >= 0",
-        }[rule]
-      }, got ${JSON.stringify(value)}`,
-    );
-  }
-  return v as number;
-}
-
-function parseLogits(text: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const part of text.split(",")) {
-    const [k, v] = part.split("=");
-    const value = Number(v);
-    if (!k || v === undefined || !Number.isFinite(value)) {
-      throw new RangeError(
-        `--init-logits must look like 2=6,4=6,8=6,16=-6,32=-6, got "${text}"`,
-      );
-    }
-    out[k.trim()] = value;
-  }
-  return out;
-}
-
 /**
  * Each recipe flag: the config key it sets and how its text becomes the
  * value (in the order the flags are read).
@@ -241,22 +208,22 @@ const RECIPE_FLAGS: Readonly<
   model: { key: "model", parse: modelName },
   epochs: {
     key: "epochs",
-    parse: (t) => number("--epochs", t, "positive-integer"),
+    parse: (t) => parseNumber("--epochs", t, "positive-integer"),
   },
   "fine-tune-epochs": {
     key: "fineTuneEpochs",
-    parse: (t) => number("--fine-tune-epochs", t, "non-negative-integer"),
+    parse: (t) => parseNumber("--fine-tune-epochs", t, "non-negative-integer"),
   },
   "batch-size": {
     key: "batchSize",
-    parse: (t) => number("--batch-size", t, "positive-integer"),
+    parse: (t) => parseNumber("--batch-size", t, "positive-integer"),
   },
-  mu: { key: "mu", parse: (t) => number("--mu", t, "non-negative") },
+  mu: { key: "mu", parse: (t) => parseNumber("--mu", t, "non-negative") },
   "no-pruning": { key: "pruning", parse: () => false },
   prior: { key: "prior", parse: (t) => t },
   "init-logits": {
     key: "initialLogits",
-    parse: (t, c) => ({ ...c.initialLogits, ...parseLogits(t) }),
+    parse: (t, c) => ({ ...c.initialLogits, ...parseInitLogits(t) }),
   },
   "full-precision": {
     key: "fullPrecision",
@@ -264,27 +231,33 @@ const RECIPE_FLAGS: Readonly<
   },
   "lr-weights": {
     key: "lrWeights",
-    parse: (t) => number("--lr-weights", t, "non-negative"),
+    parse: (t) => parseNumber("--lr-weights", t, "non-negative"),
   },
   "lr-logits": {
     key: "lrLogits",
-    parse: (t) => number("--lr-logits", t, "non-negative"),
+    parse: (t) => parseNumber("--lr-logits", t, "non-negative"),
   },
   "lr-ranges": {
     key: "lrRanges",
-    parse: (t) => number("--lr-ranges", t, "non-negative"),
+    parse: (t) => parseNumber("--lr-ranges", t, "non-negative"),
   },
   "weight-schedule": { key: "weightSchedule", parse: (t) => t },
   seed: {
     key: "seed",
-    parse: (t) => number("--seed", t, "non-negative-integer"),
+    parse: (t) => parseNumber("--seed", t, "non-negative-integer"),
   },
   limit: {
     key: "limit",
-    parse: (t) => number("--limit", t, "positive-integer"),
+    parse: (t) => parseNumber("--limit", t, "positive-integer"),
   },
   "post-training": { key: "postTraining", parse: (t) => t },
-  from: { key: "from", parse: (t) => t },
+  from: {
+    key: "from",
+    parse: (t) => {
+      if (t === "") throw new RangeError(`--from must name a file, got ""`);
+      return t;
+    },
+  },
 };
 
 /** Validates a config file's object and merges it over the defaults. */
@@ -298,9 +271,9 @@ function configFromObject(
   }
   const out: RunConfig = { ...base };
   for (const [key, value] of Object.entries(raw)) {
-    if (!(key in DEFAULT_CONFIG)) {
+    if (!Object.hasOwn(DEFAULT_CONFIG, key)) {
       throw new RangeError(
-        `${source}: unknown option "${key}" (options: ${
+        `${source}: unknown option ${describe(key)} (options: ${
           Object.keys(DEFAULT_CONFIG).join(", ")
         })`,
       );
@@ -310,20 +283,29 @@ function configFromObject(
   return checkConfig(source, out);
 }
 
+/** The recipe's numeric keys and what each must be. */
+const NUMERIC_KEYS: Readonly<Partial<Record<keyof RunConfig, NumberRule>>> = {
+  epochs: "positive-integer",
+  fineTuneEpochs: "non-negative-integer",
+  batchSize: "positive-integer",
+  mu: "non-negative",
+  lrWeights: "non-negative",
+  lrLogits: "non-negative",
+  lrRanges: "non-negative",
+  seed: "non-negative-integer",
+  limit: "positive-integer",
+};
+
 /** The checks of every recipe: `source` leads the messages. */
 function checkConfig(source: string, c: RunConfig): RunConfig {
   const at = (name: string) => `${source}: ${name}`;
   const model = modelProblem(c.model);
   if (model !== null) throw new RangeError(`${at("model")} ${model}`);
-  number(at("epochs"), c.epochs, "positive-integer");
-  number(at("fineTuneEpochs"), c.fineTuneEpochs, "non-negative-integer");
-  number(at("batchSize"), c.batchSize, "positive-integer");
-  number(at("mu"), c.mu, "non-negative");
-  number(at("lrWeights"), c.lrWeights, "non-negative");
-  number(at("lrLogits"), c.lrLogits, "non-negative");
-  number(at("lrRanges"), c.lrRanges, "non-negative");
-  number(at("seed"), c.seed, "non-negative-integer");
-  if (c.limit !== null) number(at("limit"), c.limit, "positive-integer");
+  for (const [key, rule] of Object.entries(NUMERIC_KEYS)) {
+    const value = c[key as keyof RunConfig];
+    if (key === "limit" && value === null) continue;
+    configNumber(at(key), value, rule);
+  }
   if (typeof c.pruning !== "boolean") {
     throw new TypeError(`${at("pruning")} must be true or false`);
   }
@@ -351,8 +333,19 @@ function checkConfig(source: string, c: RunConfig): RunConfig {
       `${source}: post-training needs a trained float model: pass --from FILE (written by \`deno task float -- --out DIR\`)`,
     );
   }
-  if (!Array.isArray(c.fullPrecision)) {
+  if (
+    !Array.isArray(c.fullPrecision) ||
+    !c.fullPrecision.every((n) => typeof n === "string" && n !== "")
+  ) {
     throw new TypeError(`${at("fullPrecision")} must be a list of layer names`);
+  }
+  checkInitLogits(at("initialLogits"), c.initialLogits);
+  if (c.from !== null && (typeof c.from !== "string" || c.from === "")) {
+    throw new TypeError(
+      `${at("from")} must be the path of a float checkpoint or null, got ${
+        describe(c.from)
+      }`,
+    );
   }
   return c;
 }
@@ -456,20 +449,28 @@ export async function parseTrainArgs(args: string[]): Promise<TrainArgs> {
   return {
     config,
     given,
-    out: values.out ?? null,
+    out: outDir(values.out),
     resume: values.resume ?? false,
     replace: values.replace ?? false,
     device: deviceKind(values.device),
     threads: values.threads === undefined
-      ? navigator.hardwareConcurrency
-      : number("--threads", values.threads, "positive-integer"),
-    progressEvery: values["progress-every"] === undefined ? 50 : number(
+      ? Math.min(navigator.hardwareConcurrency, MAX_THREADS)
+      : parseNumber("--threads", values.threads, "positive-integer", {
+        max: MAX_THREADS,
+      }),
+    progressEvery: values["progress-every"] === undefined ? 50 : parseNumber(
       "--progress-every",
       values["progress-every"],
       "positive-integer",
     ),
     help: values.help ?? false,
   };
+}
+
+/** The `--out` flag's value: null when absent, refused when empty. */
+function outDir(value: string | undefined): string | null {
+  if (value === "") throw new RangeError(`--out must name a directory, got ""`);
+  return value ?? null;
 }
 
 /**

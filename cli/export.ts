@@ -23,6 +23,7 @@ import { loadMnist } from "../io/mnist.ts";
 import { saveQuantized } from "../io/quantized.ts";
 import { loadSnapshot } from "../io/snapshot.ts";
 import { gatedModelOf, runRecordOf } from "./config.ts";
+import { checkRegularFile, MAX_THREADS, parseNumber } from "./values.ts";
 
 /** The `export` command's help text. */
 export const EXPORT_USAGE = `Usage: deno task export -- --from PATH [options]
@@ -66,6 +67,14 @@ export function summarizeExport(model: QuantizedModel): string[] {
   });
 }
 
+/** `--from`: a run directory or a regular file (a FIFO would block the read). */
+async function checkFromPath(path: string): Promise<void> {
+  if (path === "") throw new RangeError(`--from must name a file, got ""`);
+  const info = await Deno.stat(path).catch(() => null);
+  if (info?.isDirectory) return;
+  await checkRegularFile("--from", path);
+}
+
 /** A gated state with its parameters uploaded to `dev`. */
 async function stateOn(state: GatedState, dev: Device): Promise<GatedState> {
   const params: Record<string, Tensor> = {};
@@ -103,17 +112,19 @@ export async function exportCommand(args: string[]): Promise<number> {
       "export needs --from: a run directory or checkpoint file",
     );
   }
+  const threads = values.threads === undefined
+    ? Math.min(navigator.hardwareConcurrency, MAX_THREADS)
+    : parseNumber("--threads", values.threads, "positive-integer", {
+      max: MAX_THREADS,
+    });
+  if (values.out === "") {
+    throw new RangeError(`--out must name a file, got ""`);
+  }
   let checkpoint = values.from;
+  await checkFromPath(checkpoint);
   if ((await Deno.stat(checkpoint)).isDirectory) {
     checkpoint = `${checkpoint.replace(/\/+$/, "")}/checkpoint.safetensors`;
-  }
-  const threads = values.threads === undefined
-    ? navigator.hardwareConcurrency
-    : Number(values.threads);
-  if (!Number.isInteger(threads) || threads < 1) {
-    throw new RangeError(
-      `--threads must be a positive integer, got "${values.threads}"`,
-    );
+    await checkRegularFile("--from", checkpoint);
   }
   const slash = checkpoint.lastIndexOf("/");
   const out = values.out ??

@@ -29,6 +29,7 @@ import { saveCheckpoint } from "../io/checkpoint.ts";
 import { paramsToTensors } from "../io/params.ts";
 import { checkModelFits, deviceKind, modelName, MODELS } from "./config.ts";
 import { formatSeconds } from "./format.ts";
+import { MAX_THREADS, type NumberRule, parseNumber } from "./values.ts";
 
 /** The `float` command's help text (its options). */
 export const FLOAT_USAGE =
@@ -53,25 +54,16 @@ Options:
   -h, --help        this text
 `;
 
-/** A positive flag value (absent: undefined); `name` without the dashes. */
-function parsePositive(
+/** A flag's number (absent: undefined), by the strict parser; `name` without the dashes. */
+function flagNumber(
   name: string,
   text: string | undefined,
-  integer: boolean,
+  rule: NumberRule,
+  max?: number,
 ): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (
-    !Number.isFinite(value) || value <= 0 ||
-    (integer && !Number.isInteger(value))
-  ) {
-    throw new RangeError(
-      `--${name} must be a positive ${
-        integer ? "integer" : "number"
-      }, got "${text}"`,
-    );
-  }
-  return value;
+  return text === undefined
+    ? undefined
+    : parseNumber(`--${name}`, text, rule, { max });
 }
 
 /** Parsed `float` arguments. */
@@ -111,20 +103,18 @@ function parseFloatArgs(args: string[]): FloatArgs | null {
     strict: true,
   });
   if (values.help) return null;
-  const epochs = parsePositive("epochs", values.epochs, true) ?? 1;
-  const batchSize = parsePositive("batch-size", values["batch-size"], true) ??
-    128;
-  const lr = parsePositive("lr", values.lr, false) ?? 1e-3;
-  const limit = parsePositive("limit", values.limit, true);
+  const int = "positive-integer";
+  const epochs = flagNumber("epochs", values.epochs, int) ?? 1;
+  const batchSize = flagNumber("batch-size", values["batch-size"], int) ?? 128;
+  const lr = flagNumber("lr", values.lr, "positive") ?? 1e-3;
+  const limit = flagNumber("limit", values.limit, int);
   const progressEvery =
-    parsePositive("progress-every", values["progress-every"], true) ?? 50;
-  const threads = parsePositive("threads", values.threads, true) ??
-    navigator.hardwareConcurrency;
-  const seed = values.seed === undefined ? 0 : Number(values.seed);
-  if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new RangeError(
-      `--seed must be a non-negative integer, got "${values.seed}"`,
-    );
+    flagNumber("progress-every", values["progress-every"], int) ?? 50;
+  const threads = flagNumber("threads", values.threads, int, MAX_THREADS) ??
+    Math.min(navigator.hardwareConcurrency, MAX_THREADS);
+  const seed = flagNumber("seed", values.seed, "non-negative-integer") ?? 0;
+  if (values.out === "") {
+    throw new RangeError(`--out must name a directory, got ""`);
   }
   const schedule = values.schedule ?? "constant";
   if (

@@ -53,6 +53,7 @@ import {
   type TrainArgs,
 } from "./config.ts";
 import { formatSeconds } from "./format.ts";
+import { checkRegularFile } from "./values.ts";
 
 /** The files a run writes into its `--out` directory. */
 const RUN_FILES = [
@@ -180,6 +181,8 @@ interface Run {
   readonly checkpointPath: string;
   readonly config: RunConfig;
   readonly gated: GatedModel;
+  /** The float model a fresh run starts from (`--from`), loaded before anything is written. */
+  readonly float: { params: Record<string, Tensor> } | null;
   readonly data: Mnist;
   readonly dev: Device;
   readonly wallStart: number;
@@ -292,10 +295,8 @@ function runPhase(
 
 /** The gated state a fresh run starts from: initialised or a float model, ranges from the first batch. */
 async function initialState(run: Run, initKey: RandomKey): Promise<GatedState> {
-  const { config, gated, dev, data } = run;
-  const float = config.from === null
-    ? initGraph(gated.model, initKey, dev)
-    : await loadFloat(config.from, gated, dev);
+  const { gated, dev, data, config } = run;
+  const float = run.float ?? initGraph(gated.model, initKey, dev);
   const size = Math.min(config.batchSize, data.train.count);
   const imageSize = data.train.shape.reduce((a, b) => a * b, 1);
   const first = dev.upload(
@@ -412,6 +413,10 @@ export async function trainCommand(args: string[]): Promise<number> {
   const out = parsed.out ??
     `runs/${new Date().toISOString().replaceAll(":", "-").slice(0, 19)}`;
   const checkpointPath = `${out}/checkpoint.safetensors`;
+  // Cheap checks first: nothing loaded, nothing written on a bad --from.
+  if (!parsed.resume && parsed.config.from !== null) {
+    await checkRegularFile("--from", parsed.config.from);
+  }
   using dev = await device(parsed.device, { threads: parsed.threads });
   let start: RunStart;
   if (parsed.resume) {
@@ -428,6 +433,10 @@ export async function trainCommand(args: string[]): Promise<number> {
   const { config } = start;
   const data = await loadMnist({ limit: config.limit ?? undefined });
   checkModelFits(config.model, data.train.shape, "MNIST");
+  const gated = gatedModelOf(config);
+  const float = parsed.resume || config.from === null
+    ? null
+    : await loadFloat(config.from, gated, dev);
   if (!parsed.resume) await prepareOut(out, parsed.replace);
   const run: Run = {
     args,
@@ -435,7 +444,8 @@ export async function trainCommand(args: string[]): Promise<number> {
     out,
     checkpointPath,
     config,
-    gated: gatedModelOf(config),
+    gated,
+    float,
     data,
     dev,
     wallStart,
