@@ -6,9 +6,15 @@
  *
  * Every path gives the plain GEMM's sums bit for bit; the choice of path is
  * only about speed:
- * - forward, stride 1 without padding: the implicit GEMM (`convGemm`), which
- *   reads the column matrix from the input instead of writing it;
- *   otherwise `im2col` into scratch, then the GEMM;
+ * - forward, input mostly zeros (after a ReLU, a max-pool and a
+ *   quantizer) and weights finite: `im2col`, then the sparse GEMM that
+ *   skips them (`asm/kernels_sparse.ts`); else, stride 1 without padding:
+ *   the implicit GEMM (`convGemm`), which reads the column matrix from the
+ *   input instead of writing it; otherwise `im2col`, then the GEMM;
+ * - `gemm` with `op(B) = B^T` (a dense layer's forward pass): the sparse
+ *   GEMM on `B^T` copied out when `A` is mostly zeros, or on
+ *   `C^T = B A^T` when `B` (frozen weights, pruned rows) is, the other
+ *   operand being finite;
  * - backward: the output gradient of a layer followed by a ReLU and a
  *   max-pool is mostly zeros, so the weight gradient and the column
  *   gradient skip them (`asm/kernels_sparse.ts`), the column gradient
@@ -94,6 +100,49 @@ function gemmAt(
   );
 }
 
+/**
+ * Whether `C = A B^T` should skip the zeros of `B` (a layer's frozen
+ * weights, `[n, k]`): `A` not transposed, enough rows of `C` and `B`
+ * mostly zeros.
+ */
+function sparseB(dev: WasmDevice, shape: GemmShape, b: number): boolean {
+  const { m, n, k } = shape;
+  return shape.transB === true && shape.transA !== true &&
+    m >= SPARSE_MIN_COLUMNS && n * k > 0 &&
+    zeroFraction(dev, b, n * k) >= SPARSE_MIN_ZEROS;
+}
+
+/** `rows[q, j] = y[j, q]` for `y` `[o, p]` (values as they are, -0 included). */
+function transposeAt(
+  dev: WasmDevice,
+  y: number,
+  rows: number,
+  o: number,
+  p: number,
+): void {
+  dev.call("nchwToRows", { y, rows, sBegin: 0, sEnd: 1, p, o });
+}
+
+/**
+ * `C = A B^T` as `C^T = B A^T` by the sparse kernels, which skip the zeros
+ * of `B`: each element is the same chain over `k` in the same k-blocks,
+ * so the same sums bit for bit while `A` is finite.
+ */
+function sparseTransposedAt(
+  dev: WasmDevice,
+  shape: GemmShape,
+  a: number,
+  b: number,
+  c: number,
+): void {
+  const { m, n, k } = shape;
+  dev.withScratch([m * k * 4, m * n * 4], ([pat, pct]) => {
+    transposeAt(dev, a, pat, m, k);
+    sparseGemmAt(dev, { m: n, n: m, k }, b, pat, pct);
+    transposeAt(dev, pct, c, n, m);
+  });
+}
+
 function gemm(dev: WasmDevice, a: Tensor, b: Tensor, shape: GemmShape): Tensor {
   const { m, n, k } = shape;
   for (const [name, v] of [["m", m], ["n", n], ["k", k]] as const) {
@@ -116,6 +165,17 @@ function gemm(dev: WasmDevice, a: Tensor, b: Tensor, shape: GemmShape): Tensor {
   const c = dev.alloc([m, n]);
   if (sparseWins(dev, shape, pa) && allFinite(dev, pb, k * n)) {
     sparseGemmAt(dev, shape, pa, pb, dev.offset(c));
+  } else if (
+    shape.transB === true && sparseWins(dev, { ...shape, transB: false }, pa) &&
+    allFinite(dev, pb, k * n)
+  ) {
+    // A layer's forward pass: most inputs are zeros, B = w is [n, k].
+    dev.withScratch([k * n * 4], ([pbt]) => {
+      transposeAt(dev, pb, pbt, n, k);
+      sparseGemmAt(dev, { ...shape, transB: false }, pa, pbt, dev.offset(c));
+    });
+  } else if (sparseB(dev, shape, pb) && allFinite(dev, pa, m * k)) {
+    sparseTransposedAt(dev, shape, pa, pb, dev.offset(c));
   } else {
     gemmAt(dev, shape, pa, pb, dev.offset(c));
   }
@@ -269,6 +329,35 @@ function convGemmAt(
   );
 }
 
+/**
+ * The forward convolution skipping the zeros of `x` (after a ReLU, a
+ * max-pool and a quantizer, most of them): `im2col`, the sparse GEMM
+ * `cols(x) w^T` (`w` transposed first: the kernels need `B` as stored) and
+ * `rowsToNchw`, the same sums bit for bit as the dense paths while `w` is
+ * finite.
+ */
+function sparseConvAt(
+  dev: WasmDevice,
+  at: { x: number; w: number; bias: number; hasBias: boolean },
+  y: number,
+  g: ConvGeometry,
+): void {
+  const p = g.oh * g.ow;
+  const rows = g.n * p;
+  const taps = g.c * g.kh * g.kw;
+  const bytes = [rows * taps * 4, taps * g.o * 4, rows * g.o * 4];
+  dev.withScratch(bytes, ([pcols, pwt, pRows]) => {
+    im2colAt(dev, at.x, pcols, g);
+    transposeAt(dev, at.w, pwt, g.o, taps);
+    sparseGemmAt(dev, { m: rows, n: g.o, k: taps }, pcols, pwt, pRows);
+    rowsToNchwAt(
+      dev,
+      { rows: pRows, y, bias: at.bias, hasBias: at.hasBias },
+      g,
+    );
+  });
+}
+
 function checkConv(what: string, x: Tensor, w: Tensor, g: ConvGeometry) {
   expectSize(`${what}: x`, x, g.n * g.c * g.h * g.w);
   expectSize(`${what}: w`, w, g.o * (g.c / g.groups) * g.kh * g.kw);
@@ -296,29 +385,44 @@ function conv2d(
   const pb = bias ? dev.offset(bias) : 0;
   const y = dev.alloc([g.n, g.o, g.oh, g.ow]);
   const py = dev.offset(y);
-  if (implicitConv(g)) {
-    convGemmAt(dev, { x: px, w: pw, bias: pb, hasBias: bias !== null }, py, g);
-    return y;
+  const at = { x: px, w: pw, bias: pb, hasBias: bias !== null };
+  const sparse = g.o >= SPARSE_MIN_COLUMNS &&
+    zeroFraction(dev, px, x.size) >= SPARSE_MIN_ZEROS;
+  if (sparse && allFinite(dev, pw, w.size)) {
+    sparseConvAt(dev, at, py, g);
+  } else if (implicitConv(g)) {
+    convGemmAt(dev, at, py, g);
+  } else {
+    dev.withScratch([rows * taps * 4, rows * g.o * 4], ([pcols, pRows]) => {
+      im2colAt(dev, px, pcols, g);
+      const shape = { m: rows, n: g.o, k: taps, transB: true };
+      gemmAt(dev, shape, pcols, pw, pRows);
+      rowsToNchwAt(dev, { ...at, rows: pRows, y: py }, g);
+    });
   }
-  dev.withScratch([rows * taps * 4, rows * g.o * 4], ([pcols, pRows]) => {
-    im2colAt(dev, px, pcols, g);
-    const shape = { m: rows, n: g.o, k: taps, transB: true };
-    gemmAt(dev, shape, pcols, pw, pRows);
-    dev.run(
-      "rowsToNchw",
-      splitUnits(dev, g.n, p * g.o).map((job) => ({
-        rows: pRows,
-        y: py,
-        bias: pb,
-        hasBias: bias ? 1 : 0,
-        sBegin: job.begin,
-        sEnd: job.end,
-        p,
-        o: g.o,
-      })),
-    );
-  });
   return y;
+}
+
+/** `y = rows + bias` from the rows layout `[n, p, o]` to NCHW, over the threads. */
+function rowsToNchwAt(
+  dev: WasmDevice,
+  at: { rows: number; y: number; bias: number; hasBias: boolean },
+  g: ConvGeometry,
+): void {
+  const p = g.oh * g.ow;
+  dev.run(
+    "rowsToNchw",
+    splitUnits(dev, g.n, p * g.o).map((job) => ({
+      rows: at.rows,
+      y: at.y,
+      bias: at.bias,
+      hasBias: at.hasBias ? 1 : 0,
+      sBegin: job.begin,
+      sEnd: job.end,
+      p,
+      o: g.o,
+    })),
+  );
 }
 
 /** `dw = rows(dy)^T cols(x)`: sparse when `dy` is mostly zeros and `x` finite. */

@@ -1,8 +1,9 @@
 /**
  * The sparse path of the WASM device's GEMM (`asm/src/gemm_sparse.ts`):
  * when most of `op(A)` is zero, as in the backward GEMMs of a layer followed
- * by a ReLU and a max-pool, the kernels that skip `A`'s zeros replace the
- * dense GEMM. They sum in the dense kernel's order, so the result is the
+ * by a ReLU and a max-pool and in the forward products of the quantized
+ * activations that follow them, the kernels that skip `A`'s zeros replace
+ * the dense GEMM. They sum in the dense kernel's order, so the result is the
  * same bit for bit provided `op(B)` is finite; that is checked on every
  * call (by the caller, which may check what `op(B)` is copied from), and a
  * non-finite `op(B)` takes the dense path.

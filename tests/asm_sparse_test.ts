@@ -284,3 +284,96 @@ Deno.test("the convolution kernels give the same bits on one thread and on two",
   const [a, b] = [run(one), run(two)];
   ["y", "dx", "dw", "db"].forEach((name, i) => assertBitwise(b[i], a[i], name));
 });
+
+Deno.test("the forward convolution skips the zeros of x, bit for bit the dense GEMM", async () => {
+  using dev = await createWasmDevice({ threads: 2, parallelThreshold: 1 });
+  // [x shape, w shape, stride, padding]: LeNet-5's conv2 (k 800: four
+  // k-blocks), k 150, 37 channels (a column tail), padding and stride
+  // (no implicit GEMM).
+  const cases: [number[], number[], number, number][] = [
+    [[3, 32, 12, 12], [64, 32, 5, 5], 1, 0],
+    [[2, 6, 12, 12], [32, 6, 5, 5], 1, 0],
+    [[2, 3, 9, 11], [37, 3, 3, 3], 1, 1],
+    [[2, 5, 17, 16], [33, 5, 3, 3], 2, 2],
+  ];
+  cases.forEach(([xs, ws, stride, padding], i) => {
+    const g = convGeometry(xs, ws, { stride, padding });
+    const x = sparseValues(70 + i, g.n * g.c * g.h * g.w, 0.8);
+    x.fill(i % 2 === 0 ? 0 : -0, 0, g.h * g.w); // a dead input channel
+    const tx = dev.upload(x, xs);
+    assert.ok(zeroFraction(dev, dev.offset(tx), x.length) > 0.6);
+    const w = randomValues(80 + i, g.o * g.c * g.kh * g.kw);
+    for (const poison of [null, NaN, -Infinity]) {
+      if (poison !== null) w[0] = poison; // times input channel 0's zeros
+      const t = {
+        x: tx,
+        w: dev.upload(w, ws),
+        bias: i % 2 === 0 ? dev.upload(randomValues(90 + i, g.o), [g.o]) : null,
+      };
+      const y = dev.kernels.conv2d(t.x, t.w, t.bias, g).toFloat32Array();
+      const what = `x [${xs}] w [${ws}] stride ${stride} padding ${padding}`;
+      assertBitwise(y, convByColumns(dev, t, g), `${what}, w[0] ${poison}`);
+      if (poison !== null) {
+        assert.ok(y.some((v) => Number.isNaN(v)), `${what}: ${poison} * 0`);
+      }
+    }
+  });
+});
+
+Deno.test("A B^T skips the zeros of A, bit for bit the dense GEMM", async () => {
+  using dev = await createWasmDevice({ threads: 2, parallelThreshold: 1 });
+  // [m, n, k]: LeNet-5's fc1, two and three k-blocks, column tails.
+  const shapes: [number, number, number][] = [
+    [50, 512, 1024],
+    [37, 33, 300],
+    [40, 37, 600],
+    [7, 32, 5],
+  ];
+  shapes.forEach(([m, n, k], i) => {
+    const s = { m, n, k, transB: true };
+    const a = sparseValues(120 + i, m * k, 0.8);
+    a.fill(i % 2 === 0 ? 0 : -0, 0, k); // a zero row of C
+    const ta = dev.upload(a, [m * k]);
+    assert.ok(zeroFraction(dev, dev.offset(ta), m * k) > 0.6);
+    const w = randomValues(130 + i, n * k);
+    for (const poison of [null, Infinity, NaN]) {
+      if (poison !== null) w[2] = poison; // times row 0's zeros
+      const tw = dev.upload(w, [n * k]);
+      const got = dev.kernels.gemm(ta, tw, s).toFloat32Array();
+      const want = denseGemm(dev, s, ta, tw).toFloat32Array();
+      assertBitwise(got, want, `${JSON.stringify(s)}, B ${poison}`);
+      if (poison !== null) {
+        assert.ok(Number.isNaN(got[0]), `${poison} times a zero input`);
+      }
+    }
+  });
+});
+
+Deno.test("A B^T skips the zeros and zero rows of B, bit for bit the dense GEMM", async () => {
+  using dev = await createWasmDevice({ threads: 2, parallelThreshold: 1 });
+  // [m, n, k]: LeNet-5's fc1 at batch 64, two and three k-blocks, tails.
+  const shapes: [number, number, number][] = [
+    [64, 120, 256],
+    [37, 33, 300],
+    [40, 7, 600],
+    [33, 37, 5],
+  ];
+  shapes.forEach(([m, n, k], i) => {
+    const s = { m, n, k, transB: true };
+    const w = sparseValues(100 + i, n * k, 0.76);
+    w.fill(i % 2 === 0 ? 0 : -0, 0, k); // a pruned output
+    const a = sparseValues(110 + i, m * k, 0.3);
+    const tw = dev.upload(w, [n * k]);
+    assert.ok(zeroFraction(dev, dev.offset(tw), n * k) > 0.6);
+    for (const poison of [null, -Infinity, NaN]) {
+      if (poison !== null) a[k + 3] = poison;
+      const ta = dev.upload(a, [m * k]);
+      const got = dev.kernels.gemm(ta, tw, s).toFloat32Array();
+      const want = denseGemm(dev, s, ta, tw).toFloat32Array();
+      assertBitwise(got, want, `${JSON.stringify(s)}, A ${poison}`);
+      if (poison !== null) {
+        assert.ok(Number.isNaN(got[n]), `${poison} times a zero weight`);
+      }
+    }
+  });
+});
