@@ -304,7 +304,7 @@ export class WasmDevice extends BaseDevice implements SplitPolicy {
  *
  * using dev = await createWasmDevice({ threads: 2 });
  * assert.equal(dev.name, "wasm (2 threads, simd128)");
- * const y = dev.kernels.gemm(dev.upload([1, 2], [1, 2]), dev.upload([1, 2, 3, 4], [2, 2]), { m: 1, n: 2, k: 2 });
+ * const y = dev.kernels.gemm(dev.upload([1, 2], [1, 2]), dev.upload([1, 2, 3, 4], [2, 2]), { m: 1, n: 2, k: 2, transA: false, transB: false });
  * assert.deepEqual([...await y.read()], [7, 10]);
  * ```
  */

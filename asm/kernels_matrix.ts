@@ -138,7 +138,13 @@ function sparseTransposedAt(
   const { m, n, k } = shape;
   dev.withScratch([m * k * 4, m * n * 4], ([pat, pct]) => {
     transposeAt(dev, a, pat, m, k);
-    sparseGemmAt(dev, { m: n, n: m, k }, b, pat, pct);
+    sparseGemmAt(
+      dev,
+      { m: n, n: m, k, transA: false, transB: false },
+      b,
+      pat,
+      pct,
+    );
     transposeAt(dev, pct, c, n, m);
   });
 }
@@ -349,7 +355,13 @@ function sparseConvAt(
   dev.withScratch(bytes, ([pcols, pwt, pRows]) => {
     im2colAt(dev, at.x, pcols, g);
     transposeAt(dev, at.w, pwt, g.o, taps);
-    sparseGemmAt(dev, { m: rows, n: g.o, k: taps }, pcols, pwt, pRows);
+    sparseGemmAt(
+      dev,
+      { m: rows, n: g.o, k: taps, transA: false, transB: false },
+      pcols,
+      pwt,
+      pRows,
+    );
     rowsToNchwAt(
       dev,
       { rows: pRows, y, bias: at.bias, hasBias: at.hasBias },
@@ -395,7 +407,7 @@ function conv2d(
   } else {
     dev.withScratch([rows * taps * 4, rows * g.o * 4], ([pcols, pRows]) => {
       im2colAt(dev, px, pcols, g);
-      const shape = { m: rows, n: g.o, k: taps, transB: true };
+      const shape = { m: rows, n: g.o, k: taps, transB: true, transA: false };
       gemmAt(dev, shape, pcols, pw, pRows);
       rowsToNchwAt(dev, { ...at, rows: pRows, y: py }, g);
     });
@@ -433,7 +445,13 @@ function weightGradAt(
   at: { rows: number; cols: number; x: number; xSize: number; dw: number },
 ): void {
   const taps = g.c * g.kh * g.kw;
-  const m = { m: g.o, n: taps, k: g.n * g.oh * g.ow, transA: true };
+  const m = {
+    m: g.o,
+    n: taps,
+    k: g.n * g.oh * g.ow,
+    transA: true,
+    transB: false,
+  };
   if (sparse && allFinite(dev, at.x, at.xSize)) {
     sparseGemmAt(dev, m, at.rows, at.cols, at.dw);
   } else {
@@ -476,7 +494,13 @@ function inputGradAt(
     return;
   }
   dev.withScratch([g.n * p * taps * 4], ([pdcols]) => {
-    gemmAt(dev, { m: g.n * p, n: taps, k: g.o }, at.rows, at.w, pdcols);
+    gemmAt(
+      dev,
+      { m: g.n * p, n: taps, k: g.o, transA: false, transB: false },
+      at.rows,
+      at.w,
+      pdcols,
+    );
     dev.runChunks(
       "col2im",
       jobs.map((job) => ({

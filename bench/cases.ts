@@ -204,16 +204,35 @@ function convCases(): KernelCase[] {
     {
       name: "gemm fc1 forward 128x1024 * (512x1024)^T",
       run: (k, t) =>
-        k.gemm(t.fc1In, t.w3, { m: N, n: 512, k: 1024, transB: true }),
+        k.gemm(t.fc1In, t.w3, {
+          m: N,
+          n: 512,
+          k: 1024,
+          transB: true,
+          transA: false,
+        }),
     },
     {
       name: "gemm fc1 grad-input 128x512 * 512x1024",
-      run: (k, t) => k.gemm(t.fc1Out, t.w3, { m: N, n: 1024, k: 512 }),
+      run: (k, t) =>
+        k.gemm(t.fc1Out, t.w3, {
+          m: N,
+          n: 1024,
+          k: 512,
+          transA: false,
+          transB: false,
+        }),
     },
     {
       name: "gemm fc1 grad-weight (128x512)^T * 128x1024",
       run: (k, t) =>
-        k.gemm(t.fc1Out, t.fc1In, { m: 512, n: 1024, k: N, transA: true }),
+        k.gemm(t.fc1Out, t.fc1In, {
+          m: 512,
+          n: 1024,
+          k: N,
+          transA: true,
+          transB: false,
+        }),
     },
     { name: "addBias fc1 [128,512]", run: (k, t) => k.addBias(t.fc1Out, t.b3) },
     {

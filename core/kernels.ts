@@ -35,9 +35,9 @@ export interface GemmShape {
   /** Columns of `op(A)` = rows of `op(B)`. */
   readonly k: number;
   /** `A` is stored `k x m` and used transposed. */
-  readonly transA?: boolean;
+  readonly transA: boolean;
   /** `B` is stored `n x k` and used transposed. */
-  readonly transB?: boolean;
+  readonly transB: boolean;
 }
 
 /** Sizes of a 2-D convolution of `[N, C, H, W]` by `[O, C / groups, KH, KW]`. */

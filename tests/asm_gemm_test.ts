@@ -147,9 +147,21 @@ Deno.test("gemm on the LeNet-5 training products, scaled down", async () => {
   let seed = 1000;
   for (const { rows, inF, outF } of layers) {
     // forward Y = X W^T, grad-input dX = dY W, grad-weight dW = dY^T X
-    await check(dev, { m: rows, n: outF, k: inF, transB: true }, seed++);
-    await check(dev, { m: rows, n: inF, k: outF }, seed++);
-    await check(dev, { m: outF, n: inF, k: rows, transA: true }, seed++);
+    await check(
+      dev,
+      { m: rows, n: outF, k: inF, transB: true, transA: false },
+      seed++,
+    );
+    await check(
+      dev,
+      { m: rows, n: inF, k: outF, transA: false, transB: false },
+      seed++,
+    );
+    await check(
+      dev,
+      { m: outF, n: inF, k: rows, transA: true, transB: false },
+      seed++,
+    );
   }
 });
 
@@ -157,11 +169,23 @@ Deno.test("gemm edge cases: zero sizes, k = 0, length errors, special values", a
   using dev = await createWasmDevice({ threads: 1 });
   const none = new Float32Array(0);
   assert.deepEqual(
-    [...await gemmOn(dev, { m: 2, n: 2, k: 0 }, none, none)],
+    [
+      ...await gemmOn(
+        dev,
+        { m: 2, n: 2, k: 0, transA: false, transB: false },
+        none,
+        none,
+      ),
+    ],
     [0, 0, 0, 0],
   );
   assert.equal(
-    (await gemmOn(dev, { m: 0, n: 3, k: 2 }, none, new Float32Array(6)))
+    (await gemmOn(
+      dev,
+      { m: 0, n: 3, k: 2, transA: false, transB: false },
+      none,
+      new Float32Array(6),
+    ))
       .length,
     0,
   );
@@ -169,7 +193,7 @@ Deno.test("gemm edge cases: zero sizes, k = 0, length errors, special values", a
     () =>
       gemmOn(
         dev,
-        { m: 2, n: 2, k: 2 },
+        { m: 2, n: 2, k: 2, transA: false, transB: false },
         new Float32Array(3),
         new Float32Array(4),
       ),
@@ -178,7 +202,7 @@ Deno.test("gemm edge cases: zero sizes, k = 0, length errors, special values", a
   // Special values propagate like the reference.
   const c = await gemmOn(
     dev,
-    { m: 1, n: 2, k: 1 },
+    { m: 1, n: 2, k: 1, transA: false, transB: false },
     new Float32Array([Infinity]),
     new Float32Array([1, 0]),
   );

@@ -65,7 +65,7 @@ Deno.test("the sparse GEMM is the dense GEMM bit for bit, zeros of either sign s
   let seed = 1;
   for (const [m, n, k] of shapes) {
     for (const transA of [false, true]) {
-      const s = { m, n, k, transA };
+      const s = { m, n, k, transA, transB: false };
       const a = dev.upload(sparseValues(seed++, m * k, 0.85), [m * k]);
       const b = dev.upload(randomValues(seed++, k * n), [k * n]);
       assert.ok(zeroFraction(dev, dev.offset(a), m * k) > 0.8);
@@ -91,6 +91,8 @@ Deno.test("the sparse GEMM keeps a NaN of A and zero rows, and leaves a non-fini
     m,
     n,
     k,
+    transA: false,
+    transB: false,
   }).toFloat32Array();
   for (let j = 0; j < n; j++) {
     assert.ok(Number.isNaN(got[j]));
@@ -102,7 +104,13 @@ Deno.test("the sparse GEMM keeps a NaN of A and zero rows, and leaves a non-fini
   b[7 * n + 1] = Infinity;
   const tb = dev.upload(b, [k * n]);
   assert.equal(allFinite(dev, dev.offset(tb), k * n), false);
-  const c = dev.kernels.gemm(dev.upload(a, [m * k]), tb, { m, n, k })
+  const c = dev.kernels.gemm(dev.upload(a, [m * k]), tb, {
+    m,
+    n,
+    k,
+    transA: false,
+    transB: false,
+  })
     .toFloat32Array();
   assert.ok(Number.isNaN(c[3 * n + 1]), "a zero row times Infinity is NaN");
 });
@@ -125,7 +133,7 @@ function convByColumns(
   });
   const rows = denseGemm(
     dev,
-    { m: g.n * p, n: g.o, k, transB: true },
+    { m: g.n * p, n: g.o, k, transB: true, transA: false },
     cols,
     t.w,
   );
@@ -214,7 +222,12 @@ function inputGradDense(
 ): Float32Array {
   const rows = g.n * g.oh * g.ow;
   const taps = g.c * g.kh * g.kw;
-  const dcols = denseGemm(dev, { m: rows, n: taps, k: g.o }, dyRows, w);
+  const dcols = denseGemm(
+    dev,
+    { m: rows, n: taps, k: g.o, transA: false, transB: false },
+    dyRows,
+    w,
+  );
   const dx = dev.alloc([g.n * g.c * g.h * g.w]);
   dev.call("col2im", {
     cols: dev.offset(dcols),
@@ -330,7 +343,7 @@ Deno.test("A B^T skips the zeros of A, bit for bit the dense GEMM", async () => 
     [7, 32, 5],
   ];
   shapes.forEach(([m, n, k], i) => {
-    const s = { m, n, k, transB: true };
+    const s = { m, n, k, transB: true, transA: false };
     const a = sparseValues(120 + i, m * k, 0.8);
     a.fill(i % 2 === 0 ? 0 : -0, 0, k); // a zero row of C
     const ta = dev.upload(a, [m * k]);
@@ -359,7 +372,7 @@ Deno.test("A B^T skips the zeros and zero rows of B, bit for bit the dense GEMM"
     [33, 37, 5],
   ];
   shapes.forEach(([m, n, k], i) => {
-    const s = { m, n, k, transB: true };
+    const s = { m, n, k, transB: true, transA: false };
     const w = sparseValues(100 + i, n * k, 0.76);
     w.fill(i % 2 === 0 ? 0 : -0, 0, k); // a pruned output
     const a = sparseValues(110 + i, m * k, 0.3);

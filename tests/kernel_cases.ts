@@ -187,9 +187,9 @@ function matrixCases(): KernelCase[] {
       bT: given([1, 0, 1, 0, 1, 1], [2, 3]),
     }),
     call: (k, t) => ({
-      ab: k.gemm(t.a, t.b, { m: 2, n: 2, k: 3 }),
-      aTb: k.gemm(t.aT, t.b, { m: 2, n: 2, k: 3, transA: true }),
-      abT: k.gemm(t.a, t.bT, { m: 2, n: 2, k: 3, transB: true }),
+      ab: k.gemm(t.a, t.b, { m: 2, n: 2, k: 3, transA: false, transB: false }),
+      aTb: k.gemm(t.aT, t.b, { m: 2, n: 2, k: 3, transA: true, transB: false }),
+      abT: k.gemm(t.a, t.bT, { m: 2, n: 2, k: 3, transB: true, transA: false }),
       aTbT: k.gemm(t.aT, t.bT, {
         m: 2,
         n: 2,
@@ -252,7 +252,9 @@ function sparseGemmCases(): KernelCase[] {
         a: mostlyZeros(110 + i, transA ? [k, m] : [m, k]),
         b: floats(120 + i, [k, n]),
       }),
-      call: (kk, t) => ({ c: kk.gemm(t.a, t.b, { m, n, k, transA }) }),
+      call: (kk, t) => ({
+        c: kk.gemm(t.a, t.b, { m, n, k, transA, transB: false }),
+      }),
       tolerance: { c: GEMM },
     })
   );

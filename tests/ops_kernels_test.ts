@@ -193,7 +193,14 @@ Deno.test("kernels reject a tensor of another device and sizes that do not fit",
     assert.deepEqual([...await add(moved, onReference).read()], [4, 6]);
     const a = referenceDevice.upload([1, 2, 3, 4, 5, 6], [2, 3]);
     assert.throws(
-      () => referenceDevice.kernels.gemm(a, a, { m: 2, n: 2, k: 2 }),
+      () =>
+        referenceDevice.kernels.gemm(a, a, {
+          m: 2,
+          n: 2,
+          k: 2,
+          transA: false,
+          transB: false,
+        }),
       /A has 6 elements \(expected 4\)/,
     );
   }));

@@ -64,7 +64,9 @@ Deno.test("gemmReference() computes all transposes of a hand-checked product", (
   // A = [[1, 2, 3], [4, 5, 6]], B = [[1, 0], [0, 1], [1, 1]] -> A B = [[4, 5], [10, 11]]
   const a = new Float32Array([1, 2, 3, 4, 5, 6]);
   const b = new Float32Array([1, 0, 0, 1, 1, 1]);
-  assert.deepEqual([...gemmReference({ m: 2, n: 2, k: 3 }, a, b)], [
+  assert.deepEqual([
+    ...gemmReference({ m: 2, n: 2, k: 3, transA: false, transB: false }, a, b),
+  ], [
     4,
     5,
     10,
@@ -73,13 +75,14 @@ Deno.test("gemmReference() computes all transposes of a hand-checked product", (
   const aT = new Float32Array([1, 4, 2, 5, 3, 6]);
   const bT = new Float32Array([1, 0, 1, 0, 1, 1]);
   assert.deepEqual([
-    ...gemmReference({ m: 2, n: 2, k: 3, transA: true }, aT, b),
+    ...gemmReference({ m: 2, n: 2, k: 3, transA: true, transB: false }, aT, b),
   ], [4, 5, 10, 11]);
   assert.deepEqual([
-    ...gemmReference({ m: 2, n: 2, k: 3, transB: true }, a, bT),
+    ...gemmReference({ m: 2, n: 2, k: 3, transB: true, transA: false }, a, bT),
   ], [4, 5, 10, 11]);
   assert.throws(
-    () => gemmReference({ m: 2, n: 2, k: 2 }, a, b),
+    () =>
+      gemmReference({ m: 2, n: 2, k: 2, transA: false, transB: false }, a, b),
     /A has 6 elements \(expected 4\)/,
   );
 });

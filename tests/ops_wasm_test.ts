@@ -420,14 +420,32 @@ for (const threads of [1, 2]) {
       let seed = 1000;
       for (const t of transposes) {
         for (const [m, n, k] of gemmSizes) {
-          await checkGemm(dev, { m, n, k, ...t }, seed += 2);
+          await checkGemm(
+            dev,
+            { m, n, k, ...t, transA: false, transB: false },
+            seed += 2,
+          );
         }
       }
       if (parallelThreshold === undefined) {
         // Above ~2 MFLOP per thread: the default threshold splits too.
         for (const t of transposes) {
-          await checkGemm(dev, { m: 200, n: 48, k: 150, ...t }, seed += 2);
-          await checkGemm(dev, { m: 40, n: 300, k: 150, ...t }, seed += 2);
+          await checkGemm(dev, {
+            m: 200,
+            n: 48,
+            k: 150,
+            ...t,
+            transA: false,
+            transB: false,
+          }, seed += 2);
+          await checkGemm(dev, {
+            m: 40,
+            n: 300,
+            k: 150,
+            ...t,
+            transA: false,
+            transB: false,
+          }, seed += 2);
         }
       }
     });
@@ -439,20 +457,44 @@ Deno.test("gemm: empty shapes, errors, scratch freed, memory reused, disposed de
   const k = dev.kernels;
   const none = dev.zeros([0]);
   assert.deepEqual(
-    await k.gemm(none, none, { m: 2, n: 3, k: 0 }).read(),
+    await k.gemm(none, none, { m: 2, n: 3, k: 0, transA: false, transB: false })
+      .read(),
     new Float32Array(6),
   );
-  assert.equal(k.gemm(none, dev.zeros([6]), { m: 0, n: 3, k: 2 }).size, 0);
+  assert.equal(
+    k.gemm(none, dev.zeros([6]), {
+      m: 0,
+      n: 3,
+      k: 2,
+      transA: false,
+      transB: false,
+    }).size,
+    0,
+  );
   assert.throws(
-    () => k.gemm(dev.zeros([3]), dev.zeros([4]), { m: 2, n: 2, k: 2 }),
+    () =>
+      k.gemm(dev.zeros([3]), dev.zeros([4]), {
+        m: 2,
+        n: 2,
+        k: 2,
+        transA: false,
+        transB: false,
+      }),
     RangeError,
   );
   assert.throws(
-    () => k.gemm(dev.zeros([3]), dev.zeros([4]), { m: 1.5, n: 2, k: 2 }),
+    () =>
+      k.gemm(dev.zeros([3]), dev.zeros([4]), {
+        m: 1.5,
+        n: 2,
+        k: 2,
+        transA: false,
+        transB: false,
+      }),
     RangeError,
   );
   const resident = dev.upload([1, 2, 3, 4, 5], [5]);
-  const shape = { m: 300, n: 70, k: 90, transB: true };
+  const shape = { m: 300, n: 70, k: 90, transB: true, transA: false };
   const a = dev.upload(randomValues(1, 300 * 90), [300 * 90]);
   const b = dev.upload(randomValues(2, 70 * 90), [70 * 90]);
   const inUse = dev.bytesInUse;

@@ -47,14 +47,32 @@ export function dense(x: Tensor, w: Tensor, b?: Tensor): Tensor {
     );
   }
   const k = x.device.kernels;
-  let y = k.gemm(x, w, { m: n, n: outputs, k: inputs, transB: true });
+  let y = k.gemm(x, w, {
+    m: n,
+    n: outputs,
+    k: inputs,
+    transB: true,
+    transA: false,
+  });
   if (b) y = k.addBias(y, b);
   const inputsList = b ? [x, w, b] : [x, w];
   return recordOp(y, inputsList, (g, needsGrad) => {
     const dx = needsGrad[0]
-      ? k.gemm(g, w, { m: n, n: inputs, k: outputs })
+      ? k.gemm(g, w, {
+        m: n,
+        n: inputs,
+        k: outputs,
+        transA: false,
+        transB: false,
+      })
       : null;
-    const dw = k.gemm(g, x, { m: outputs, n: inputs, k: n, transA: true });
+    const dw = k.gemm(g, x, {
+      m: outputs,
+      n: inputs,
+      k: n,
+      transA: true,
+      transB: false,
+    });
     return b ? [dx, dw, k.biasGrad(g, outputs)] : [dx, dw];
   });
 }

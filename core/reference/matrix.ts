@@ -22,7 +22,7 @@ import type { GemmShape } from "../kernels.ts";
  * import { gemmReference } from "./matrix.ts";
  * import assert from "node:assert/strict";
  *
- * const c = gemmReference({ m: 1, n: 2, k: 2 }, new Float32Array([1, 2]), new Float32Array([1, 2, 3, 4]));
+ * const c = gemmReference({ m: 1, n: 2, k: 2, transA: false, transB: false }, new Float32Array([1, 2]), new Float32Array([1, 2, 3, 4]));
  * assert.deepEqual([...c], [7, 10]);
  * ```
  */
