@@ -167,88 +167,91 @@ Deno.test("decodeSafetensors() reads tensors from a subarray at an odd offset", 
   assert.deepEqual(tensors.x.data, new Float32Array([1, 2]));
 });
 
+const good = encodeSafetensors({
+  a: { shape: [1], data: new Float32Array([1]) },
+});
+const entry = (dtype: string, shape: string, offsets: string) =>
+  `{"a":{"dtype":"${dtype}","shape":${shape},"data_offsets":${offsets}}}`;
+
+/** Malformed safetensors files: what, bytes, the message that says why. */
+const MALFORMED: [string, Uint8Array, RegExp][] = [
+  ["an empty file", new Uint8Array(0), /truncated file of 0 bytes/],
+  ["a 7-byte file", good.subarray(0, 7), /truncated file of 7 bytes/],
+  [
+    "a file cut inside the header",
+    good.subarray(0, 20),
+    /header length is \d+ bytes but only 12 follow/,
+  ],
+  [
+    "a header length beyond the file",
+    handBuilt("{}", []).map((b, i) => (i === 0 ? 200 : b)),
+    /header length is 200 bytes but only 2 follow/,
+  ],
+  [
+    "a header length with the high word set",
+    handBuilt("{}", []).map((b, i) => (i === 7 ? 1 : b)),
+    /header length is \d+ bytes but only 2 follow/,
+  ],
+  ["garbage JSON", handBuilt("{not json", []), /not valid JSON/],
+  ["a JSON array header", handBuilt("[1,2]", []), /must be a JSON object/],
+  [
+    "bad UTF-8",
+    handBuilt("", [0x7b, 0xff, 0x7d]).map((b, i) => (i === 0 ? 3 : b)),
+    /not valid UTF-8/,
+  ],
+  [
+    "an unknown dtype",
+    handBuilt(entry("F16", "[2]", "[0,4]"), [0, 0, 0, 0]),
+    /tensor "a": unknown dtype "F16"/,
+  ],
+  [
+    "a negative shape",
+    handBuilt(entry("F32", "[-1]", "[0,4]"), [0, 0, 0, 0]),
+    /has -1, sizes must be non-negative/,
+  ],
+  [
+    "offsets past the data",
+    handBuilt(entry("F32", "[2]", "[0,8]"), [0, 0, 0, 0]),
+    /\[0, 8\] are out of range of the 4-byte data section/,
+  ],
+  [
+    "offsets not matching the shape",
+    handBuilt(entry("F32", "[2]", "[0,4]"), [0, 0, 0, 0]),
+    /span 4 bytes but F32 shape \[2\] needs 8/,
+  ],
+  [
+    "reversed offsets",
+    handBuilt(entry("F32", "[0]", "[4,0]"), [0, 0, 0, 0]),
+    /out of range/,
+  ],
+  [
+    "trailing garbage",
+    handBuilt(entry("F32", "[1]", "[0,4]"), [0, 0, 0, 0, 9]),
+    /1 trailing bytes after the last tensor/,
+  ],
+  [
+    "a hole before a tensor",
+    handBuilt(entry("F32", "[1]", "[4,8]"), [0, 0, 0, 0, 0, 0, 0, 0]),
+    /bytes \[0, 4\) .* before tensor "a" belong to no tensor/,
+  ],
+  [
+    "overlapping tensors",
+    handBuilt(
+      '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},' +
+        '"b":{"dtype":"I32","shape":[1],"data_offsets":[4,8]}}',
+      [0, 0, 0, 0, 0, 0, 0, 0],
+    ),
+    /tensor "b" data_offsets \[4, 8\] overlap tensor "a" \[0, 8\]/,
+  ],
+  [
+    "a non-string metadata value",
+    handBuilt('{"__metadata__":{"k":1}}', []),
+    /metadata "k" must be a string, got 1/,
+  ],
+];
+
 Deno.test("decodeSafetensors() rejects malformed files with messages that say why", () => {
-  const good = encodeSafetensors({
-    a: { shape: [1], data: new Float32Array([1]) },
-  });
-  const entry = (dtype: string, shape: string, offsets: string) =>
-    `{"a":{"dtype":"${dtype}","shape":${shape},"data_offsets":${offsets}}}`;
-  const cases: [string, Uint8Array, RegExp][] = [
-    ["an empty file", new Uint8Array(0), /truncated file of 0 bytes/],
-    ["a 7-byte file", good.subarray(0, 7), /truncated file of 7 bytes/],
-    [
-      "a file cut inside the header",
-      good.subarray(0, 20),
-      /header length is \d+ bytes but only 12 follow/,
-    ],
-    [
-      "a header length beyond the file",
-      handBuilt("{}", []).map((b, i) => (i === 0 ? 200 : b)),
-      /header length is 200 bytes but only 2 follow/,
-    ],
-    [
-      "a header length with the high word set",
-      handBuilt("{}", []).map((b, i) => (i === 7 ? 1 : b)),
-      /header length is \d+ bytes but only 2 follow/,
-    ],
-    ["garbage JSON", handBuilt("{not json", []), /not valid JSON/],
-    ["a JSON array header", handBuilt("[1,2]", []), /must be a JSON object/],
-    [
-      "bad UTF-8",
-      handBuilt("", [0x7b, 0xff, 0x7d]).map((b, i) => (i === 0 ? 3 : b)),
-      /not valid UTF-8/,
-    ],
-    [
-      "an unknown dtype",
-      handBuilt(entry("F16", "[2]", "[0,4]"), [0, 0, 0, 0]),
-      /tensor "a": unknown dtype "F16"/,
-    ],
-    [
-      "a negative shape",
-      handBuilt(entry("F32", "[-1]", "[0,4]"), [0, 0, 0, 0]),
-      /has -1, sizes must be non-negative/,
-    ],
-    [
-      "offsets past the data",
-      handBuilt(entry("F32", "[2]", "[0,8]"), [0, 0, 0, 0]),
-      /\[0, 8\] are out of range of the 4-byte data section/,
-    ],
-    [
-      "offsets not matching the shape",
-      handBuilt(entry("F32", "[2]", "[0,4]"), [0, 0, 0, 0]),
-      /span 4 bytes but F32 shape \[2\] needs 8/,
-    ],
-    [
-      "reversed offsets",
-      handBuilt(entry("F32", "[0]", "[4,0]"), [0, 0, 0, 0]),
-      /out of range/,
-    ],
-    [
-      "trailing garbage",
-      handBuilt(entry("F32", "[1]", "[0,4]"), [0, 0, 0, 0, 9]),
-      /1 trailing bytes after the last tensor/,
-    ],
-    [
-      "a hole before a tensor",
-      handBuilt(entry("F32", "[1]", "[4,8]"), [0, 0, 0, 0, 0, 0, 0, 0]),
-      /bytes \[0, 4\) .* before tensor "a" belong to no tensor/,
-    ],
-    [
-      "overlapping tensors",
-      handBuilt(
-        '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},' +
-          '"b":{"dtype":"I32","shape":[1],"data_offsets":[4,8]}}',
-        [0, 0, 0, 0, 0, 0, 0, 0],
-      ),
-      /tensor "b" data_offsets \[4, 8\] overlap tensor "a" \[0, 8\]/,
-    ],
-    [
-      "a non-string metadata value",
-      handBuilt('{"__metadata__":{"k":1}}', []),
-      /metadata "k" must be a string, got 1/,
-    ],
-  ];
-  for (const [what, bytes, message] of cases) {
+  for (const [what, bytes, message] of MALFORMED) {
     assert.throws(() => decodeSafetensors(bytes), (error: Error) => {
       assert.ok(error instanceof RangeError, `${what}: ${error}`);
       assert.match(error.message, message, what);

@@ -41,6 +41,7 @@ import { exportCommand } from "../cli/export.ts";
 import { trainCommand } from "../cli/train.ts";
 import { referenceDevice } from "../core/reference/device.ts";
 import { assertBitwise } from "./helpers.ts";
+import { assertDequantizedAsEvaluated } from "./export_checks.ts";
 
 const TINY: ModelGraph = {
   name: "tiny",
@@ -191,6 +192,52 @@ async function mixedLenet(): Promise<
   };
 }
 
+/**
+ * A layer's codes against the plain uniform quantizer of the same bit width
+ * (the other side of the spec's identity), away from rounding ties.
+ */
+function assertPlainUniformCodes(
+  name: string,
+  w: QuantizedWeights,
+  weights: Tensor,
+  xmax: number,
+): void {
+  const layer = { name };
+  const plain = uniformQuantize(weights, { xmax, signed: w.signed }, w.bits)
+    .toFloat32Array();
+  const row = weights.size / weights.shape[0];
+  let compared = 0;
+  let atTies = 0;
+  const weightValues = weights.toFloat32Array();
+  w.kept.forEach((c, r) => {
+    for (let j = 0; j < row; j++) {
+      const level = plain[c * row + j] / w.scale;
+      const code = w.codes[r * row + j];
+      if (w.bits <= 8) {
+        const direct = Math.round(level) || 0;
+        if (code !== direct) {
+          // The spec's exception: a level of the decomposition hits a
+          // rounding tie, and the result is the neighbouring level.
+          assert.ok(
+            nearTie(weightValues[c * row + j], xmax, w.signed, w.bits),
+            `${layer.name}[${c}, ${j}]: code ${code}, direct ${direct}, not at a tie`,
+          );
+          assert.equal(Math.abs(code - direct), 1);
+          atTies++;
+        }
+      } else {
+        // Finer than float32 near xmax: the code is within float32's reach of the level.
+        assert.ok(
+          Math.abs(code * w.scale - plain[c * row + j]) <= 4e-7 * xmax,
+        );
+      }
+      compared++;
+    }
+  });
+  assert.ok(atTies <= compared / 200, `${layer.name}: ${atTies} ties`);
+  assert.equal(compared, w.kept.length * row);
+}
+
 Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain uniform quantizer, weights of evaluation, bits and channels of the report", async () => {
   const { gated, state } = await mixedLenet();
   const model = exportQuantized(gated, state);
@@ -205,42 +252,12 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
     assert.equal(w.scale, gridScale(xmax, w.signed, w.bits));
     const [lo, hi] = codeRange(w.bits, w.signed);
     assert.ok(w.codes.every((k) => k >= lo && k <= hi), layer.name);
-    // Against the plain uniform quantizer of the same bit width (the other
-    // side of the spec's identity), away from rounding ties.
-    const weights = state.params[`${layer.name}.weight`];
-    const plain = uniformQuantize(weights, { xmax, signed: w.signed }, w.bits)
-      .toFloat32Array();
-    const row = weights.size / weights.shape[0];
-    let compared = 0;
-    let atTies = 0;
-    const weightValues = weights.toFloat32Array();
-    w.kept.forEach((c, r) => {
-      for (let j = 0; j < row; j++) {
-        const level = plain[c * row + j] / w.scale;
-        const code = w.codes[r * row + j];
-        if (w.bits <= 8) {
-          const direct = Math.round(level) || 0;
-          if (code !== direct) {
-            // The spec's exception: a level of the decomposition hits a
-            // rounding tie, and the result is the neighbouring level.
-            assert.ok(
-              nearTie(weightValues[c * row + j], xmax, w.signed, w.bits),
-              `${layer.name}[${c}, ${j}]: code ${code}, direct ${direct}, not at a tie`,
-            );
-            assert.equal(Math.abs(code - direct), 1);
-            atTies++;
-          }
-        } else {
-          // Finer than float32 near xmax: the code is within float32's reach of the level.
-          assert.ok(
-            Math.abs(code * w.scale - plain[c * row + j]) <= 4e-7 * xmax,
-          );
-        }
-        compared++;
-      }
-    });
-    assert.ok(atTies <= compared / 200, `${layer.name}: ${atTies} ties`);
-    assert.equal(compared, w.kept.length * row);
+    assertPlainUniformCodes(
+      layer.name,
+      w,
+      state.params[`${layer.name}.weight`],
+      xmax,
+    );
   }
   assert.deepEqual(
     model.layers.map((l) => (l.weight as QuantizedWeights).bits),
@@ -271,32 +288,7 @@ Deno.test("exportQuantized on a mixed-precision LeNet-5: codes of a plain unifor
     await Deno.remove(dir, { recursive: true });
   }
 
-  // Dequantized weights are evaluation's quantized weights (within float32
-  // rounding of the level sums), pruned rows 0.
-  const params = dequantizeParams(model);
-  for (const q of gated.quantizers.filter((q) => q.kind === "weight")) {
-    const expected = quantizerOp(
-      state.params[`${q.layer}.weight`],
-      state.params[q.xmaxParam],
-      gatesOp(
-        q.pruneParam
-          ? {
-            chain: state.params[q.logitsParam],
-            g2: state.params[q.pruneParam],
-          }
-          : { chain: state.params[q.logitsParam] },
-        null,
-      ),
-      { signed: state.signed[q.name] },
-    ).toFloat32Array();
-    const got = params[`${q.layer}.weight`].toFloat32Array();
-    const xmax = state.params[q.xmaxParam].get(0);
-    let worst = 0;
-    for (let i = 0; i < got.length; i++) {
-      worst = Math.max(worst, Math.abs(got[i] - expected[i]));
-    }
-    assert.ok(worst <= 4 * 2 ** -23 * xmax, `${q.layer}: ${worst}`);
-  }
+  assertDequantizedAsEvaluated(gated, state, model);
 });
 
 /** The state with every parameter uploaded to `dev`. */
