@@ -24,6 +24,7 @@ import type {
   QuantizationPlan,
 } from "./method.ts";
 import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
+import type { ParamRecord } from "./loop.ts";
 import type { Tensor } from "./tensor.ts";
 
 /** One layer's cost under a plan. */
@@ -193,14 +194,14 @@ function frozenHooks(
   frozen: Frozen,
   grids: ReturnType<typeof gridTensors>,
 ): RunOptions {
-  const k = () => [...grids.values()][0].xmax.device.kernels;
+  const k = Object.values(frozen.params)[0].device.kernels;
   return {
     mode: "eval",
     stats: frozen.stats ?? {},
     activation: (layer, a) => {
       const g = grids.get(layer.name);
       return g
-        ? k().residualQuantize(a, g.xmax, g.chain, null, g.grid.signed)
+        ? k.residualQuantize(a, g.xmax, g.chain, null, g.grid.signed)
         : a;
     },
     fused: (layer, z, activation, pool) => {
@@ -247,6 +248,39 @@ export async function accuracyOn(
     dev.free(count);
   }
   return correct / data.count;
+}
+
+/**
+ * Freezes a state in a device scope, hands the frozen model to `body`, and
+ * frees what freezing made (the quantized weights; the state's own
+ * parameters stay) once `body` returns or its promise settles.
+ *
+ * @param params The state's parameters (kept).
+ * @param freeze Makes the frozen model from them.
+ * @param body Uses it (evaluation, export).
+ * @returns What `body` returns.
+ */
+export function withFrozen<T>(
+  params: ParamRecord,
+  freeze: () => Frozen,
+  body: (frozen: Frozen) => T,
+): T {
+  const dev = Object.values(params)[0].device;
+  const frozen = dev.scope(freeze);
+  const release = () => {
+    const kept = new Set(Object.values(params));
+    dev.free(...Object.values(frozen.params).filter((t) => !kept.has(t)));
+  };
+  let result: T;
+  try {
+    result = body(frozen);
+  } catch (error) {
+    release();
+    throw error;
+  }
+  if (result instanceof Promise) return result.finally(release) as T;
+  release();
+  return result;
 }
 
 /**

@@ -56,9 +56,10 @@ export interface LoopSpec<S> {
   ) => Promise<number>;
   /** Values for progress lines and epoch records from the parameters alone. */
   readonly measure?: (params: ParamRecord) => Readonly<Record<string, number>>;
-  /** Host values of metrics the loss omitted, from the parameters. */
+  /** Host values of the named metrics the loss omitted, from the parameters. */
   readonly fallback?: (
     params: ParamRecord,
+    names: ReadonlySet<string>,
   ) => Readonly<Record<string, number>>;
 }
 
@@ -307,9 +308,11 @@ class Run<S> {
     });
     for (const batch of order) {
       const values = await this.step(batch);
-      const missing = Object.keys(spec.metrics).some((n) => !(n in values));
+      const missing = new Set(
+        Object.keys(spec.metrics).filter((n) => !(n in values)),
+      );
       const metrics = {
-        ...(missing ? spec.fallback?.(this.params) : {}),
+        ...(missing.size > 0 ? spec.fallback?.(this.params, missing) : {}),
         ...values,
       };
       delete metrics.loss;

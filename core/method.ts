@@ -135,8 +135,16 @@ export interface QuantizationMethod<Q, S extends MethodState> {
   hooks(q: Q, state: S, context: StepContext): RunOptions;
   /** A term added to the loss, or `null`. */
   penalty(q: Q, state: S, context: StepContext): Penalty | null;
-  /** Host values for progress and history (e.g. relative GBOPs). */
-  measure(q: Q, state: S): Readonly<Record<string, number>>;
+  /**
+   * Host values for progress and history (e.g. relative GBOPs); with
+   * `names`, only those (the loop asks for the metrics a step's loss did not
+   * report).
+   */
+  measure(
+    q: Q,
+    state: S,
+    names?: ReadonlySet<string>,
+  ): Readonly<Record<string, number>>;
   /** Called after each epoch (e.g. a re-quantization); default: nothing. */
   afterEpoch?(q: Q, state: S): S;
   /** The trained model on its grids, and its plan. */

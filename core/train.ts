@@ -11,7 +11,7 @@
  */
 
 import { batchCount, type Dataset } from "./data.ts";
-import { accuracyOn, evaluateFrozen } from "./frozen.ts";
+import { accuracyOn, evaluateFrozen, withFrozen } from "./frozen.ts";
 import { type ModelGraph, runGraph } from "./graph.ts";
 import {
   type EpochStats,
@@ -178,7 +178,8 @@ function methodSpec<Q, S extends MethodState>(
         carry: run.stats,
       };
     },
-    fallback: (params) => method.measure(q, at(params, base.stats ?? {})),
+    fallback: (params, names) =>
+      method.measure(q, at(params, base.stats ?? {}), names),
     measure: (params) => method.measure(q, at(params, base.stats ?? {})),
     evaluate: (params, stats, test) =>
       evaluateState(method, q, at(params, stats), test, options.evalBatchSize),
@@ -203,14 +204,11 @@ export async function evaluateState<Q, S extends MethodState>(
   test: Dataset,
   batchSize = 1000,
 ): Promise<number> {
-  const dev = Object.values(state.params)[0].device;
-  const frozen = dev.scope(() => method.freeze(q, state));
-  try {
-    return await evaluateFrozen(frozen, test, { batchSize });
-  } finally {
-    const kept = new Set(Object.values(state.params));
-    dev.free(...Object.values(frozen.params).filter((t) => !kept.has(t)));
-  }
+  return await withFrozen(
+    state.params,
+    () => method.freeze(q, state),
+    (frozen) => evaluateFrozen(frozen, test, { batchSize }),
+  );
 }
 
 /** Checks the numbers of a run's options. */

@@ -12,7 +12,7 @@ import { bayesianBitsMethod } from "../core/methods/bayesian_bits/method.ts";
 import { quantize } from "../core/methods/bayesian_bits/quantizer.ts";
 import { evaluateFrozen } from "../core/frozen.ts";
 import { countCorrectReference } from "../core/reference/loss.ts";
-import { hostF32 } from "../core/tensor.ts";
+import { hostF32, type Tensor } from "../core/tensor.ts";
 import { firstImages, rowSumData, TINY_3X3 } from "./helpers.ts";
 
 const all = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -151,4 +151,39 @@ Deno.test("a frozen gated model evaluates as its quantized weights and activatio
   assert.equal(accuracy, correct / 64);
   assert.equal(plan.method, "bayesian-bits");
   assert.deepEqual(plan.layers.map((l) => l.weight!.bits), [8, 8]);
+});
+
+Deno.test("withFrozen frees what freezing made, after a sync body or a settled promise, and keeps the state's tensors", async () => {
+  const { withFrozen } = await import("../core/frozen.ts");
+  const { referenceDevice } = await import("../core/reference/device.ts");
+  const w = referenceDevice.upload([1, 2], [2]);
+  const params = { w };
+  const frozenOf = () => ({
+    model: TINY_3X3,
+    params: { w, q: w.device.upload([3], [1]) },
+    plan: { method: "test", inputBits: 8, layers: [] },
+  });
+  let made: Tensor | null = null;
+  const value = withFrozen(params, frozenOf, (f) => {
+    made = f.params.q;
+    return f.params.q.get(0);
+  });
+  assert.equal(value, 3);
+  assert.throws(() => made!.get(0), /used after/);
+  assert.equal(w.get(1), 2);
+  const later = await withFrozen(params, frozenOf, async (f) => {
+    made = f.params.q;
+    await Promise.resolve();
+    return f.params.q.get(0) + 1;
+  });
+  assert.equal(later, 4);
+  assert.throws(() => made!.get(0), /used after/);
+  assert.throws(
+    () =>
+      withFrozen(params, frozenOf, () => {
+        throw new Error("boom");
+      }),
+    /boom/,
+  );
+  assert.equal(w.get(0), 1);
 });

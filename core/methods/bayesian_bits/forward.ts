@@ -7,7 +7,7 @@
  */
 
 import type { Dataset } from "../../data.ts";
-import { evaluateFrozen } from "../../frozen.ts";
+import { evaluateFrozen, withFrozen } from "../../frozen.ts";
 import { runGraph } from "../../graph.ts";
 import { add } from "../../ops/elementwise.ts";
 import { softmaxCrossEntropy } from "../../ops/loss.ts";
@@ -15,7 +15,7 @@ import type { RandomKey } from "../../rng.ts";
 import type { Tensor } from "../../tensor.ts";
 import { checkImageShape } from "../../train.ts";
 import { freezeGated, gatedHooks, gatedPenalty, gatesFor } from "./method.ts";
-import { firstParam, type GatedModel, type GatedState } from "./model.ts";
+import type { GatedModel, GatedState } from "./model.ts";
 
 /** Options of {@link evaluateGated}. */
 export interface EvaluateGatedOptions {
@@ -59,16 +59,11 @@ export async function evaluateGated(
     throw new RangeError("Cannot evaluate on an empty dataset");
   }
   checkImageShape(gated.model, "test", data);
-  const dev = firstParam(state.params).device;
-  const frozen = dev.scope(() => freezeGated(gated, state));
-  try {
-    return await evaluateFrozen(frozen, data, {
-      batchSize: options.batchSize,
-    });
-  } finally {
-    const kept = new Set(Object.values(state.params));
-    dev.free(...Object.values(frozen.params).filter((t) => !kept.has(t)));
-  }
+  return await withFrozen(
+    state.params,
+    () => freezeGated(gated, state),
+    (frozen) => evaluateFrozen(frozen, data, { batchSize: options.batchSize }),
+  );
 }
 
 /** Options of {@link gatedLoss}. */

@@ -12,6 +12,7 @@ import {
   exportFrozen,
   type QuantizedModel,
 } from "../../export.ts";
+import { withFrozen } from "../../frozen.ts";
 import type { LayerPlan, QuantizationMethod } from "../../method.ts";
 import type { Frozen, Penalty, QuantizationPlan } from "../../method.ts";
 import { add, scale } from "../../ops/elementwise.ts";
@@ -265,13 +266,11 @@ export function exportQuantized(
       }
     }
   }
-  const frozen = dev.scope(() => freezeGated(gated, state));
-  try {
-    return exportFrozen(frozen);
-  } finally {
-    const kept = new Set(Object.values(state.params));
-    dev.free(...Object.values(frozen.params).filter((t) => !kept.has(t)));
-  }
+  return withFrozen(
+    state.params,
+    () => freezeGated(gated, state),
+    exportFrozen,
+  );
 }
 
 /** Options of {@link bayesianBitsMethod}. */
@@ -360,10 +359,16 @@ export function bayesianBitsMethod(
       ),
     penalty: (gated, state, { trainable }) =>
       sampled(trainable) ? gatedPenalty(gated, state.params) : null,
-    measure: (gated, state) => ({
-      relativeGbops: gatedBops(gated, state.params).relativeGbops,
-      prior: priorSum(gated, state.params),
-    }),
+    measure: (gated, state, names) => {
+      const out: Record<string, number> = {};
+      if (!names || names.has("relativeGbops")) {
+        out.relativeGbops = gatedBops(gated, state.params).relativeGbops;
+      }
+      if (!names || names.has("prior")) {
+        out.prior = priorSum(gated, state.params);
+      }
+      return out;
+    },
     freeze: freezeGated,
   };
 }
