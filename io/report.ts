@@ -312,6 +312,7 @@ export function formatReportTable(
     "",
     ...textTable(layerColumns(report), report.layers, bold),
     ...(hasGates(report) ? [dim(GATES_LEGEND)] : []),
+    ...costsLine(report),
     "",
     ...historyLines(report.history, bold, dim),
   ].join("\n");
@@ -388,6 +389,44 @@ function markdownTable<Row>(
   ];
 }
 
+/** Bytes as KiB with one decimal. */
+function kib(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** The summary rows of a report's costs in the other conventions, if any. */
+function costRows(report: QuantizationReport): [string, string][] {
+  const c = report.costs;
+  if (!c) return [];
+  return [
+    [
+      "relative GBOPs, MACs x bw x ba",
+      relativeGbopsText(c.macsBitsRelativeGbops),
+    ],
+    [
+      "relative GBOPs, executable widths",
+      relativeGbopsText(c.executableRelativeGbops),
+    ],
+    ["weights", `${kib(c.weightBytes)} (float32: ${kib(c.floatWeightBytes)})`],
+  ];
+}
+
+/**
+ * The line under a report's headline: its costs in the other conventions,
+ * or nothing for a report without them.
+ */
+function costsLine(report: QuantizationReport): string[] {
+  const c = report.costs;
+  if (!c) return [];
+  return [
+    `relative GBOPs as MACs x bw x ba ${
+      relativeGbopsText(c.macsBitsRelativeGbops)
+    }, with executable widths (2/4/8/16/32) ${
+      relativeGbopsText(c.executableRelativeGbops)
+    }; weights ${kib(c.weightBytes)} of ${kib(c.floatWeightBytes)} in float32`,
+  ];
+}
+
 /** The summary table's rows: figures, the method's options, the run. */
 function summaryRows(report: QuantizationReport): [string, string][] {
   const entries = (record: Readonly<Record<string, unknown>>) =>
@@ -402,6 +441,7 @@ function summaryRows(report: QuantizationReport): [string, string][] {
     ["baseline GBOPs", formatGbops(report.baselineGbops)],
     ...entries(report.methodOptions),
     ...entries(report.run),
+    ...costRows(report),
   ];
 }
 
