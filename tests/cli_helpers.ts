@@ -112,3 +112,26 @@ export async function checkpointContents(path: string) {
   );
   return { tensors: bytes, state: withoutTimings(state) };
 }
+
+/** Runs `fn` with console output captured, catching what it throws. */
+export async function attempt<T>(fn: () => Promise<T>): Promise<{
+  value?: T;
+  error?: Error;
+  out: string;
+  err: string;
+}> {
+  const log = console.log;
+  const error = console.error;
+  let out = "";
+  let err = "";
+  console.log = (...a: unknown[]) => (out += a.join(" ") + "\n");
+  console.error = (...a: unknown[]) => (err += a.join(" ") + "\n");
+  try {
+    return { value: await fn(), out, err };
+  } catch (e) {
+    return { error: e as Error, out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
