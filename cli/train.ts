@@ -416,6 +416,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const checkpointPath = `${out}/checkpoint.safetensors`;
   // Cheap checks first: nothing loaded, nothing written on a bad input.
   const fresh = parsed.resume ? null : parsed.config;
+  if (parsed.resume) await checkRegularFile("--resume", checkpointPath);
   if (fresh !== null) {
     checkModelFits(fresh.model, MNIST_SHAPE, "MNIST");
     gatedModelOf(fresh);
