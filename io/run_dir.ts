@@ -247,18 +247,23 @@ export class RunDirectory implements AsyncDisposable {
     return dir;
   }
 
-  /** Creates the lock file, taking over a stale one (at most once). */
+  /**
+   * Creates the lock file, taking over a stale one. A lock released while
+   * it is being read (its holder ended: release takes no guard) is simply
+   * tried again; a few tries bound the loop.
+   */
   async #acquire(flag: string): Promise<void> {
-    for (let attempt = 0;; attempt++) {
+    for (let attempt = 1;; attempt++) {
       try {
         await writeLock(this.lockPath, this.#holder);
         return;
       } catch (error) {
-        if (!(error instanceof Deno.errors.AlreadyExists) || attempt > 0) {
+        if (!(error instanceof Deno.errors.AlreadyExists) || attempt === 3) {
           throw errorNaming(error, `Cannot lock ${flag} ${this.path}`);
         }
       }
       const holder = await readLock(this.lockPath);
+      if (holder === "gone") continue;
       const alive = holder === null ? false : await isRunning(holder);
       if (holder !== null && alive !== false) {
         throw new RunDirectoryLockedError(
@@ -273,7 +278,9 @@ export class RunDirectory implements AsyncDisposable {
             describeHolder(holder)
           } is no longer running`,
       );
-      await Deno.remove(this.lockPath);
+      await Deno.remove(this.lockPath).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
     }
   }
 
@@ -328,7 +335,8 @@ export class RunDirectory implements AsyncDisposable {
    *
    * @param names The files of a run, relative to the directory.
    * @returns Whether any file was set aside.
-   * @throws {Error} If a file cannot be moved (those moved are moved back).
+   * @throws {Error} If a file cannot be moved (those moved are moved back
+   *   first).
    */
   async setAside(names: readonly string[]): Promise<boolean> {
     this.#checkOpen();
@@ -340,9 +348,18 @@ export class RunDirectory implements AsyncDisposable {
     await Deno.mkdir(folder);
     const moved: string[] = [];
     this.#aside = { folder, names: moved };
-    for (const name of present) {
-      await Deno.rename(`${this.path}/${name}`, `${folder}/${name}`);
-      moved.push(name);
+    try {
+      for (const name of present) {
+        await Deno.rename(`${this.path}/${name}`, `${folder}/${name}`);
+        moved.push(name);
+      }
+    } catch (error) {
+      this.#aside = null;
+      restore(this.path, folder, moved);
+      throw errorNaming(
+        error,
+        `Cannot set the earlier run of ${this.path} aside`,
+      );
     }
     this.#notice(
       `Set the earlier run aside in ${folder} until the new run's first checkpoint`,
@@ -372,10 +389,19 @@ export class RunDirectory implements AsyncDisposable {
     const aside = this.#aside;
     this.#aside = null;
     if (aside !== null) {
-      restore(this.path, aside.folder, aside.names);
-      this.#notice(
-        `Restored the earlier run of ${this.path}: the new run ended before its first checkpoint`,
-      );
+      try {
+        restore(this.path, aside.folder, aside.names);
+        this.#notice(
+          `Restored the earlier run of ${this.path}: the new run ended before its first checkpoint`,
+        );
+      } catch (error) {
+        // Kept where it is: the next start in this directory tries again.
+        this.#notice(
+          `Could not move the earlier run back from ${aside.folder} (${
+            (error as Error).message
+          }): it stays there`,
+        );
+      }
     }
     removeOwnLock(this.lockPath, this.#holder);
     this.#removeCreated();
@@ -476,13 +502,14 @@ async function writeLock(path: string, holder: LockHolder): Promise<void> {
   }
 }
 
-/** The lock's holder, or null if the file does not hold one. */
-async function readLock(path: string): Promise<LockHolder | null> {
+/** The lock's holder; null if the file does not hold one; "gone" if there is no file. */
+async function readLock(path: string): Promise<LockHolder | null | "gone"> {
   let value: unknown;
   try {
     value = JSON.parse(await Deno.readTextFile(path));
   } catch (error) {
     if (error instanceof SyntaxError) return null;
+    if (error instanceof Deno.errors.NotFound) return "gone";
     throw errorNaming(error, `Cannot read the lock ${path}`);
   }
   const h = value as Partial<LockHolder> | null;
@@ -503,16 +530,16 @@ function removeOwnLock(path: string, holder: LockHolder): void {
   }
 }
 
-/**
- * A process's start in clock ticks since boot; null if there is no such
- * process; undefined where `/proc` is missing (it cannot be told).
- */
+/** This process's start in clock ticks since boot, or null without `/proc`. */
 async function processStart(pid: number): Promise<string | null> {
-  const start = await readProcessStart(pid);
-  return start === undefined ? null : start;
+  return (await readProcessStart(pid)) ?? null;
 }
 
-/** See {@link processStart}; undefined where `/proc` is missing. */
+/**
+ * A process's start in clock ticks since boot (`/proc/<pid>/stat`); null
+ * if there is no such process; undefined where `/proc` is missing (then it
+ * cannot be told).
+ */
 async function readProcessStart(
   pid: number,
 ): Promise<string | null | undefined> {
