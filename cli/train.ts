@@ -79,6 +79,7 @@ async function resumeRun(
   checkpointPath: string,
   dev: Device,
 ): Promise<RunStart> {
+  await checkRegularFile("--resume", checkpointPath);
   const stored = await loadSnapshot(checkpointPath, { device: dev });
   const { record, snapshot } = storedRunOf(stored, checkpointPath);
   for (const key of parsed.given) {
@@ -375,6 +376,18 @@ function checkRunFlags(parsed: TrainArgs): void {
   }
 }
 
+/**
+ * Refuses `--resume` of a directory that does not exist, before anything
+ * is made; its checkpoint is looked for once the directory is locked (a
+ * run replacing it may have set it aside for a moment).
+ */
+async function checkRunToResume(out: string): Promise<void> {
+  const info = await Deno.stat(out).catch(() => null);
+  if (!info?.isDirectory) {
+    throw new RangeError(`--resume: ${out} holds no run to continue`);
+  }
+}
+
 /** Where a fresh run starts; refuses an existing run unless `--replace`. */
 async function freshStart(
   parsed: TrainArgs,
@@ -416,7 +429,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const checkpointPath = `${out}/checkpoint.safetensors`;
   // Cheap checks first: nothing loaded, nothing written on a bad input.
   const fresh = parsed.resume ? null : parsed.config;
-  if (parsed.resume) await checkRegularFile("--resume", checkpointPath);
+  if (parsed.resume) await checkRunToResume(out);
   if (fresh !== null) {
     checkModelFits(fresh.model, MNIST_SHAPE, "MNIST");
     gatedModelOf(fresh);

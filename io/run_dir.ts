@@ -5,19 +5,21 @@
  *
  * - **Lock.** {@link RunDirectory.open} creates `DIR/.bbits.lock` with
  *   `createNew` (atomic: of two processes one wins), holding the holder's
- *   PID, its process start (from `/proc`, which tells a reused PID from the
- *   holder) and the time it took the lock. A second process is refused
- *   with a message naming them. A lock whose holder is gone (killed) is
+ *   PID, the command and the time it took the lock, and keeps the file
+ *   open under an exclusive advisory lock (`flock`) for as long as it holds
+ *   the directory. The kernel drops that lock when the process ends in any
+ *   way, `kill -9` included, so a lock file nobody has locked is stale
+ *   whatever its PID says (a reused PID cannot fool it, and no process
+ *   table is read: Deno grants `/proc` only with `--allow-all`). A second
+ *   process is refused with a message naming the holder; a stale lock is
  *   reported and taken over. Checking and taking a lock happen under a
  *   short `flock` of the directory itself, so two processes cannot both
- *   take over one stale lock, nor read a lock still being written.
- *   Where `/proc` is missing (macOS, Windows) a lock's holder cannot be
- *   checked: it is taken as running, and the message says which file to
- *   delete once it is not.
+ *   take over one stale lock, nor judge a lock file being created.
  * - **Release.** {@link RunDirectory.close} (also `await using`) removes
  *   the lock, on success and on errors; SIGINT and SIGTERM release every
  *   open directory before the process exits (130 or 143). `kill -9` cannot
- *   be caught: its lock is taken over at the next start.
+ *   be caught: its lock file stays, unlocked, and is taken over at the next
+ *   start.
  * - **Replacing a run.** {@link RunDirectory.setAside} moves the earlier
  *   run's files into `DIR/.replaced-<time>/`; {@link RunDirectory.commit}
  *   (after the new run's first checkpoint) deletes them; closing before the
@@ -48,12 +50,7 @@ export const SET_ASIDE_PREFIX = ".replaced-";
 export interface LockHolder {
   /** The holder's process id. */
   readonly pid: number;
-  /**
-   * The holder's start in clock ticks since boot (`/proc/<pid>/stat` field
-   * 22), which a reused PID does not share; null where `/proc` is missing.
-   */
-  readonly processStart: string | null;
-  /** When the lock was taken (ISO 8601). */
+  /** When the holder took the lock (ISO 8601). */
   readonly since: string;
   /** The command holding it (`train`). */
   readonly command: string;
@@ -71,14 +68,14 @@ export interface RunDirectoryOptions {
 
 /** Thrown when a live process holds a run directory's lock. */
 export class RunDirectoryLockedError extends Error {
-  /** The lock's holder. */
-  readonly holder: LockHolder;
+  /** The lock's holder, or null if its lock file could not be read. */
+  readonly holder: LockHolder | null;
 
   /**
    * @param message The message.
-   * @param holder The lock's holder.
+   * @param holder The lock's holder, if known.
    */
-  constructor(message: string, holder: LockHolder) {
+  constructor(message: string, holder: LockHolder | null) {
     super(message);
     this.name = "RunDirectoryLockedError";
     this.holder = holder;
@@ -186,6 +183,8 @@ export class RunDirectory implements AsyncDisposable {
   readonly #holder: LockHolder;
   readonly #created: string[];
   readonly #notice: (line: string) => void;
+  /** The lock file, open and locked while the directory is held. */
+  #lockFile: Deno.FsFile | null = null;
   /** The folder an earlier run is set aside in, and the names moved there. */
   #aside: { readonly folder: string; readonly names: string[] } | null = null;
   #open = true;
@@ -224,7 +223,6 @@ export class RunDirectory implements AsyncDisposable {
     const created = await makeDirectories(path, flag);
     const holder: LockHolder = {
       pid: Deno.pid,
-      processStart: await processStart(Deno.pid),
       since: new Date().toISOString(),
       command: options.command,
     };
@@ -248,26 +246,57 @@ export class RunDirectory implements AsyncDisposable {
   }
 
   /**
-   * Creates the lock file, taking over a stale one. A lock released while
-   * it is being read (its holder ended: release takes no guard) is simply
-   * tried again; a few tries bound the loop.
+   * Creates the lock file and locks it, taking over a stale one. A lock
+   * file that vanishes while it is examined (its holder just released it:
+   * releasing takes no guard) is simply tried again; a few tries bound the
+   * loop.
    */
   async #acquire(flag: string): Promise<void> {
     for (let attempt = 1;; attempt++) {
+      let file: Deno.FsFile;
       try {
-        await writeLock(this.lockPath, this.#holder);
-        return;
+        file = await Deno.open(this.lockPath, {
+          read: true,
+          write: true,
+          createNew: true,
+        });
       } catch (error) {
         if (!(error instanceof Deno.errors.AlreadyExists) || attempt === 3) {
           throw errorNaming(error, `Cannot lock ${flag} ${this.path}`);
         }
+        await this.#takeOverIfStale(flag);
+        continue;
       }
-      const holder = await readLock(this.lockPath);
-      if (holder === "gone") continue;
-      const alive = holder === null ? false : await isRunning(holder);
-      if (holder !== null && alive !== false) {
+      try {
+        if (!(await file.tryLock(true))) {
+          throw new Error("another process locked the new lock file");
+        }
+        await writeAll(file, JSON.stringify(this.#holder) + "\n");
+      } catch (error) {
+        file.close();
+        await Deno.remove(this.lockPath).catch(() => {});
+        throw errorNaming(error, `Cannot lock ${flag} ${this.path}`);
+      }
+      this.#lockFile = file;
+      return;
+    }
+  }
+
+  /** Removes the lock file if no process holds its lock; throws if one does. */
+  async #takeOverIfStale(flag: string): Promise<void> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(this.lockPath, { read: true, write: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw errorNaming(error, `Cannot examine the lock ${this.lockPath}`);
+    }
+    try {
+      const free = await file.tryLock(true);
+      const holder = await readHolder(this.lockPath);
+      if (!free) {
         throw new RunDirectoryLockedError(
-          lockedMessage(flag, this.path, this.lockPath, holder, alive),
+          lockedMessage(flag, this.path, holder),
           holder,
         );
       }
@@ -281,6 +310,8 @@ export class RunDirectory implements AsyncDisposable {
       await Deno.remove(this.lockPath).catch((error) => {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       });
+    } finally {
+      file.close();
     }
   }
 
@@ -403,7 +434,7 @@ export class RunDirectory implements AsyncDisposable {
         );
       }
     }
-    removeOwnLock(this.lockPath, this.#holder);
+    this.#releaseLock();
     this.#removeCreated();
   }
 
@@ -416,6 +447,22 @@ export class RunDirectory implements AsyncDisposable {
   /** Same as {@link releaseSync}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /** Removes the lock file (if it is still ours), then unlocks it. */
+  #releaseLock(): void {
+    const file = this.#lockFile;
+    if (file === null) return;
+    this.#lockFile = null;
+    try {
+      const text = Deno.readTextFileSync(this.lockPath);
+      if (text.trim() === JSON.stringify(this.#holder)) {
+        Deno.removeSync(this.lockPath);
+      }
+    } catch {
+      // Gone already: nothing to remove.
+    }
+    file.close(); // Closing the handle drops the flock.
   }
 
   /** Removes the directories `open` made, deepest first, if empty. */
@@ -488,80 +535,28 @@ async function withDirectoryGuard<T>(
   }
 }
 
-/** Creates the lock file holding `holder`; fails if it exists. */
-async function writeLock(path: string, holder: LockHolder): Promise<void> {
-  const file = await Deno.open(path, { write: true, createNew: true });
-  try {
-    const bytes = new TextEncoder().encode(JSON.stringify(holder) + "\n");
-    let written = 0;
-    while (written < bytes.length) {
-      written += await file.write(bytes.subarray(written));
-    }
-  } finally {
-    file.close();
+/** Writes all of `bytes` (a text as UTF-8) to `file`. */
+async function writeAll(file: Deno.FsFile, text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  let written = 0;
+  while (written < bytes.length) {
+    written += await file.write(bytes.subarray(written));
   }
 }
 
-/** The lock's holder; null if the file does not hold one; "gone" if there is no file. */
-async function readLock(path: string): Promise<LockHolder | null | "gone"> {
+/** The holder a lock file names, or null if it cannot be read or holds none. */
+async function readHolder(path: string): Promise<LockHolder | null> {
   let value: unknown;
   try {
     value = JSON.parse(await Deno.readTextFile(path));
-  } catch (error) {
-    if (error instanceof SyntaxError) return null;
-    if (error instanceof Deno.errors.NotFound) return "gone";
-    throw errorNaming(error, `Cannot read the lock ${path}`);
+  } catch {
+    return null; // Unreadable (e.g. Windows locks reads too) or not JSON.
   }
   const h = value as Partial<LockHolder> | null;
   const valid = typeof h === "object" && h !== null &&
     Number.isSafeInteger(h.pid) && (h.pid as number) > 0 &&
-    (h.processStart === null || typeof h.processStart === "string") &&
     typeof h.since === "string" && typeof h.command === "string";
-  return valid ? h as LockHolder : null;
-}
-
-/** Removes the lock file if it is still `holder`'s. */
-function removeOwnLock(path: string, holder: LockHolder): void {
-  try {
-    const text = Deno.readTextFileSync(path);
-    if (text.trim() === JSON.stringify(holder)) Deno.removeSync(path);
-  } catch {
-    // Gone already: nothing to release.
-  }
-}
-
-/** This process's start in clock ticks since boot, or null without `/proc`. */
-async function processStart(pid: number): Promise<string | null> {
-  return (await readProcessStart(pid)) ?? null;
-}
-
-/**
- * A process's start in clock ticks since boot (`/proc/<pid>/stat`); null
- * if there is no such process; undefined where `/proc` is missing (then it
- * cannot be told).
- */
-async function readProcessStart(
-  pid: number,
-): Promise<string | null | undefined> {
-  let stat: string;
-  try {
-    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  } catch {
-    const proc = await Deno.stat("/proc/self/stat").catch(() => null);
-    return proc === null ? undefined : null;
-  }
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
-  // count the fields after the last ")"; the start is field 22 of the line.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return fields[19] ?? null;
-}
-
-/** Whether the lock's holder runs: true, false, or undefined (cannot tell). */
-async function isRunning(holder: LockHolder): Promise<boolean | undefined> {
-  const start = await readProcessStart(holder.pid);
-  if (start === undefined) return undefined;
-  if (start === null) return false;
-  return holder.processStart === null || holder.processStart === start;
+  return valid ? { pid: h.pid!, since: h.since!, command: h.command! } : null;
 }
 
 /** `train (process 1234, since 2026-...)`. */
@@ -573,12 +568,10 @@ function describeHolder(holder: LockHolder): string {
 function lockedMessage(
   flag: string,
   dir: string,
-  lockPath: string,
-  holder: LockHolder,
-  alive: boolean | undefined,
+  holder: LockHolder | null,
 ): string {
-  const what = `${flag} ${dir} is held by ${describeHolder(holder)}`;
-  return alive === undefined
-    ? `${what}, which cannot be checked here: if it is no longer running, delete ${lockPath}`
-    : `${what}: wait for it to finish, or choose another ${flag}`;
+  const who = holder === null
+    ? "another process (its lock file cannot be read)"
+    : describeHolder(holder);
+  return `${flag} ${dir} is held by ${who}: wait for it to finish, or choose another ${flag}`;
 }

@@ -387,7 +387,7 @@ Deno.test("cheap checks come first: --resume of a missing run and an unknown --f
     const cases: [string[], RegExp][] = [
       [
         ["--resume"],
-        /--resume .*\/new\/checkpoint\.safetensors: no such file$/,
+        /--resume: .*\/new holds no run to continue$/,
       ],
       [["--full-precision", "conv1,nosuch"], /nosuch/],
     ];
@@ -406,5 +406,12 @@ Deno.test("cheap checks come first: --resume of a missing run and an unknown --f
       assert.equal(err, "", flags.join(" "));
       await assert.rejects(Deno.stat(`${dir}/new`), Deno.errors.NotFound);
     }
+    // A directory without a run: refused once locked, left as it was.
+    await Deno.mkdir(`${dir}/empty`);
+    await assert.rejects(
+      trainCommand(["--resume", "--threads", "1", "--out", `${dir}/empty`]),
+      /--resume .*\/empty\/checkpoint\.safetensors: no such file/,
+    );
+    assert.deepEqual([...Deno.readDirSync(`${dir}/empty`)], []);
   });
 });

@@ -44,9 +44,7 @@ Deno.test("RunDirectory.open() makes the directory and a lock naming this proces
     assert.equal(lock.pid, Deno.pid);
     assert.equal(lock.command, "train");
     assert.ok(!Number.isNaN(Date.parse(lock.since)), lock.since);
-    // The process start is /proc's field 22 of this very process.
-    const stat = await Deno.readTextFile("/proc/self/stat");
-    assert.equal(lock.processStart, stat.split(") ")[1].split(" ")[19]);
+    assert.deepEqual(Object.keys(lock), ["pid", "since", "command"]);
     const refused = await RunDirectory.open(path, { command: "float" })
       .catch((e) => e);
     assert.ok(refused instanceof RunDirectoryLockedError, String(refused));
@@ -63,20 +61,20 @@ Deno.test("RunDirectory.open() makes the directory and a lock naming this proces
   });
 });
 
-Deno.test("a stale lock (a dead PID, a reused PID, an unreadable file) is reported and taken over", async () => {
+Deno.test("a lock file nobody has locked is stale whatever PID it names (a dead one, a live one, none) and is reported and taken over", async () => {
   await withTempDir(async (root) => {
     const since = "2026-01-01T00:00:00.000Z";
     const dead = await deadPid();
     const cases: [object | string, RegExp][] = [
       [
-        { pid: dead, processStart: "1", since, command: "train" },
+        { pid: dead, since, command: "train" },
         new RegExp(
           `^Taking over the stale lock of .*: train \\(process ${dead}, since ${since}\\) is no longer running$`,
         ),
       ],
-      // This PID is alive, but it is not the process that took the lock.
+      // This PID is alive (a reused PID), but it does not hold the lock.
       [
-        { pid: Deno.pid, processStart: "1", since, command: "float" },
+        { pid: Deno.pid, since, command: "float" },
         /float \(process \d+, since .*\) is no longer running/,
       ],
       ["", /^Removing the unreadable lock .*\.bbits\.lock/],
@@ -178,7 +176,7 @@ Deno.test("setAside() moves a run aside, commit() deletes it, and closing before
 Deno.test("a run set aside by a killed --replace comes back at the next open, unless newer files of its names are there", async () => {
   await withTempDir(async (root) => {
     const since = "2026-01-01T00:00:00.000Z";
-    const holder = { pid: await deadPid(), processStart: "1", since };
+    const holder = { pid: await deadPid(), since };
     const folder = `${root}/${SET_ASIDE_PREFIX}2026-01-01T00-00-00.000Z`;
     await Deno.mkdir(folder, { recursive: true });
     await Deno.writeTextFile(`${folder}/checkpoint.safetensors`, "old");
@@ -251,5 +249,45 @@ Deno.test("writeFileAtomic() errors name the path and keep their class; errorNam
     );
     assert.equal(errorNaming("text", "Doing x").message, "Doing x: text");
     assert.deepEqual(await listDir(root), []);
+  });
+});
+
+Deno.test("a lock held by another process refuses the directory, naming its holder, until that process ends in any way", async () => {
+  await withTempDir(async (root) => {
+    // The other process takes the lock, says so, and waits for its stdin.
+    const code = `
+      import { RunDirectory } from "${new URL(
+      "../io/run_dir.ts",
+      import.meta.url,
+    )}";
+      const dir = await RunDirectory.open(Deno.args[0], { command: "other" });
+      console.log("held");
+      for await (const _ of Deno.stdin.readable) break;
+    `;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-check", code, `${root}/run`],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    assert.equal(first, "held\n");
+    const refused = await RunDirectory.open(`${root}/run`, { command: "me" })
+      .catch((e) => e);
+    assert.ok(refused instanceof RunDirectoryLockedError, String(refused));
+    assert.match(
+      refused.message,
+      new RegExp(`is held by other \\(process ${child.pid}, since .*\\): wait`),
+    );
+    // Killed: no release ran, the file stays, but its lock went with it.
+    child.kill("SIGKILL");
+    await child.status;
+    reader.releaseLock();
+    await child.stdout.cancel();
+    await child.stdin.close().catch(() => {});
+    assert.deepEqual(await listDir(`${root}/run`), [LOCK_NAME]);
+    const { dir, notices } = await openNoting(`${root}/run`);
+    assert.match(notices[0], new RegExp(`other \\(process ${child.pid},`));
+    await dir.close();
   });
 });
