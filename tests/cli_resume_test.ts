@@ -135,7 +135,7 @@ function permissionFlags(task: string): string[] {
   return task.split(/\s+/).filter((word) => /^(-A|--allow-)/.test(word));
 }
 
-Deno.test("the CLI's deno tasks ask for read and write only, and train, float and export work under them", async () => {
+Deno.test("the CLI's deno tasks ask for read and write only (the tests add run), and train, float and export work under them", async () => {
   const config = JSON.parse(
     await Deno.readTextFile(new URL("deno.json", ROOT)),
   );
@@ -146,6 +146,12 @@ Deno.test("the CLI's deno tasks ask for read and write only, and train, float an
       task,
     );
   }
+  // Only the tests spawn processes (the CLI, Jupyter, a private tmpfs).
+  assert.deepEqual(permissionFlags(config.tasks.test), [
+    "--allow-read",
+    "--allow-write",
+    "--allow-run",
+  ]);
   await withTempDir(async (dir) => {
     const tiny = ["--limit", "16", "--batch-size", "8", "--threads", "2"];
     const commands = [
