@@ -192,10 +192,14 @@ Run options:
   --config FILE           JSON file with recipe options (flags override it)
   --out DIR               write checkpoint.safetensors (every epoch), report.json,
                           report.md there, and at the end quantized.safetensors
-                          (the exported model; default runs/<timestamp>)
+                          (the exported model; default runs/<timestamp>); one
+                          process at a time: DIR/.bbits.lock names the holder
   --resume                continue the run in --out from its last checkpoint
                           (bit-identical to an uninterrupted run with the same --threads)
-  --replace               start afresh even if --out holds a run (replaces it)
+  --replace               start afresh even if --out holds a run: once every input
+                          is checked, its files go to DIR/.replaced-<time>/, deleted
+                          at the new run's first checkpoint (moved back if it ends
+                          before)
   --device KIND           wasm (default), reference (plain TypeScript) or webgpu
   --threads N             WASM threads (default: all cores)
   --progress-every N      steps between progress lines (default 50)
