@@ -16,8 +16,9 @@
  *   short `flock` of the directory itself, so two processes cannot both
  *   take over one stale lock, nor judge a lock file being created.
  * - **Release.** {@link RunDirectory.close} (also `await using`) removes
- *   the lock, on success and on errors; SIGINT and SIGTERM release every
- *   open directory before the process exits (130 or 143). `kill -9` cannot
+ *   the lock, on success and on errors; SIGINT, SIGTERM and SIGHUP (a
+ *   closed terminal) release every open directory before the process exits
+ *   (130, 143, 129). `kill -9` cannot
  *   be caught: its lock file stays, unlocked, and is taken over at the next
  *   start.
  * - **Replacing a run.** {@link RunDirectory.setAside} moves the earlier
@@ -124,13 +125,13 @@ function parentOf(path: string): string {
   return cut < 0 ? "." : cut === 0 ? "/" : trimmed.slice(0, cut);
 }
 
-/** Every directory held by this process, released on SIGINT and SIGTERM. */
+/** Every directory held by this process, released on SIGINT, SIGTERM and SIGHUP. */
 const held = new Set<RunDirectory>();
 
 /** The signals that release the held directories, with their exit codes. */
 const SIGNALS: readonly [Deno.Signal, number][] = Deno.build.os === "windows"
   ? [["SIGINT", 130]]
-  : [["SIGINT", 130], ["SIGTERM", 143]];
+  : [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]];
 
 /** The installed signal handlers (none while nothing is held). */
 const handlers: [Deno.Signal, () => void][] = [];

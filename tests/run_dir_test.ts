@@ -252,26 +252,61 @@ Deno.test("writeFileAtomic() errors name the path and keep their class; errorNam
   });
 });
 
+/** The module under test, for a child process to import. */
+const RUN_DIR_MODULE = new URL("../io/run_dir.ts", import.meta.url).href;
+
+/**
+ * A child process that holds `path` (command "other") until it is
+ * signalled; resolved once it holds it.
+ */
+async function holdInChild(path: string) {
+  const code = [
+    `import { RunDirectory } from "${RUN_DIR_MODULE}";`,
+    'await RunDirectory.open(Deno.args[0], { command: "other" });',
+    'console.log("held");',
+    "for await (const _ of Deno.stdin.readable) break;",
+  ].join("\n");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", code, path],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const first = new TextDecoder().decode((await reader.read()).value);
+  assert.equal(first, "held\n");
+  return { child, reader };
+}
+
+/** Waits for a child of {@link holdInChild} to end; returns its status and stderr. */
+async function ended(
+  { child, reader }: Awaited<ReturnType<typeof holdInChild>>,
+) {
+  const status = await child.status;
+  reader.releaseLock();
+  await child.stdout.cancel();
+  await child.stdin.close().catch(() => {});
+  const stderr = await new Response(child.stderr).text();
+  return { status, stderr };
+}
+
+Deno.test("SIGTERM and SIGHUP release a held directory before the process exits (143, 129)", async () => {
+  await withTempDir(async (root) => {
+    for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+      const held = await holdInChild(`${root}/run`);
+      held.child.kill(signal);
+      const { status, stderr } = await ended(held);
+      assert.equal(status.code, code, `${signal}: ${stderr}`);
+      assert.match(stderr, new RegExp(`Interrupted \\(${signal}\\)`));
+      // Released, and the folder it made (left empty) removed.
+      assert.deepEqual(await listDir(root), [], signal);
+    }
+  });
+});
+
 Deno.test("a lock held by another process refuses the directory, naming its holder, until that process ends in any way", async () => {
   await withTempDir(async (root) => {
-    // The other process takes the lock, says so, and waits for its stdin.
-    const code = `
-      import { RunDirectory } from "${new URL(
-      "../io/run_dir.ts",
-      import.meta.url,
-    )}";
-      const dir = await RunDirectory.open(Deno.args[0], { command: "other" });
-      console.log("held");
-      for await (const _ of Deno.stdin.readable) break;
-    `;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--no-check", code, `${root}/run`],
-      stdin: "piped",
-      stdout: "piped",
-    }).spawn();
-    const reader = child.stdout.getReader();
-    const first = new TextDecoder().decode((await reader.read()).value);
-    assert.equal(first, "held\n");
+    const { child, reader } = await holdInChild(`${root}/run`);
     const refused = await RunDirectory.open(`${root}/run`, { command: "me" })
       .catch((e) => e);
     assert.ok(refused instanceof RunDirectoryLockedError, String(refused));
@@ -281,10 +316,7 @@ Deno.test("a lock held by another process refuses the directory, naming its hold
     );
     // Killed: no release ran, the file stays, but its lock went with it.
     child.kill("SIGKILL");
-    await child.status;
-    reader.releaseLock();
-    await child.stdout.cancel();
-    await child.stdin.close().catch(() => {});
+    await ended({ child, reader });
     assert.deepEqual(await listDir(`${root}/run`), [LOCK_NAME]);
     const { dir, notices } = await openNoting(`${root}/run`);
     assert.match(notices[0], new RegExp(`other \\(process ${child.pid},`));
