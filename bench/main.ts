@@ -37,7 +37,7 @@ import {
 } from "./bayesian_bits.ts";
 import { benchKernels, type KernelRow } from "./kernels.ts";
 import { logLine } from "./timing.ts";
-import { type BenchArgs, parseBenchArgs } from "./args.ts";
+import { type BenchArgs, benchArgsOrExit } from "./args.ts";
 import { referenceDevice } from "../core/reference/device.ts";
 import { type Device, device } from "../core/device.ts";
 
@@ -82,7 +82,7 @@ async function runKernels(
   }
 }
 
-const args = parseBenchArgs(Deno.args, {
+const args = benchArgsOrExit(Deno.args, {
   threads: "1,2",
   sections: ["train", "eval", "kernels"],
 });

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   bayesianBits,
   type DeviceKind,
@@ -24,6 +23,7 @@ import {
   parseInitLogits,
   parseNumber,
 } from "./values.ts";
+import { parseFlags } from "./usage.ts";
 
 /** The models `--model` offers (the zoo of `core/models.ts`), by graph name. */
 export const MODELS: Readonly<
@@ -437,21 +437,17 @@ export async function parseTrainArgs(args: string[]): Promise<TrainArgs> {
       { type: flag === "no-pruning" ? "boolean" as const : "string" as const },
     ]),
   );
-  const { values } = parseArgs({
-    // `deno task train -- --flag` passes the `--` through.
-    args: args[0] === "--" ? args.slice(1) : args,
-    options: {
-      ...recipeFlags,
-      config: { type: "string" },
-      out: { type: "string" },
-      resume: { type: "boolean" },
-      replace: { type: "boolean" },
-      device: { type: "string" },
-      threads: { type: "string" },
-      "progress-every": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
+  // `deno task train -- --flag` passes the `--` through.
+  const values = parseFlags(args[0] === "--" ? args.slice(1) : args, {
+    ...recipeFlags,
+    config: { type: "string" },
+    out: { type: "string" },
+    resume: { type: "boolean" },
+    replace: { type: "boolean" },
+    device: { type: "string" },
+    threads: { type: "string" },
+    "progress-every": { type: "string" },
+    help: { type: "boolean", short: "h" },
   });
   const v = values as Record<string, string | boolean | undefined>;
   const { config, given } = typeof v.config === "string"

@@ -7,7 +7,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   type Device,
   device,
@@ -25,6 +24,7 @@ import { gatedModelOf } from "./config.ts";
 import { storedRunOf } from "./run_record.ts";
 import { checkOutputPath, RunDirectory } from "../io/run_dir.ts";
 import { checkRegularFile, MAX_THREADS, parseNumber } from "./values.ts";
+import { parseFlags, UsageError, usageStage } from "./usage.ts";
 
 /** The `export` command's help text. */
 export const EXPORT_USAGE = `Usage: deno task export -- --from PATH [options]
@@ -114,23 +114,21 @@ async function stateOn(state: GatedState, dev: Device): Promise<GatedState> {
  *   folder of `--out` (e.g. a run still training there).
  */
 export async function exportCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: args[0] === "--" ? args.slice(1) : args,
-    options: {
+  const values = await usageStage(() =>
+    parseFlags(args[0] === "--" ? args.slice(1) : args, {
       from: { type: "string" },
       out: { type: "string" },
       evaluate: { type: "boolean" },
       threads: { type: "string" },
       help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-  });
+    })
+  );
   if (values.help) {
     console.log(EXPORT_USAGE);
     return 0;
   }
   if (values.from === undefined) {
-    throw new RangeError(
+    throw new UsageError(
       "export needs --from: a run directory or checkpoint file",
     );
   }

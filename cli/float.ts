@@ -7,7 +7,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   adam,
   device,
@@ -37,6 +36,7 @@ import {
 import { checkOutputPath, RunDirectory } from "../io/run_dir.ts";
 import { formatSeconds } from "./format.ts";
 import { MAX_THREADS, type NumberRule, parseNumber } from "./values.ts";
+import { parseFlags, usageStage } from "./usage.ts";
 
 /** The `float` command's help text (its options). */
 export const FLOAT_USAGE =
@@ -90,24 +90,20 @@ interface FloatArgs {
 
 /** Parses the `float` command's arguments; null for `--help`. */
 function parseFloatArgs(args: string[]): FloatArgs | null {
-  const { values } = parseArgs({
-    // `deno task float -- --flag` passes the `--` through.
-    args: args[0] === "--" ? args.slice(1) : args,
-    options: {
-      model: { type: "string" },
-      epochs: { type: "string" },
-      "batch-size": { type: "string" },
-      lr: { type: "string" },
-      schedule: { type: "string" },
-      seed: { type: "string" },
-      limit: { type: "string" },
-      "progress-every": { type: "string" },
-      device: { type: "string" },
-      threads: { type: "string" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
+  // `deno task float -- --flag` passes the `--` through.
+  const values = parseFlags(args[0] === "--" ? args.slice(1) : args, {
+    model: { type: "string" },
+    epochs: { type: "string" },
+    "batch-size": { type: "string" },
+    lr: { type: "string" },
+    schedule: { type: "string" },
+    seed: { type: "string" },
+    limit: { type: "string" },
+    "progress-every": { type: "string" },
+    device: { type: "string" },
+    threads: { type: "string" },
+    out: { type: "string" },
+    help: { type: "boolean", short: "h" },
   });
   if (values.help) return null;
   const int = "positive-integer";
@@ -193,7 +189,11 @@ export async function floatCommand(
   args: string[],
   usage: string = FLOAT_USAGE,
 ): Promise<number> {
-  const a = parseFloatArgs(args);
+  const a = await usageStage(() => {
+    const parsed = parseFloatArgs(args);
+    if (parsed) checkModelFits(parsed.model, MNIST_SHAPE, "MNIST");
+    return parsed;
+  });
   if (a === null) {
     console.log(usage);
     return 0;

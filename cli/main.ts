@@ -26,8 +26,11 @@ import { exportCommand } from "./export.ts";
 import { FLOAT_USAGE, floatCommand } from "./float.ts";
 import { sweepCommand } from "./sweep.ts";
 import { trainCommand } from "./train.ts";
+import { UsageError } from "./usage.ts";
+import { VERSION } from "../core/version.ts";
 
 const USAGE = `Usage: deno run -A cli/main.ts <command> [options]
+       deno run -A cli/main.ts --version
 
 Commands:
   train    Bayesian Bits on LeNet-5 / MNIST (deno task train -- --help)
@@ -45,6 +48,16 @@ ${FLOAT_USAGE}`;
  */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
+  // Flags before a `--` that hands the rest on (sweep), after the one
+  // `deno task x -- ...` may leave.
+  const flags = rest[0] === "--" ? rest.slice(1) : rest;
+  const own = flags.includes("--")
+    ? flags.slice(0, flags.indexOf("--"))
+    : flags;
+  if (command === "--version" || own.includes("--version")) {
+    console.log(`@bbits/core ${VERSION} (deno ${Deno.version.deno})`);
+    return 0;
+  }
   if (command === undefined || command === "-h" || command === "--help") {
     console.log(USAGE);
     return command === undefined ? 2 : 0;
@@ -62,6 +75,7 @@ if (import.meta.main) {
     Deno.exit(await main(Deno.args));
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
+    // Usage errors (a flag, a value) exit with 2; failures with 1.
+    Deno.exit(error instanceof UsageError ? 2 : 1);
   }
 }

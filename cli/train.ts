@@ -51,6 +51,7 @@ import {
   type TrainArgs,
 } from "./config.ts";
 import { formatSeconds } from "./format.ts";
+import { provenance, usageStage } from "./usage.ts";
 import { mainPhaseOf, type RunRecord, storedRunOf } from "./run_record.ts";
 import { checkRegularFile } from "./values.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
@@ -161,6 +162,8 @@ interface Run {
   readonly dev: Device;
   readonly wallStart: number;
   readonly earlierWall: number;
+  /** Library, Deno, device, threads and commit, for the report. */
+  readonly provenance: Readonly<Record<string, string | number>>;
   /** History of the phases before the running one (grows between phases). */
   earlierHistory: HistoryEntry[];
 }
@@ -185,6 +188,7 @@ function runFacts(run: Run) {
     trainImages: data.train.count,
     testImages: data.test.count,
     wallSeconds: Math.round(wallSeconds(run)),
+    ...run.provenance,
   };
 }
 
@@ -417,12 +421,15 @@ async function freshStart(
  * @throws {RunDirectoryLockedError} If another process writes into `--out`.
  */
 export async function trainCommand(args: string[]): Promise<number> {
-  const parsed = await parseTrainArgs(args);
+  const parsed = await usageStage(async () => {
+    const p = await parseTrainArgs(args);
+    if (!p.help) checkRunFlags(p);
+    return p;
+  });
   if (parsed.help) {
     console.log(TRAIN_USAGE);
     return 0;
   }
-  checkRunFlags(parsed);
   const wallStart = performance.now();
   const out = parsed.out ??
     `runs/${new Date().toISOString().replaceAll(":", "-").slice(0, 19)}`;
@@ -431,8 +438,10 @@ export async function trainCommand(args: string[]): Promise<number> {
   const fresh = parsed.resume ? null : parsed.config;
   if (parsed.resume) await checkRunToResume(out);
   if (fresh !== null) {
-    checkModelFits(fresh.model, MNIST_SHAPE, "MNIST");
-    gatedModelOf(fresh);
+    await usageStage(() => {
+      checkModelFits(fresh.model, MNIST_SHAPE, "MNIST");
+      gatedModelOf(fresh);
+    });
     if (fresh.from !== null) await checkRegularFile("--from", fresh.from);
   }
   await checkOutputPath("--out", out);
@@ -465,6 +474,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     wallStart,
     earlierWall: start.earlierWall,
     earlierHistory: start.earlierHistory,
+    provenance: await provenance(dev, parsed.threads),
   };
   console.error(
     `Bayesian Bits, ${

@@ -6,6 +6,7 @@ import {
   sweepCommand,
 } from "../cli/sweep.ts";
 import { parseReport } from "../io/report_json.ts";
+import { VERSION } from "../core/version.ts";
 
 /** Runs `fn` with console output captured. */
 async function quietly<T>(fn: () => Promise<T>) {
@@ -96,6 +97,12 @@ Deno.test("a sweep runs each point as a process, skips finished points, and merg
       await Deno.readTextFile(`${dir}/mu=${mu}/report.json`),
     );
     assert.equal(report.methodOptions.mu, Number(mu));
+    // Reports say what produced them.
+    assert.equal(report.run.version, VERSION);
+    assert.equal(report.run.deno, Deno.version.deno);
+    assert.equal(report.run.threads, 1);
+    assert.match(String(report.run.device), /^wasm \(1 thread/);
+    assert.match(String(report.run.commit), /^[0-9a-f]{40}$/);
   }
   assert.match(first.out, /^method +run +test acc %/);
   assert.match(first.out, /bayesian-bits +mu=0\.05 /);

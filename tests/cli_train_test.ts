@@ -332,7 +332,7 @@ Deno.test("--device rejects an unknown device kind, naming it, in train and floa
       stderr: "piped",
     }).output();
     const stderr = new TextDecoder().decode(run.stderr);
-    assert.equal(run.code, 1, `${command}: ${stderr}`);
+    assert.equal(run.code, 2, `${command}: ${stderr}`);
     assert.equal(
       stderr,
       'error: --device must be wasm, reference or webgpu, got "bogus"\n',
