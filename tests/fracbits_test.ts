@@ -17,6 +17,7 @@ import {
 } from "../core/methods/fracbits/mod.ts";
 import {
   doReFaCode,
+  doReFaScale,
   fracWeightBackwardReference,
   fracWeightReference,
   pactBackwardReference,
@@ -163,8 +164,8 @@ Deno.test("the expected cost is the product of the widths, integers included", (
   const bw = randomValues(5, 20, 1, 8);
   const ba = randomValues(6, 20, 1, 8);
   for (let i = 0; i < 20; i++) {
-    const lw = i % 4 === 0 ? Math.round(bw[i]) : bw[i];
-    const la = i % 3 === 0 ? Math.round(ba[i]) : ba[i];
+    const lw = i % 4 === 0 ? roundHalfEven(bw[i]) : bw[i];
+    const la = i % 3 === 0 ? roundHalfEven(ba[i]) : ba[i];
     // The code's four-term expectation over lo and lo + 1.
     const [wl, al] = [Math.floor(lw), Math.floor(la)];
     const [fw, fa] = [lw - wl, la - al];
@@ -240,17 +241,17 @@ Deno.test("the bisection traces of spec test 7, including the one that does not 
   ];
   for (const c of cases) {
     const r = assignWidths(TOY, TOY_WIDTHS, c.t);
-    assert.equal(Math.round(r.fractionalCost), 48690);
+    assert.equal(roundHalfEven(r.fractionalCost), 48690);
     assert.deepEqual(r.trace.map((s) => s.offset), c.offsets, `T ${c.t}`);
     assert.ok(r.converged);
-    assert.equal(Math.round(r.cost), c.t);
+    assert.equal(roundHalfEven(r.cost), c.t);
     assert.deepEqual(r.widths.map((w) => w.weight[0]), c.w);
     assert.deepEqual(r.widths.map((w) => w.input), c.a);
   }
   const miss = assignWidths(TOY, TOY_WIDTHS, 40000);
   assert.equal(miss.trace.length, 11, "ten halvings");
   assert.equal(miss.offset, -0.2001953125);
-  assert.equal(Math.round(miss.cost), 33000);
+  assert.equal(roundHalfEven(miss.cost), 33000);
   assert.equal(miss.converged, false);
   assert.equal((1 - miss.cost / 40000).toFixed(3), "0.175");
   const low = bisectOffset(() => 10, 100);
@@ -353,4 +354,35 @@ Deno.test("bad options are rejected with errors naming them", () => {
     fracBits(lenet5(), { target: 0.273088512 }),
     "the all-8-bit cost itself",
   );
+});
+
+Deno.test("the rescaled weights have unbiased std 1 / sqrt(fanOut), and the factor is the grid's", () => {
+  const w = randomValues(8, 600, -1, 1);
+  for (const bits of [[3], [2.5], [1, 4, 0, 7.5, 2, 3]]) {
+    const options = { minBits: 0, maxBits: 8, fanOut: 150 };
+    const { y, factor } = fracWeightReference(
+      w,
+      Float32Array.from(bits),
+      options,
+    );
+    const mean = y.reduce((s, v) => s + v, 0) / y.length;
+    const variance = y.reduce((s, v) => s + (v - mean) ** 2, 0) /
+      (y.length - 1);
+    assertAllClose(
+      [Math.sqrt(variance) * Math.sqrt(150)],
+      [1],
+      `${bits}`,
+      1e-5,
+    );
+    const plain = weights(w, bits[0], 0);
+    if (bits.length === 1 && Number.isInteger(bits[0])) {
+      const scale = doReFaScale(factor, bits[0]);
+      const codes = plain.map((v) => v * (2 ** bits[0] - 1));
+      assertBitwise(
+        y,
+        codes.map((c) => Math.fround(scale * roundHalfEven(c))),
+        "scale * code",
+      );
+    }
+  }
 });

@@ -77,20 +77,55 @@ export function doReFaCode(x: number, k: number): number {
   return 2 * roundHalfEven(levels * x) - levels;
 }
 
+/** One channel's neighbours with their float32 scales and level counts. */
+interface ChannelBlend extends WidthBlend {
+  /** `2^lo - 1` (0 at 0 bits). */
+  readonly levelsLo: number;
+  /** `2^hi - 1`. */
+  readonly levelsHi: number;
+  /** The float32 scale at `lo` bits. */
+  readonly scaleLo: number;
+  /** The float32 scale at `hi` bits. */
+  readonly scaleHi: number;
+}
+
 /** Per-tensor facts of the DoReFa transform. */
 interface DoReFaPass {
   /** `tanh(W)` per element. */
   readonly tanh: Float64Array;
+  /** `x = (tanh(W) / max + 1) / 2` per element. */
+  readonly x: Float64Array;
   /** `max |tanh(W)|` (1 when that is 0). */
   readonly max: number;
   /** Index of the first element reaching the maximum. */
   readonly argmax: number;
   /** The blend of each channel. */
-  readonly blends: readonly WidthBlend[];
+  readonly blends: readonly ChannelBlend[];
   /** Elements per channel. */
   readonly per: number;
   /** The constant rescale factor. */
   readonly factor: number;
+}
+
+const levelsOf = (k: number) => k === 0 ? 0 : 2 ** k - 1;
+
+/** The channels' blends with the scales of `factor`. */
+function channelBlends(
+  blends: readonly WidthBlend[],
+  factor: number,
+): ChannelBlend[] {
+  return blends.map((b) => ({
+    ...b,
+    levelsLo: levelsOf(b.lo),
+    levelsHi: levelsOf(b.hi),
+    scaleLo: doReFaScale(factor, b.lo),
+    scaleHi: doReFaScale(factor, b.hi),
+  }));
+}
+
+/** The odd code of `x` with `levels = 2^k - 1` (0 for 0 levels). */
+function codeOf(x: number, levels: number): number {
+  return levels === 0 ? 0 : 2 * roundHalfEven(levels * x) - levels;
 }
 
 function doReFaPass(
@@ -98,42 +133,56 @@ function doReFaPass(
   bits: Float32Array,
   options: FracWeightOptions,
 ): DoReFaPass {
-  const channels = bits.length;
-  const per = w.length / channels;
+  const per = w.length / bits.length;
   const tanh = new Float64Array(w.length);
   let max = 0;
   let argmax = 0;
   for (let i = 0; i < w.length; i++) {
-    tanh[i] = Math.tanh(w[i]);
-    if (Math.abs(tanh[i]) > max) [max, argmax] = [Math.abs(tanh[i]), i];
+    const t = Math.tanh(w[i]);
+    tanh[i] = t;
+    const m = t < 0 ? -t : t;
+    if (m > max) {
+      max = m;
+      argmax = i;
+    }
   }
   if (max === 0) max = 1;
+  const x = new Float64Array(w.length);
+  for (let i = 0; i < w.length; i++) x[i] = (tanh[i] / max + 1) / 2;
   const range = { min: options.minBits, max: options.maxBits };
-  const blends = Array.from(bits, (l) => widthBlend(l, range));
-  const pass = { tanh, max, argmax, blends, per, factor: 1 };
-  if (options.fanOut === null) return pass;
-  const unscaled = new Float64Array(w.length);
-  for (let i = 0; i < w.length; i++) {
-    const { lo, hi, f } = blends[Math.floor(i / per)];
-    const x = (tanh[i] / max + 1) / 2;
-    const q = (k: number) => k === 0 ? 0 : doReFaCode(x, k) / (2 ** k - 1);
-    unscaled[i] = f * q(hi) + (1 - f) * q(lo);
-  }
-  const std = unbiasedStd(unscaled);
-  const factor = std > 0 ? 1 / (Math.sqrt(options.fanOut) * std) : 1;
-  return { ...pass, factor };
+  const plain = Array.from(bits, (l) => widthBlend(l, range));
+  const factor = options.fanOut === null
+    ? 1
+    : rescaleFactor(x, channelBlends(plain, 1), per, options.fanOut);
+  const blends = channelBlends(plain, factor);
+  return { tanh, x, max, argmax, blends, per, factor };
 }
 
-/** The unbiased standard deviation (float64, two passes); NaN below 2 values. */
-export function unbiasedStd(values: ArrayLike<number>): number {
-  const n = values.length;
-  if (n < 2) return NaN;
-  let mean = 0;
-  for (let i = 0; i < n; i++) mean += values[i];
-  mean /= n;
-  let ss = 0;
-  for (let i = 0; i < n; i++) ss += (values[i] - mean) ** 2;
-  return Math.sqrt(ss / (n - 1));
+/**
+ * `1 / (sqrt(fanOut) std)` of the blended weights before rescaling (std
+ * unbiased, float64 sums in one pass), or 1 when the std is 0 or undefined.
+ */
+function rescaleFactor(
+  x: Float64Array,
+  blends: readonly ChannelBlend[],
+  per: number,
+  fanOut: number,
+): number {
+  let sum = 0;
+  let squares = 0;
+  for (let c = 0; c < blends.length; c++) {
+    const { levelsLo: lo, levelsHi: hi, f } = blends[c];
+    for (let i = c * per; i < (c + 1) * per; i++) {
+      const qlo = lo === 0 ? 0 : codeOf(x[i], lo) / lo;
+      const v = f === 0 ? qlo : f * (codeOf(x[i], hi) / hi) + (1 - f) * qlo;
+      sum += v;
+      squares += v * v;
+    }
+  }
+  const n = x.length;
+  const variance = (squares - sum * sum / n) / (n - 1);
+  const std = n > 1 && variance > 0 ? Math.sqrt(variance) : 0;
+  return std > 0 ? 1 / (Math.sqrt(fanOut) * std) : 1;
 }
 
 /**
@@ -161,12 +210,6 @@ export function doReFaScale(factor: number, k: number): number {
   return k === 0 ? 0 : Math.fround(factor / (2 ** k - 1));
 }
 
-/** The k-bit weight of element `i` (float32). */
-function doReFaValue(pass: DoReFaPass, i: number, k: number): number {
-  const x = (pass.tanh[i] / pass.max + 1) / 2;
-  return Math.fround(doReFaScale(pass.factor, k) * doReFaCode(x, k));
-}
-
 /**
  * FracBits' weights: the blended DoReFa quantization of `w` (`[O, ...]`)
  * at one width (`bits` of length 1) or one per output channel (length
@@ -182,16 +225,19 @@ export function fracWeightReference(
   bits: Float32Array,
   options: FracWeightOptions,
 ): { y: Float32Array; factor: number } {
-  const pass = doReFaPass(w, bits, options);
+  const { x, blends, per, factor } = doReFaPass(w, bits, options);
   const y = new Float32Array(w.length);
-  for (let i = 0; i < w.length; i++) {
-    const { lo, hi, f } = pass.blends[Math.floor(i / pass.per)];
-    const wlo = doReFaValue(pass, i, lo);
-    y[i] = f === 0
-      ? wlo
-      : Math.fround(f * doReFaValue(pass, i, hi) + (1 - f) * wlo);
+  for (let c = 0; c < blends.length; c++) {
+    const b = blends[c];
+    for (let i = c * per; i < (c + 1) * per; i++) {
+      const wlo = Math.fround(b.scaleLo * codeOf(x[i], b.levelsLo));
+      y[i] = b.f === 0 ? wlo : Math.fround(
+        b.f * Math.fround(b.scaleHi * codeOf(x[i], b.levelsHi)) +
+          (1 - b.f) * wlo,
+      );
+    }
   }
-  return { y, factor: pass.factor };
+  return { y, factor };
 }
 
 /**
@@ -212,39 +258,61 @@ export function fracWeightBackwardReference(
   options: FracWeightOptions,
   dy: Float32Array,
 ): { dw: Float32Array; dbits: Float32Array } {
-  const pass = doReFaPass(w, bits, options);
-  const { tanh, max, argmax, blends, per, factor } = pass;
+  const { tanh, x, max, argmax, blends, per, factor } = doReFaPass(
+    w,
+    bits,
+    options,
+  );
   const dt = new Float64Array(w.length);
   const dbits = new Float64Array(bits.length);
   let dmax = 0;
-  for (let i = 0; i < w.length; i++) {
-    const c = Math.floor(i / per);
+  for (let c = 0; c < blends.length; c++) {
     const b = blends[c];
-    dt[i] = dy[i] * factor * blendSlope(b);
-    dmax -= dt[i] * tanh[i] / (max * max);
-    if (b.learns) {
-      dbits[c] += dy[i] *
-        (doReFaValue(pass, i, b.hi) - doReFaValue(pass, i, b.lo));
+    const slope = factor * blendSlope(b);
+    let sum = 0;
+    for (let i = c * per; i < (c + 1) * per; i++) {
+      dt[i] = dy[i] * slope;
+      dmax -= dt[i] * tanh[i];
+      if (b.learns) {
+        sum += dy[i] *
+          (Math.fround(b.scaleHi * codeOf(x[i], b.levelsHi)) -
+            Math.fround(b.scaleLo * codeOf(x[i], b.levelsLo)));
+      }
     }
+    dbits[c] = sum;
   }
+  dmax /= max * max;
   const dw = new Float32Array(w.length);
   for (let i = 0; i < w.length; i++) {
     let dtanh = dt[i] / max;
-    if (i === argmax && Math.abs(tanh[i]) > 0) {
-      dtanh += dmax * Math.sign(tanh[i]);
-    }
+    if (i === argmax && tanh[i] !== 0) dtanh += dmax * Math.sign(tanh[i]);
     dw[i] = dtanh * (1 - tanh[i] * tanh[i]);
   }
   return { dw, dbits: Float32Array.from(dbits) };
 }
 
-/** The k-bit PACT value of `x` for the clip `a = |alpha|` (float32). */
-function pactValue(x: number, a: number, k: number): number {
-  if (k === 0) return 0;
-  const levels = 2 ** k - 1;
-  const s = Math.fround(a / levels);
-  const code = Math.min(Math.max(roundHalfEven(Math.fround(x / s)), 0), levels);
-  return Math.fround(s * code);
+/**
+ * The uniform grid's quantizer (`uniformQuantizeReference` of
+ * `core/reference/grid.ts`) on one element: `s clamp(round(x / s), 0,
+ * levels)` in float32 with `s` float32; 0 when `levels` is 0.
+ */
+function gridValue(x: number, s: number, levels: number): number {
+  if (levels === 0) return 0;
+  const code = roundHalfEven(Math.fround(x / s));
+  return code !== code
+    ? NaN
+    : Math.fround(s * Math.min(levels, Math.max(0, code)));
+}
+
+/** The PACT grids of a blend for the clip `a`: steps and level counts. */
+function pactGrids(a: number, b: WidthBlend) {
+  const [levelsLo, levelsHi] = [levelsOf(b.lo), levelsOf(b.hi)];
+  return {
+    levelsLo,
+    levelsHi,
+    sLo: levelsLo === 0 ? 0 : Math.fround(a / levelsLo),
+    sHi: levelsHi === 0 ? 0 : Math.fround(a / levelsHi),
+  };
 }
 
 /**
@@ -263,15 +331,17 @@ export function pactReference(
   bits: number,
   options: FracActivationOptions,
 ): Float32Array {
-  const a = Math.abs(alpha);
-  const { lo, hi, f } = widthBlend(bits, {
-    min: options.minBits,
-    max: options.maxBits,
-  });
-  return Float32Array.from(x, (v) => {
-    const ylo = pactValue(v, a, lo);
-    return f === 0 ? ylo : Math.fround(f * pactValue(v, a, hi) + (1 - f) * ylo);
-  });
+  const b = widthBlend(bits, { min: options.minBits, max: options.maxBits });
+  const { levelsLo, levelsHi, sLo, sHi } = pactGrids(Math.abs(alpha), b);
+  const f = b.f;
+  const y = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const ylo = gridValue(x[i], sLo, levelsLo);
+    y[i] = f === 0
+      ? ylo
+      : Math.fround(f * gridValue(x[i], sHi, levelsHi) + (1 - f) * ylo);
+  }
+  return y;
 }
 
 /**
@@ -297,21 +367,23 @@ export function pactBackwardReference(
   const a = Math.abs(alpha);
   const sign = Math.sign(alpha);
   const b = widthBlend(bits, { min: options.minBits, max: options.maxBits });
+  const { levelsLo, levelsHi, sLo, sHi } = pactGrids(a, b);
   const slope = blendSlope(b);
-  const y = pactReference(x, alpha, bits, options);
+  const f = b.f;
   const dx = new Float32Array(x.length);
   let dalpha = 0;
   let dbits = 0;
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
+    const ylo = gridValue(v, sLo, levelsLo);
+    const yhi = f === 0 ? ylo : gridValue(v, sHi, levelsHi);
+    const y = f === 0 ? ylo : Math.fround(f * yhi + (1 - f) * ylo);
     if (v > 0 && v < a) dx[i] = dy[i] * slope;
     const u = Math.min(Math.max(v, 0), a) / a;
-    dalpha += dy[i] * sign * (v >= a ? slope : y[i] / a - slope * u);
-    if (b.learns) {
-      dbits += dy[i] * (pactValue(v, a, b.hi) - pactValue(v, a, b.lo));
-    }
+    dalpha += dy[i] * sign * (v >= a ? slope : y / a - slope * u);
+    dbits += dy[i] * (yhi - ylo);
   }
-  return { dx, dalpha, dbits };
+  return { dx, dalpha, dbits: b.learns ? dbits : 0 };
 }
 
 function clampWidth(lambda: number, range: WidthRange): number {

@@ -10,13 +10,16 @@
 
 import type { RunOptions } from "../../graph.ts";
 import type {
+  ChannelGrid,
   Frozen,
   LayerPlan,
   Penalty,
   QuantizationMethod,
   QuantizationPlan,
+  UniformGrid,
 } from "../../method.ts";
 import { add } from "../../ops/elementwise.ts";
+import { maxPool2d } from "../../ops/pool.ts";
 import {
   adam,
   constantThenLinearSchedule,
@@ -35,7 +38,6 @@ import {
   roundWidths,
   widthBops,
 } from "./assign.ts";
-import type { ChannelGrid, UniformGrid } from "./grid.ts";
 import {
   fracBits,
   type FracBitsModel,
@@ -68,7 +70,8 @@ function weightOptions(l: FracLayer) {
 /**
  * The run options that put FracBits' quantizers into the graph: each
  * layer's weights blended at its widths, and each layer's input quantized
- * at the output of the layer feeding it.
+ * where it enters the layer (after the max-pool that may sit between the
+ * two layers, whose pool then runs here).
  *
  * @param fm The prepared model.
  * @param state Its state.
@@ -83,6 +86,18 @@ export function fracBitsHooks(
     fm.layers.filter((l) => l.input).map((l) => [l.input!.producer, l]),
   );
   const p = state.params;
+  const quantizeInput = (producer: string, a: Tensor) => {
+    const input = byProducer.get(producer)?.input;
+    if (!input) return a;
+    const bits = state.assignment ? input.fixedBits : input.bits;
+    return pactOp(
+      a,
+      stateParam(p, input.clip),
+      stateParam(p, bits),
+      { minBits: input.range.min, maxBits: input.range.max },
+      input.bits.slice(0, -".bits".length),
+    );
+  };
   return {
     weight: (layer, w) => {
       const l = byName.get(layer.name)!;
@@ -93,19 +108,18 @@ export function fracBitsHooks(
         `${l.name}.weight`,
       );
     },
-    activation: (layer, a) => {
-      const input = byProducer.get(layer.name)?.input;
-      if (!input) return a;
-      const bits = stateParam(
-        p,
-        state.assignment ? input.fixedBits : input.bits,
-      );
-      return pactOp(
-        a,
-        stateParam(p, input.clip),
-        bits,
-        { minBits: input.range.min, maxBits: input.range.max },
-        `${input.bits.slice(0, -".bits".length)}`,
+    activation: (layer, a) => quantizeInput(layer.name, a),
+    // A max-pool between two layers: FracBits quantizes the next layer's
+    // input, after the pool (max-pool commutes with the monotone quantizer,
+    // so the values are those of quantizing before it); the clip at 0 is
+    // the ReLU.
+    fused: (layer, z, activation, pool) => {
+      if (!pool || activation !== "relu" || !byProducer.has(layer.name)) {
+        return undefined;
+      }
+      return quantizeInput(
+        layer.name,
+        maxPool2d(z, pool.kernel, pool.stride, pool.padding),
       );
     },
   };
@@ -252,9 +266,9 @@ function layerPlan(
     readWidths([l], state.params)[0];
   return {
     name: l.name,
-    weight: weight as unknown as LayerPlan["weight"],
+    weight,
     keptChannels: kept,
-    activation: activation as unknown as LayerPlan["activation"],
+    activation,
     details: {
       weightBits: w.weight.length === 1 ? w.weight[0] : [...w.weight],
       fractionalWeightBits: fractional.weight.length === 1

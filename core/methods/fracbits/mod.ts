@@ -31,7 +31,6 @@ export * from "./ops.ts";
 export * from "./assign.ts";
 export * from "./method.ts";
 export * from "./train.ts";
-export type { ChannelGrid, UniformGrid } from "./grid.ts";
 export {
   doReFaCode,
   doReFaScale,

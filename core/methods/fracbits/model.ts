@@ -501,12 +501,14 @@ export function initFracBits(
   float: MethodState,
 ): FracBitsState {
   const params: Record<string, Tensor> = { ...float.params };
-  const dev = Object.values(float.params)[0].device;
-  const o = fm.options;
   for (const l of fm.layers) {
     for (const p of [`${l.name}.weight`, `${l.name}.bias`]) {
       stateParam(params, p);
     }
+  }
+  const dev = Object.values(float.params)[0].device;
+  const o = fm.options;
+  for (const l of fm.layers) {
     const n = o.granularity === "kernel" ? l.outChannels : 1;
     params[l.weightBits] = dev.upload(new Float32Array(n).fill(o.initBits), [
       n,
