@@ -394,7 +394,7 @@ function fracBitsOptimizer(
  * @example
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { fracBitsMethod } from "@bbits/core/fracbits";
+ * import { fracBitsMethod } from "./mod.ts";
  * import assert from "node:assert/strict";
  *
  * const method = fracBitsMethod({ targetRelativeGbops: 0.5172 });

@@ -13,7 +13,7 @@
  * @example
  * ```ts
  * import { initGraph, lenet5, randomKey } from "@bbits/core";
- * import { fracBitsRecipe, initFracBits, fracBitsPlan } from "@bbits/core/fracbits";
+ * import { fracBitsRecipe, initFracBits, fracBitsPlan } from "./mod.ts";
  * import assert from "node:assert/strict";
  *
  * const fm = fracBitsRecipe(lenet5(), { targetRelativeGbops: 1.0371 });
@@ -40,3 +40,10 @@ export {
   widthBlend,
   widthCostReference,
 } from "../../reference/fracbits.ts";
+export type { WidthBlend } from "../../reference/fracbits.ts";
+export type {
+  FracActivationOptions,
+  FracWeightOptions,
+  WidthCostOptions,
+  WidthRange,
+} from "../../kernels.ts";

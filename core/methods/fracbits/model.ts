@@ -330,7 +330,7 @@ function inputOf(
  * @example
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { fracBits } from "@bbits/core/fracbits";
+ * import { fracBits } from "./mod.ts";
  * import assert from "node:assert/strict";
  *
  * const fm = fracBits(lenet5(), { targetRelativeGbops: 1.7312 });
