@@ -267,3 +267,23 @@ Deno.test("the ops pass the kernels' gradients to every input", () => {
     /"fc.input": the clip must be finite and not 0, got 0/,
   );
 });
+
+Deno.test("the model-size cost: weight megabytes plus 32-bit biases, activations in float", () => {
+  assert.throws(
+    () => fracBits(lenet5(), { cost: "size", target: 0.6 }),
+    /above the all-8-bit cost of the model \(0.58388 MB\)/,
+  );
+  const fm = fracBits(lenet5(), { cost: "size", target: 0.2, initBits: 4 });
+  assert.ok(fm.layers.every((l) => l.input === null));
+  const state = initFracBits(fm, initGraph(lenet5(), randomKey(1)));
+  const names = fm.layers.map((l) => l.weightBits);
+  const { value, grads } = valueAndGrad((p: Record<string, Tensor>) =>
+    fracBitsPenalty(fm, { ...state, params: { ...state.params, ...p } })!.value
+  )(Object.fromEntries(names.map((n) => [n, state.params[n]])));
+  const size = (581408 * 4) / 8e6 + 4e-6 * 618;
+  assertClose(value.get(0), size - 0.2, 1e-6, 0, "penalty");
+  const weights = [800, 51200, 524288, 5120];
+  names.forEach((n, i) => {
+    assertClose(grads[n].get(0), weights[i] / 8e6, 1e-6, 0, n);
+  });
+});
