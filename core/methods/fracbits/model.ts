@@ -192,17 +192,20 @@ function checkChoice<T extends string>(
   return value as T;
 }
 
-/** Resolves and checks everything but the target. */
-function resolveShape(
+const positive = (v: number) => Number.isFinite(v) && v > 0;
+const POSITIVE = "a finite number > 0";
+
+/** Resolves and checks the widths' options. */
+function resolveWidths(
   options: FracBitsOptions,
-): Omit<ResolvedFracBitsOptions, "target"> {
+): Pick<
+  ResolvedFracBitsOptions,
+  "granularity" | "minBits" | "maxBits" | "initBits"
+> {
   const granularity = checkChoice(
     "granularity",
     options.granularity ?? "layer",
-    [
-      "layer",
-      "kernel",
-    ],
+    ["layer", "kernel"],
   );
   const maxBits = checkOption(
     "maxBits",
@@ -221,37 +224,30 @@ function resolveShape(
       'Invalid FracBits option minBits 0: 0-bit widths prune kernels and need granularity "kernel"',
     );
   }
-  const positive = (v: number) => Number.isFinite(v) && v > 0;
-  return {
-    kappa: checkOption(
-      "kappa",
-      options.kappa ?? 1,
+  const initBits = checkOption(
+    "initBits",
+    options.initBits ?? 7.5,
+    (v) => Number.isFinite(v) && v >= minBits && v <= maxBits,
+    `a number in [minBits, maxBits] = [${minBits}, ${maxBits}]`,
+  );
+  return { granularity, minBits, maxBits, initBits };
+}
+
+/** Resolves and checks everything but the target. */
+function resolveShape(
+  options: FracBitsOptions,
+): Omit<ResolvedFracBitsOptions, "target"> {
+  const clip = (kind: "conv" | "dense", fallback: number) =>
+    checkOption(
+      `initClip.${kind}`,
+      options.initClip?.[kind] ?? fallback,
       positive,
-      "a finite number > 0",
-    ),
-    granularity,
-    minBits,
-    maxBits,
-    initBits: checkOption(
-      "initBits",
-      options.initBits ?? 7.5,
-      (v) => Number.isFinite(v) && v >= minBits && v <= maxBits,
-      `a number in [minBits, maxBits] = [${minBits}, ${maxBits}]`,
-    ),
-    initClip: {
-      conv: checkOption(
-        "initClip.conv",
-        options.initClip?.conv ?? 8,
-        positive,
-        "a finite number > 0",
-      ),
-      dense: checkOption(
-        "initClip.dense",
-        options.initClip?.dense ?? 10,
-        positive,
-        "a finite number > 0",
-      ),
-    },
+      POSITIVE,
+    );
+  return {
+    ...resolveWidths(options),
+    kappa: checkOption("kappa", options.kappa ?? 1, positive, POSITIVE),
+    initClip: { conv: clip("conv", 8), dense: clip("dense", 10) },
     cost: checkChoice("cost", options.cost ?? "bitops", ["bitops", "size"]),
     convention: checkChoice("convention", options.convention ?? "learned", [
       "learned",
@@ -272,7 +268,7 @@ function resolveShape(
       "learningRate",
       options.learningRate ?? 1e-3,
       positive,
-      "a finite number > 0",
+      POSITIVE,
     ),
   };
 }
@@ -425,7 +421,6 @@ function resolveTarget(
       "FracBits needs exactly one of target (GBitOPs or MB) and targetRelativeGbops (percent)",
     );
   }
-  const positive = (v: number) => Number.isFinite(v) && v > 0;
   let native: number;
   if (relative !== undefined) {
     checkOption(
@@ -448,7 +443,7 @@ function resolveTarget(
       if (Math.abs(percent - relative) <= 5e-5) native = cost;
     }
   } else {
-    native = checkOption("target", target, positive, "a finite number > 0");
+    native = checkOption("target", target, positive, POSITIVE);
   }
   const top = uniformCost(fm, shape.cost, shape.maxBits);
   if (native > top * (1 + 1e-12)) {
