@@ -16,6 +16,7 @@ import type { UniformGrid } from "../core/method.ts";
 import {
   assignWidths,
   fracBits,
+  fracBitsLabel,
   fracBitsMethod,
   type FracBitsSnapshot,
   fracBitsSnapshot,
@@ -142,8 +143,13 @@ Deno.test("the frozen model is exactly on its uniform grids, its plan counts the
   assert.equal(cost.layers[2].keptInputFraction, 0.75);
 });
 
-Deno.test("the last epoch's accuracy is the frozen model's", async () => {
-  const fm = tinyModel({ granularity: "kernel" });
+Deno.test("the last epoch's accuracy is the frozen model's (kernel-wise, 0-bit kernels allowed)", async () => {
+  const fm = tinyModel({
+    granularity: "kernel",
+    minBits: 0,
+    initBits: 0.75,
+    target: TARGET / 8,
+  });
   const method = fracBitsMethod({ target: TARGET });
   const init = initFracBits(fm, initGraph(TINY, randomKey(4)));
   const run = await train(method, fm, init, SETS, {
@@ -158,6 +164,10 @@ Deno.test("the last epoch's accuracy is the frozen model's", async () => {
   );
   assert.equal(accuracy, run.history[2].testAccuracy);
   assert.ok(run.state.assignment);
+  assert.equal(
+    fracBitsLabel(fm),
+    "FracBits + 0-bit kernels (ours), kernel-wise",
+  );
 });
 
 Deno.test("resuming from a snapshot before or after the assignment ends bit-identical", async () => {

@@ -455,6 +455,37 @@ function resolveTarget(
   return native;
 }
 
+/**
+ * A run's label for tables: what is the paper's method and what is ours
+ * (spec sections 6 and 7: 0-bit kernels and the learned first layer are
+ * our options; `convention: "code"` is the released code's).
+ *
+ * @param fm The prepared model.
+ * @returns E.g. `"FracBits, layer-wise"` or `"FracBits + 0-bit kernels (ours), kernel-wise"`.
+ *
+ * @example
+ * ```ts
+ * import { lenet5 } from "@bbits/core";
+ * import { fracBits, fracBitsLabel } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const fm = fracBits(lenet5(), { targetRelativeGbops: 1, convention: "code" });
+ * assert.equal(fracBitsLabel(fm), "FracBits (released code's first/last layers at 8 bits), layer-wise");
+ * ```
+ */
+export function fracBitsLabel(fm: FracBitsModel): string {
+  const o = fm.options;
+  const parts = [
+    o.minBits === 0 ? "FracBits + 0-bit kernels (ours)" : "FracBits",
+    o.convention === "code"
+      ? " (released code's first/last layers at 8 bits)"
+      : "",
+    o.cost === "size" ? ", model size" : "",
+    `, ${o.granularity}-wise`,
+  ];
+  return parts.join("");
+}
+
 /** A parameter of the state, or a clear error. */
 export function stateParam(params: ParamRecord, name: string): Tensor {
   const t = params[name];
