@@ -7,7 +7,8 @@
  *
  * ```sh
  * deno run -A examples/fracbits_lenet.ts --limit 4096 --float-epochs 2 \
- *   --epochs 2 --assign-after 1 --target 1.0371
+ *   --epochs 2 --assign-after 1 --target 1.0371 [--granularity kernel]
+ *   [--min-bits 0] [--kappa 1] [--clip-init fixed|batch]
  * ```
  *
  * @module
@@ -20,6 +21,7 @@ import { initGraph } from "../core/graph.ts";
 import { lenet5 } from "../core/models.ts";
 import { trainFloat } from "../core/methods/float.ts";
 import {
+  clipsFromBatch,
   executableBits,
   fracBitsRecipe,
   freezeFracBits,
@@ -41,6 +43,7 @@ const { values: a } = parseArgs({
     granularity: { type: "string", default: "layer" },
     "min-bits": { type: "string", default: "1" },
     kappa: { type: "string", default: "1" },
+    "clip-init": { type: "string", default: "fixed" },
     seed: { type: "string", default: "0" },
     threads: { type: "string", default: "2" },
   },
@@ -65,8 +68,18 @@ const fm = fracBitsRecipe(model, {
   minBits: n("min-bits"),
   kappa: n("kappa"),
   assignAfterEpoch: n("assign-after"),
+  clipInit: a["clip-init"] as "fixed" | "batch",
 });
-const run = await trainFracBits(fm, initFracBits(fm, float), data, {
+const first = dev.upload(data.train.images.slice(0, 128 * 784), [
+  128,
+  1,
+  28,
+  28,
+]);
+const init = fm.options.clipInit === "batch"
+  ? await clipsFromBatch(fm, initFracBits(fm, float), first)
+  : initFracBits(fm, float);
+const run = await trainFracBits(fm, init, data, {
   epochs: n("epochs"),
   key: randomKey(n("seed") + 2),
   onEpoch: (s) => {

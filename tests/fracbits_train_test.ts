@@ -33,7 +33,9 @@ import { hostF32, Tensor } from "../core/tensor.ts";
 import { train } from "../core/train.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
+import { fracWeightReference } from "../core/reference/fracbits.ts";
 import {
+  assertClose,
   assertParamsBitwise,
   rowSumData,
   TINY_3X3 as TINY,
@@ -267,4 +269,36 @@ Deno.test("LeNet-5 under FracBits learns on 512 MNIST images (WASM device)", asy
   } finally {
     dev.dispose();
   }
+});
+
+Deno.test("clips can start at the largest input of the first batch", async () => {
+  const fm = tinyModel({ clipInit: "batch" });
+  const float = initGraph(TINY, randomKey(12));
+  const x = Tensor.from(DATA.images.slice(0, 16 * 9), [16, 1, 3, 3]);
+  const state = await fracBitsMethod({ target: TARGET }).init(fm, float, x);
+  const w = fracWeightReference(
+    hostF32(float.params["fc1.weight"]),
+    Float32Array.from([5.5]),
+    { minBits: 1, maxBits: 8, fanOut: 6 },
+  ).y;
+  const b = hostF32(float.params["fc1.bias"]);
+  let max = 0;
+  for (let n = 0; n < 16; n++) {
+    for (let o = 0; o < 6; o++) {
+      let z = 0;
+      for (let i = 0; i < 9; i++) z += w[o * 9 + i] * DATA.images[n * 9 + i];
+      max = Math.max(max, z + b[o]);
+    }
+  }
+  assertClose(state.params["fc2.input.clip"].get(0), max, 1e-5, 0, "clip");
+  const fixed = await fracBitsMethod({ target: TARGET }).init(
+    tinyModel(),
+    float,
+    x,
+  );
+  assert.equal(
+    fixed.params["fc2.input.clip"].get(0),
+    10,
+    "the code's dense clip",
+  );
 });

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { RunOptions } from "../../graph.ts";
+import { runGraph, type RunOptions } from "../../graph.ts";
 import type {
   ChannelGrid,
   Frozen,
@@ -123,6 +123,54 @@ export function fracBitsHooks(
       );
     },
   };
+}
+
+/**
+ * The state with every clip at the largest input its layer sees on `x`
+ * (a clip stays where it was when that is not positive): the graph runs in
+ * evaluation mode with the weights at their current widths and the inputs
+ * not quantized, as Bayesian Bits starts its ranges.
+ *
+ * @param fm The prepared model.
+ * @param state Its state (before the assignment).
+ * @param x A batch of training inputs.
+ * @returns The state with the new clips.
+ */
+export async function clipsFromBatch(
+  fm: FracBitsModel,
+  state: FracBitsState,
+  x: Tensor,
+): Promise<FracBitsState> {
+  const dev = Object.values(state.params)[0].device;
+  const hooks = fracBitsHooks(fm, state);
+  const byProducer = new Map(
+    fm.layers.filter((l) => l.input).map((l) => [l.input!.producer, l]),
+  );
+  const seen = new Map<string, Tensor>();
+  const batch = await x.to(dev);
+  dev.scope(() => {
+    runGraph(fm.model, state.params, batch, {
+      mode: "eval",
+      stats: state.stats,
+      weight: hooks.weight,
+      activation: (layer, a) => {
+        if (byProducer.has(layer.name)) seen.set(layer.name, a);
+        return a;
+      },
+    });
+    return [...seen.values()];
+  });
+  const params: Record<string, Tensor> = { ...state.params };
+  for (const [producer, a] of seen) {
+    const values = await a.read();
+    dev.free(a);
+    let max = 0;
+    for (const v of values) if (v > max) max = v;
+    const input = byProducer.get(producer)!.input!;
+    if (max > 0) params[input.clip] = dev.upload([max], [1]);
+  }
+  if (batch !== x) dev.free(batch);
+  return { ...state, params };
 }
 
 /**
@@ -413,7 +461,12 @@ export function fracBitsMethod(
     metrics: { penalty: "steps", cost: "steps" },
     attach: (model) => fracBits(model, options),
     model: (fm) => fm.model,
-    init: (fm, float) => Promise.resolve(initFracBits(fm, float)),
+    init: (fm, float, first) => {
+      const state = initFracBits(fm, float);
+      return fm.options.clipInit === "batch"
+        ? clipsFromBatch(fm, state, first)
+        : Promise.resolve(state);
+    },
     withParams: (_fm, state, params, stats) => ({
       params,
       stats,

@@ -49,6 +49,14 @@ export interface FracBitsOptions {
   readonly initBits?: number;
   /** The initial PACT clip of conv and dense inputs (default 8 and 10). */
   readonly initClip?: { readonly conv?: number; readonly dense?: number };
+  /**
+   * `"fixed"` (default, the released code): clips start at `initClip`;
+   * `"batch"`: at the largest input the layer sees on the first batch
+   * (weights at their initial widths, inputs not yet quantized), as
+   * Bayesian Bits starts its ranges. Used by `fracBitsMethod`'s `init` and
+   * {@link clipsFromBatch}.
+   */
+  readonly clipInit?: "fixed" | "batch";
   /** `"bitops"` (default): expected BitOPs; `"size"`: weight megabytes, activations in float. */
   readonly cost?: "bitops" | "size";
   /**
@@ -85,6 +93,8 @@ export interface ResolvedFracBitsOptions {
   readonly initBits: number;
   /** Initial clips. */
   readonly initClip: { readonly conv: number; readonly dense: number };
+  /** How the clips start. */
+  readonly clipInit: "fixed" | "batch";
   /** The cost. */
   readonly cost: "bitops" | "size";
   /** The first/last layer convention. */
@@ -248,6 +258,10 @@ function resolveShape(
     ...resolveWidths(options),
     kappa: checkOption("kappa", options.kappa ?? 1, positive, POSITIVE),
     initClip: { conv: clip("conv", 8), dense: clip("dense", 10) },
+    clipInit: checkChoice("clipInit", options.clipInit ?? "fixed", [
+      "fixed",
+      "batch",
+    ]),
     cost: checkChoice("cost", options.cost ?? "bitops", ["bitops", "size"]),
     convention: checkChoice("convention", options.convention ?? "learned", [
       "learned",
