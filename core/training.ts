@@ -28,3 +28,4 @@ export * from "./rng.ts";
 export * from "./graph.ts";
 export * from "./models.ts";
 export * from "./methods/float.ts";
+export * from "./budget.ts";

@@ -15,6 +15,7 @@ import {
   type QuantizationReport,
   REPORT_SCHEMA,
   REPORT_SCHEMA_V1,
+  type ReportCosts,
   type ReportValue,
 } from "../core/report.ts";
 
@@ -97,6 +98,22 @@ class ValueChecker {
       throw this.typeError(path, "a boolean", value);
     }
     return value;
+  }
+
+  /** The costs in the other conventions: four non-negative numbers. */
+  costs(value: unknown): ReportCosts {
+    const o = this.object(value, "costs");
+    const get = (key: keyof ReportCosts) => {
+      const n = this.number(o[key], `costs.${key}`);
+      if (n < 0) throw this.rangeError(`costs.${key}`, "non-negative", n);
+      return n;
+    };
+    return {
+      macsBitsRelativeGbops: get("macsBitsRelativeGbops"),
+      executableRelativeGbops: get("executableRelativeGbops"),
+      weightBytes: get("weightBytes"),
+      floatWeightBytes: get("floatWeightBytes"),
+    };
   }
 
   /** A finite number (JSON.parse turns `1e999` into Infinity, JSON.stringify NaN into null). */
@@ -299,6 +316,7 @@ class ReportChecker extends ValueChecker {
       relativeGbops: this.number(o.relativeGbops, "relativeGbops"),
       gbops: this.number(o.gbops, "gbops"),
       baselineGbops: this.number(o.baselineGbops, "baselineGbops"),
+      ...(o.costs === undefined ? {} : { costs: this.costs(o.costs) }),
       layers: this.array(o.layers, "layers").map((l, i) =>
         this.layer(l, `layers[${i}]`, v1)
       ),
