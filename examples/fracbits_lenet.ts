@@ -16,13 +16,13 @@
 
 import { parseArgs } from "node:util";
 import { device } from "../core/device.ts";
-import { planBops, withFrozen } from "../core/frozen.ts";
+import { withFrozen } from "../core/frozen.ts";
+import { planBops } from "../core/plan_bops.ts";
 import { initGraph } from "../core/graph.ts";
 import { lenet5 } from "../core/models.ts";
 import { trainFloat } from "../core/methods/float.ts";
 import {
   clipsFromBatch,
-  executableBits,
   fracBitsRecipe,
   freezeFracBits,
   initFracBits,
@@ -98,19 +98,17 @@ const plan = withFrozen(
   () => freezeFracBits(fm, run.state),
   (f) => f.plan,
 );
-const executable = widths.map((w) => ({
-  weight: w.weight.map(executableBits),
-  input: w.input === null ? null : executableBits(w.input),
-}));
 const own = widthBops(fm, widths);
+const cost = planBops(model, plan);
 const as = run.state.assignment;
 console.log({
   target: fm.options.target,
   initBits: fm.options.initBits,
   accuracy: run.history[run.history.length - 1].testAccuracy,
-  relativeGbops: planBops(model, plan).relativeGbops,
-  relativeGbopsNoKi: 100 * own.nativeGbitops / (1024 * fm.totalMacs * 1e-9),
-  executableRelativeGbops: widthBops(fm, executable).relativeGbops,
+  relativeGbops: cost.relativeGbops,
+  macsBitsRelativeGbops: cost.macsBitsRelativeGbops,
+  executableRelativeGbops: cost.executableRelativeGbops,
+  weightBytes: cost.weightBytes,
   nativeGbitops: own.nativeGbitops,
   offset: as?.offset,
   fractionalCost: as?.fractionalCost,

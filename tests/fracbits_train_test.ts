@@ -9,7 +9,8 @@
 
 import assert from "node:assert/strict";
 import { device } from "../core/device.ts";
-import { evaluateFrozen, planBops, withFrozen } from "../core/frozen.ts";
+import { evaluateFrozen, withFrozen } from "../core/frozen.ts";
+import { planBops } from "../core/plan_bops.ts";
 import { initGraph } from "../core/graph.ts";
 import { lenet5 } from "../core/models.ts";
 import type { UniformGrid } from "../core/method.ts";
@@ -143,6 +144,13 @@ Deno.test("the frozen model is exactly on its uniform grids, its plan counts the
   assert.equal(cost.bops, mine.bops);
   mine.layers.forEach((b, i) => assert.equal(cost.layers[i].bops, b));
   assert.equal(cost.layers[2].keptInputFraction, 0.75);
+  assert.ok(
+    Math.abs(
+      cost.macsBitsRelativeGbops -
+        100 * mine.nativeGbitops / (1024 * fm.totalMacs * 1e-9),
+    ) < 1e-9,
+    "FracBits' own figure is the MACs x bw x ba convention",
+  );
 });
 
 Deno.test("the last epoch's accuracy is the frozen model's (kernel-wise, 0-bit kernels allowed)", async () => {

@@ -299,9 +299,3 @@ export function widthBops(
     nativeGbitops: nativeCost(model, widths),
   };
 }
-
-/** A width rounded up to the next executable type: 0, 2, 4, 8, 16 or 32. */
-export function executableBits(bits: number): number {
-  if (bits <= 0) return 0;
-  return [2, 4, 8, 16, 32].find((b) => b >= bits) ?? 32;
-}

@@ -28,10 +28,10 @@ import {
   perEpoch,
 } from "../../optim.ts";
 import { doReFaScale, fracWeightFactor } from "../../reference/fracbits.ts";
+import { executableBits } from "../../plan_bops.ts";
 import { hostF32, type Tensor } from "../../tensor.ts";
 import {
   assignWidths,
-  executableBits,
   type LayerWidths,
   nativeCost,
   readWidths,

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { producerOf } from "../../frozen.ts";
+import { producerOf } from "../../plan_bops.ts";
 import { analyzeGraph, type ModelGraph } from "../../graph.ts";
 import type { WidthRange } from "../../kernels.ts";
 import type { ParamRecord } from "../../loop.ts";
