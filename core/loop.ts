@@ -62,6 +62,16 @@ export interface LoopSpec<S> {
     carry: S,
     test: Dataset,
   ) => Promise<number>;
+  /**
+   * Called after each epoch's steps, before its evaluation, with the
+   * 1-based epoch: the parameters and carried state it returns continue
+   * the run (e.g. a method's hard assignment).
+   */
+  readonly afterEpoch?: (
+    params: ParamRecord,
+    carry: S,
+    epoch: number,
+  ) => { readonly params: ParamRecord; readonly carry: S };
   /** Values for progress lines and epoch records from the parameters alone. */
   readonly measure?: (params: ParamRecord) => Readonly<Record<string, number>>;
   /** Host values of the named metrics the loss omitted, from the parameters. */
@@ -247,6 +257,13 @@ export async function trainLoop<S>(
     const epochStart = options.now();
     const sums = await run.epoch(epoch, epochStart);
     const seconds = (options.now() - epochStart) / 1000;
+    if (spec.afterEpoch) {
+      ({ params: run.params, carry: run.carry } = spec.afterEpoch(
+        run.params,
+        run.carry,
+        epoch,
+      ));
+    }
     run.history.push({
       epoch,
       loss: sums.loss / sums.seen,

@@ -34,6 +34,7 @@ import {
   optimizerCases,
   quantizerCases,
 } from "./kernel_cases_bayesian.ts";
+import { fracBitsCases } from "./kernel_cases_fracbits.ts";
 
 const ELEMENTWISE_COUNTS = [0, 1, 5, 4099];
 
@@ -335,6 +336,7 @@ export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...quantizerCases(),
   ...uniformGridCases(),
   ...gateCases(),
+  ...fracBitsCases(),
   ...uniformCases(),
   ...optimizerCases(),
 ]);
