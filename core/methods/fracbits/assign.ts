@@ -136,7 +136,7 @@ export interface Bisection {
  *
  * @example
  * ```ts
- * import { bisectOffset } from "./mod.ts";
+ * import { bisectOffset } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const r = bisectOffset((off) => 100 + 100 * off, 75);
@@ -262,7 +262,7 @@ export interface WidthBops {
  * @example Uniform 4 bits on LeNet-5 (input 8): 1.7312 %
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { fracBits, widthBops } from "./mod.ts";
+ * import { fracBits, widthBops } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const fm = fracBits(lenet5(), { targetRelativeGbops: 1 });

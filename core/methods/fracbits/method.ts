@@ -442,7 +442,7 @@ function fracBitsOptimizer(
  * @example
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { fracBitsMethod } from "./mod.ts";
+ * import { fracBitsMethod } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const method = fracBitsMethod({ targetRelativeGbops: 0.5172 });

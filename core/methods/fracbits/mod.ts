@@ -13,7 +13,7 @@
  * @example
  * ```ts
  * import { initGraph, lenet5, randomKey } from "@bbits/core";
- * import { fracBitsRecipe, initFracBits, fracBitsPlan } from "./mod.ts";
+ * import { fracBitsRecipe, initFracBits, fracBitsPlan } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const fm = fracBitsRecipe(lenet5(), { targetRelativeGbops: 1.0371 });

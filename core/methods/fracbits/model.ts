@@ -340,7 +340,7 @@ function inputOf(
  * @example
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { fracBits } from "./mod.ts";
+ * import { fracBits } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const fm = fracBits(lenet5(), { targetRelativeGbops: 1.7312 });
@@ -480,7 +480,7 @@ function resolveTarget(
  * @example
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { fracBits, fracBitsLabel } from "./mod.ts";
+ * import { fracBits, fracBitsLabel } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const fm = fracBits(lenet5(), { targetRelativeGbops: 1, convention: "code" });

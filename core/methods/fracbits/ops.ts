@@ -33,7 +33,7 @@ function label(name: string | undefined): string {
  * @example Integer width 2 is the plain 2-bit quantizer
  * ```ts
  * import { Tensor } from "@bbits/core";
- * import { fracWeightOp } from "./mod.ts";
+ * import { fracWeightOp } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const w = fracWeightOp(Tensor.from([0, 0.5, -1, 2]), Tensor.from([2]), {
@@ -92,7 +92,7 @@ function checkClip(clip: Tensor, name: string | undefined): void {
  * @example
  * ```ts
  * import { Tensor } from "@bbits/core";
- * import { pactOp } from "./mod.ts";
+ * import { pactOp } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const y = pactOp(Tensor.from([-1, 3, 9]), Tensor.from([8]), Tensor.from([2]), {
@@ -137,7 +137,7 @@ export function pactOp(
  * @example `2.3 * 3.6`
  * ```ts
  * import { Tensor } from "@bbits/core";
- * import { widthCostOp } from "./mod.ts";
+ * import { widthCostOp } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const range = { min: 1, max: 8 };
@@ -172,7 +172,7 @@ export function widthCostOp(
  * @example
  * ```ts
  * import { Tensor } from "@bbits/core";
- * import { targetPenaltyOp } from "./mod.ts";
+ * import { targetPenaltyOp } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * assert.equal(targetPenaltyOp(Tensor.from([3]), 5, 2).get(0), 4);

@@ -111,7 +111,7 @@ const PHASE = "fracbits";
  * @example Two epochs on a tiny set, the widths assigned after the first
  * ```ts
  * import { initGraph, makeDataset, type ModelGraph, randomKey } from "@bbits/core";
- * import { fracBits, initFracBits, trainFracBits } from "./mod.ts";
+ * import { fracBits, initFracBits, trainFracBits } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const model: ModelGraph = {
@@ -217,7 +217,7 @@ function runOf(s: FracBitsSnapshot): TrainRun<FracBitsState> {
  *
  * @example
  * ```ts
- * import { fracBitsSnapshot } from "./mod.ts";
+ * import { fracBitsSnapshot } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const stored = {
@@ -297,7 +297,7 @@ export function uniformEquivalentBits(
  * @example The targets of spec section 11
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { fracBitsRecipe } from "./mod.ts";
+ * import { fracBitsRecipe } from "@bbits/core/fracbits";
  * import assert from "node:assert/strict";
  *
  * const init = [1.7312, 1.0371, 0.5172, 0.36, 0.25].map((t) =>
