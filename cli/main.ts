@@ -25,6 +25,8 @@
 import { exportCommand } from "./export.ts";
 import { FLOAT_USAGE, floatCommand } from "./float.ts";
 import { sweepCommand } from "./sweep.ts";
+import { CLI_METHODS, methodOf } from "./methods.ts";
+import { methodTrainCommand } from "./method_run.ts";
 import { trainCommand } from "./train.ts";
 import { UsageError } from "./usage.ts";
 import { VERSION } from "../core/version.ts";
@@ -33,7 +35,8 @@ const USAGE = `Usage: deno run -A cli/main.ts <command> [options]
        deno run -A cli/main.ts --version
 
 Commands:
-  train    Bayesian Bits on LeNet-5 / MNIST (deno task train -- --help)
+  train    Bayesian Bits on LeNet-5 / MNIST (deno task train -- --help);
+           --method bsq|fracbits|float for the peers (deno task train -- --method fracbits --help)
   export   a run's checkpoint as a mixed-precision model (deno task export -- --help)
   float    float training of LeNet-5 on MNIST (this text)
   sweep    a grid of train runs, one process each, merged into a Pareto plot (deno task sweep -- --help)
@@ -62,7 +65,14 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined ? 2 : 0;
   }
-  if (command === "train") return await trainCommand(rest);
+  if (command === "train") {
+    const { method, rest: others } = methodOf(rest);
+    if (method === "float") return await floatCommand(others, USAGE);
+    if (method !== "bayesian-bits") {
+      return await methodTrainCommand(CLI_METHODS[method], others);
+    }
+    return await trainCommand(others);
+  }
   if (command === "export") return await exportCommand(rest);
   if (command === "float") return await floatCommand(rest, USAGE);
   if (command === "sweep") return await sweepCommand(rest);

@@ -38,8 +38,6 @@ import { type HistoryEntry, summarizeLayerBits } from "../io/reports.ts";
 import { loadMnist, type Mnist } from "../io/mnist.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { saveQuantized } from "../io/quantized.ts";
-import { loadCheckpoint } from "../io/checkpoint.ts";
-import { paramsFromTensors } from "../io/params.ts";
 import {
   checkModelFits,
   gatedModelOf,
@@ -51,6 +49,7 @@ import {
   type TrainArgs,
 } from "./config.ts";
 import { formatSeconds } from "./format.ts";
+import { loadFloat } from "./float_start.ts";
 import { provenance, usageStage } from "./usage.ts";
 import { mainPhaseOf, type RunRecord, storedRunOf } from "./run_record.ts";
 import { checkRegularFile } from "./values.ts";
@@ -122,28 +121,6 @@ async function refuseExistingRun(checkpointPath: string): Promise<void> {
   throw new RangeError(
     `${checkpointPath} exists: pass --resume to continue that run, or choose another --out`,
   );
-}
-
-/** Loads a float model checkpoint (`deno task float -- --out DIR`) for `gated`'s model. */
-async function loadFloat(
-  path: string,
-  gated: GatedModel,
-  dev: Device,
-): Promise<{ params: Record<string, Tensor> }> {
-  const { tensors, state } = await loadCheckpoint(path);
-  const model = (state as { model?: unknown } | null)?.model;
-  if (typeof model === "string" && model !== gated.model.name) {
-    throw new RangeError(
-      `${path} holds a ${model} model, but the run trains ${gated.model.name}`,
-    );
-  }
-  const params = paramsFromTensors(tensors, path, { device: dev });
-  if (Object.keys(params).length === 0) {
-    throw new RangeError(
-      `${path} holds no "param/..." tensors: it is not a float model checkpoint`,
-    );
-  }
-  return { params };
 }
 
 /** What the phases of one invocation share. */
@@ -447,7 +424,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   await checkOutputPath("--out", out);
   using dev = await device(parsed.device, { threads: parsed.threads });
   const float = fresh?.from
-    ? await loadFloat(fresh.from, gatedModelOf(fresh), dev)
+    ? await loadFloat(fresh.from, gatedModelOf(fresh).model.name, dev)
     : null;
   await using dir = await RunDirectory.open(out, { command: "train" });
   const start = parsed.resume
