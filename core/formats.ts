@@ -16,3 +16,4 @@
 
 export * from "./safetensors.ts";
 export * from "./idx.ts";
+export * from "./schema.ts";
