@@ -63,11 +63,7 @@ export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   switch (typeof value) {
     case "string":
-      return value.length > MESSAGE_PREFIX
-        ? `string ${
-          JSON.stringify(value.slice(0, MESSAGE_PREFIX)).slice(0, -1)
-        }..." (${value.length} characters)`
-        : `string ${JSON.stringify(value)}`;
+      return `string ${quote(value)}`;
     case "number":
     case "bigint":
       return String(value);
@@ -78,6 +74,30 @@ export function describeValue(value: unknown): string {
     default:
       return typeof value;
   }
+}
+
+/**
+ * A string quoted for a message (`JSON.stringify`), only a prefix of
+ * {@link MESSAGE_PREFIX} characters and the length when it is longer.
+ *
+ * @param text The string.
+ * @returns The quoted string.
+ *
+ * @example
+ * ```ts
+ * import { quote } from "@bbits/core/formats";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(quote("fc.weight"), '"fc.weight"');
+ * assert.equal(quote("y".repeat(50)), `"${"y".repeat(40)}..." (50 characters)`);
+ * ```
+ */
+export function quote(text: string): string {
+  return text.length > MESSAGE_PREFIX
+    ? `${
+      JSON.stringify(text.slice(0, MESSAGE_PREFIX)).slice(0, -1)
+    }..." (${text.length} characters)`
+    : JSON.stringify(text);
 }
 
 /**
@@ -287,11 +307,18 @@ export function string<T extends string = string>(
   };
 }
 
-/** A boolean. */
-export const boolean: Check<boolean> = (value, path) => {
+/**
+ * A boolean.
+ *
+ * @param value The value.
+ * @param path Its path.
+ * @returns The boolean.
+ * @throws {TypeError} If `value` is not a boolean.
+ */
+export function boolean(value: unknown, path: string): boolean {
   if (typeof value !== "boolean") throw typeError(path, "a boolean", value);
   return value;
-};
+}
 
 /**
  * `null`, or what `check` accepts.
@@ -493,9 +520,8 @@ function scanJson(text: string, maxDepth: number, where: string): void {
           return; // a malformed string: JSON.parse reports it
         }
         if (top.keys.has(key)) {
-          const shown = describeValue(key).slice("string ".length);
           throw new RangeError(
-            `${where}: duplicate key ${shown} in ${
+            `${where}: duplicate key ${quote(key)} in ${
               top.path === "" ? "the top-level object" : top.path
             }`,
           );

@@ -40,6 +40,7 @@ import {
   type SafetensorsTensor,
 } from "../core/safetensors.ts";
 import type { Device } from "../core/device.ts";
+import { parseJson, quote } from "../core/schema.ts";
 import type { OptimizerState } from "../core/optim.ts";
 import { referenceDevice } from "../core/reference/device.ts";
 import { Tensor } from "../core/tensor.ts";
@@ -270,7 +271,7 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
       version === undefined
         ? `${where}: it has no "${CHECKPOINT_KEYS.version}" metadata; it is not a bbits checkpoint`
         : `${where}: unknown version ${
-          JSON.stringify(version)
+          quote(version)
         }, this library reads version "${CHECKPOINT_VERSION}"`,
     );
   }
@@ -284,11 +285,19 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const actual = checksum(encodeSafetensors(tensors), stateJson);
   if (actual !== expected) {
     throw new RangeError(
-      `${where}: checksum mismatch, the file is corrupt: "${CHECKPOINT_KEYS.sha256}" is ${expected} but the contents hash to ${actual}`,
+      `${where}: checksum mismatch, the file is corrupt: "${CHECKPOINT_KEYS.sha256}" is ${
+        quote(expected)
+      } but the contents hash to ${actual}`,
     );
   }
-  // The checksum passed, so the JSON is what saveCheckpoint wrote.
-  return { tensors, state: JSON.parse(stateJson) };
+  // The checksum passed, so the JSON is what saveCheckpoint wrote, or what
+  // someone who recomputed the checksum did: its shape is still checked.
+  return {
+    tensors,
+    state: parseJson(stateJson, {
+      where: `${where}: "${CHECKPOINT_KEYS.state}"`,
+    }),
+  };
 }
 
 /**
