@@ -8,6 +8,7 @@
  * @module
  */
 
+import { checkModelBudget } from "./budget.ts";
 import { analyzeGraph, type LayerInfo, type ModelGraph } from "./graph.ts";
 import { quantizerConstants } from "./reference/quantizer.ts";
 import type { Shape } from "./tensor.ts";
@@ -155,7 +156,9 @@ function checkHeader(model: QuantizedModel): readonly LayerInfo[] {
   }
   let graphLayers: readonly LayerInfo[] = [];
   try {
-    graphLayers = analyzeGraph(model.graph).layers;
+    const info = analyzeGraph(model.graph);
+    checkModelBudget(info);
+    graphLayers = info.layers;
   } catch (e) {
     fail(`graph: ${(e as Error).message}`);
   }

@@ -17,3 +17,4 @@
 export * from "./safetensors.ts";
 export * from "./idx.ts";
 export * from "./schema.ts";
+export * from "./graph_schema.ts";

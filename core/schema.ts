@@ -70,7 +70,7 @@ export function describeValue(value: unknown): string {
     case "boolean":
       return `boolean ${value}`;
     case "object":
-      return `an object with ${Object.keys(value as object).length} keys`;
+      return "an object";
     default:
       return typeof value;
   }
