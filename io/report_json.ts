@@ -461,6 +461,7 @@ export function parseReport(json: string): QuantizationReport {
  *
  * @param value The parsed history (an array of entries).
  * @param where Opens error messages (e.g. the file it came from).
+ * @param path The history's own path in messages (default `"history"`).
  * @returns Fresh version 2 entries.
  * @throws {TypeError | RangeError} As {@link parseReport} does, naming the
  *   entry (`history[1].loss must be a number, got string "0.25"`).
@@ -477,6 +478,10 @@ export function parseReport(json: string): QuantizationReport {
  * assert.deepEqual(entry.metrics, { prior: 25 });
  * ```
  */
-export function parseHistory(value: unknown, where: string): HistoryEntry[] {
-  return new ReportChecker(where).history(value, "history");
+export function parseHistory(
+  value: unknown,
+  where: string,
+  path = "history",
+): HistoryEntry[] {
+  return new ReportChecker(where).history(value, path);
 }
