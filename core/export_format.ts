@@ -10,7 +10,7 @@
 
 import { checkModelBudget } from "./budget.ts";
 import { analyzeGraph, type LayerInfo, type ModelGraph } from "./graph.ts";
-import { quantizerConstants } from "./reference/quantizer.ts";
+import { quantizerConstants, scaleProblem } from "./reference/quantizer.ts";
 import type { Shape } from "./tensor.ts";
 
 /** The `schema` of a {@link QuantizedModel}. */
@@ -180,6 +180,13 @@ function checkGrid(where: string, g: QuantizedGrid): void {
   }
   if (!(Number.isFinite(g.xmax) && g.xmax > 0)) {
     fail(`${where}: range ${g.xmax} is not finite and positive`);
+  }
+  const problem = scaleProblem(
+    quantizerConstants(g.xmax, g.signed, [1, 1, 1, 1]),
+    GRID_BITS.indexOf(g.bits) + 1,
+  );
+  if (problem !== null) {
+    fail(`${where}: the grid is not representable: ${problem}`);
   }
   const expected = gridScale(g.xmax, g.signed, g.bits);
   if (g.scale !== expected) {
