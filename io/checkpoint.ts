@@ -159,20 +159,14 @@ export async function saveCheckpoint(
   checkpoint: Checkpoint,
 ): Promise<void> {
   // Everything that can fail on the inputs fails here, before any file exists.
-  const stateJson = JSON.stringify(checkpoint.state);
-  if (stateJson === undefined) {
+  if (JSON.stringify(checkpoint.state) === undefined) {
     throw new TypeError(
       `Cannot save checkpoint "${path}": the state is not JSON-serialisable (got ${typeof checkpoint
         .state})`,
     );
   }
   const tensors = await hostTensors(checkpoint.tensors);
-  const sha256 = checksum(encodeSafetensors(tensors), stateJson);
-  const bytes = encodeSafetensors(tensors, {
-    [CHECKPOINT_KEYS.version]: CHECKPOINT_VERSION,
-    [CHECKPOINT_KEYS.state]: stateJson,
-    [CHECKPOINT_KEYS.sha256]: sha256,
-  });
+  const bytes = encodeCheckpoint(tensors, checkpoint.state);
 
   const tempPath = `${path}.tmp-${crypto.randomUUID()}`;
   let file: Deno.FsFile | undefined;
@@ -195,6 +189,44 @@ export async function saveCheckpoint(
     }
     throw error;
   }
+}
+
+/**
+ * The bytes of a checkpoint file, in memory: what {@link saveCheckpoint}
+ * writes for host tensors and a state.
+ *
+ * @param tensors Host tensors by name.
+ * @param state The JSON state.
+ * @returns The file's bytes.
+ * @throws {TypeError} If `state` is not JSON-serialisable or a tensor's
+ *   data is not a safetensors array.
+ * @throws {RangeError} On a bad tensor shape or name.
+ *
+ * @example
+ * ```ts
+ * import { encodeCheckpoint } from "./checkpoint.ts";
+ * import { decodeSafetensors } from "../core/safetensors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeCheckpoint({ w: { shape: [1], data: new Float32Array([2]) } }, { epoch: 1 });
+ * assert.equal(decodeSafetensors(bytes).metadata["bbits.state"], '{"epoch":1}');
+ * ```
+ */
+export function encodeCheckpoint(
+  tensors: Readonly<Record<string, SafetensorsInput>>,
+  state: unknown,
+): Uint8Array {
+  const stateJson = JSON.stringify(state);
+  if (stateJson === undefined) {
+    throw new TypeError(
+      `Cannot encode a checkpoint: the state is not JSON-serialisable (got ${typeof state})`,
+    );
+  }
+  return encodeSafetensors(tensors, {
+    [CHECKPOINT_KEYS.version]: CHECKPOINT_VERSION,
+    [CHECKPOINT_KEYS.state]: stateJson,
+    [CHECKPOINT_KEYS.sha256]: checksum(encodeSafetensors(tensors), stateJson),
+  });
 }
 
 /** The checkpoint's tensors with every `Tensor` read back to the host. */

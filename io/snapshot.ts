@@ -268,13 +268,18 @@ export async function loadSnapshot(
   checkProgress(s, history, where);
   const params = paramsFromTensors(tensors, `Cannot load "${path}"`, options);
   const stats = statsOf(tensors, where, options);
-  const optimizerState = slotsShapedLike(
-    params,
-    unflattenOptimizerState(tensors, s.step, {
+  let slots: OptimizerState;
+  try {
+    slots = unflattenOptimizerState(tensors, s.step, {
       prefix: OPT,
       device: options.device,
-    }),
-  );
+    });
+  } catch (error) {
+    throw new RangeError(`${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const optimizerState = slotsShapedLike(params, slots);
   const fields = Object.fromEntries(
     Object.entries(state as object).filter(([key]) => !RESERVED.has(key)),
   );
@@ -345,10 +350,17 @@ function statsOf(
   if (!Object.keys(tensors).some((name) => name.startsWith(STATS))) {
     return undefined;
   }
-  const { slots } = unflattenOptimizerState(tensors, 0, {
-    prefix: STATS,
-    device: options.device,
-  });
+  let slots: OptimizerState["slots"];
+  try {
+    ({ slots } = unflattenOptimizerState(tensors, 0, {
+      prefix: STATS,
+      device: options.device,
+    }));
+  } catch (error) {
+    throw new RangeError(`${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
   for (const [layer, fields] of Object.entries(slots)) {
     if (!fields.mean || !fields.variance) {
       throw new RangeError(
