@@ -8,7 +8,7 @@
  * @module
  */
 
-import { checkModelBudget } from "./budget.ts";
+import { checkModelBudget } from "./size_budget.ts";
 import { analyzeGraph, type LayerInfo, type ModelGraph } from "./graph.ts";
 import { quantizerConstants, scaleProblem } from "./reference/quantizer.ts";
 import type { Shape } from "./tensor.ts";

@@ -65,48 +65,30 @@ function shapeText(shape: readonly unknown[]): string {
     : `[${sizes.join(", ")}]`;
 }
 
+/** A dtype's item size and typed array. */
+interface DtypeInfo<A> {
+  readonly size: 1 | 2 | 4;
+  readonly make: (buffer: ArrayBuffer) => A;
+  readonly is: (data: unknown) => boolean;
+}
+
+function info<A>(
+  size: 1 | 2 | 4,
+  Array: new (buffer: ArrayBuffer) => A,
+): DtypeInfo<A> {
+  return { size, make: (b) => new Array(b), is: (d) => d instanceof Array };
+}
+
 const DTYPES: {
-  readonly [D in SafetensorsDtype]: {
-    readonly size: 1 | 2 | 4;
-    readonly make: (buffer: ArrayBuffer) => SafetensorsArrays[D];
-    readonly is: (data: unknown) => boolean;
-  };
+  readonly [D in SafetensorsDtype]: DtypeInfo<SafetensorsArrays[D]>;
 } = {
-  F32: {
-    size: 4,
-    make: (b) => new Float32Array(b),
-    is: (d) => d instanceof Float32Array,
-  },
-  I32: {
-    size: 4,
-    make: (b) => new Int32Array(b),
-    is: (d) => d instanceof Int32Array,
-  },
-  U32: {
-    size: 4,
-    make: (b) => new Uint32Array(b),
-    is: (d) => d instanceof Uint32Array,
-  },
-  I16: {
-    size: 2,
-    make: (b) => new Int16Array(b),
-    is: (d) => d instanceof Int16Array,
-  },
-  U16: {
-    size: 2,
-    make: (b) => new Uint16Array(b),
-    is: (d) => d instanceof Uint16Array,
-  },
-  I8: {
-    size: 1,
-    make: (b) => new Int8Array(b),
-    is: (d) => d instanceof Int8Array,
-  },
-  U8: {
-    size: 1,
-    make: (b) => new Uint8Array(b),
-    is: (d) => d instanceof Uint8Array,
-  },
+  F32: info(4, Float32Array),
+  I32: info(4, Int32Array),
+  U32: info(4, Uint32Array),
+  I16: info(2, Int16Array),
+  U16: info(2, Uint16Array),
+  I8: info(1, Int8Array),
+  U8: info(1, Uint8Array),
 };
 const DTYPE_NAMES = Object.keys(DTYPES) as SafetensorsDtype[];
 

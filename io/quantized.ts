@@ -26,7 +26,7 @@ import type {
   SafetensorsInput,
   SafetensorsTensor,
 } from "../core/safetensors.ts";
-import { checkModelBudget } from "../core/budget.ts";
+import { checkModelBudget } from "../core/size_budget.ts";
 import { analyzeGraph } from "../core/graph.ts";
 import { describeValue, own, quote, validate } from "../core/schema.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";

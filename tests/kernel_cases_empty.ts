@@ -43,7 +43,7 @@ const POOL = {
   padding: 0,
 };
 
-function matrixAndLayerCases(): KernelCase[] {
+function matrixCases(): KernelCase[] {
   return [
     kernelCase({
       name: "sum of 0 elements",
@@ -92,6 +92,11 @@ function matrixAndLayerCases(): KernelCase[] {
       tolerance: { g: EXACT },
       expected: { g: [0, 0] },
     }),
+  ];
+}
+
+function layerCases(): KernelCase[] {
+  return [
     kernelCase({
       name: "conv2d on a batch of 0",
       kernel: "conv2d",
@@ -240,7 +245,7 @@ function lossAndNormCases(): KernelCase[] {
   ];
 }
 
-function quantizerAndUpdateCases(): KernelCase[] {
+function quantizerCases(): KernelCase[] {
   const cases: KernelCase[] = [];
   for (const withZ2 of [false, true]) {
     const z2 = withZ2 ? " with an empty z2" : "";
@@ -303,6 +308,12 @@ function quantizerAndUpdateCases(): KernelCase[] {
       }),
       tolerance: { y: EXACT },
     }),
+  );
+  return cases;
+}
+
+function updateCases(): KernelCase[] {
+  return [
     kernelCase({
       name: "uniform, 0 numbers",
       kernel: "uniform",
@@ -338,15 +349,16 @@ function quantizerAndUpdateCases(): KernelCase[] {
         }),
       tolerance: { theta: EXACT, momentum: EXACT },
     }),
-  );
-  return cases;
+  ];
 }
 
 /** Every kernel case on empty tensors. */
 export function emptyCases(): KernelCase[] {
   return [
-    ...matrixAndLayerCases(),
+    ...matrixCases(),
+    ...layerCases(),
     ...lossAndNormCases(),
-    ...quantizerAndUpdateCases(),
+    ...quantizerCases(),
+    ...updateCases(),
   ];
 }
