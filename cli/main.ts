@@ -13,6 +13,8 @@
  * - `float`: float training of LeNet-5 on the embedded MNIST, with progress
  *   (epoch, step, loss, samples/s, ETA) and the test accuracy per epoch (see
  *   `cli/float.ts`).
+ * - `sweep`: a grid of `train` runs as separate, resumable processes and the
+ *   Pareto table and plot of their reports (see `cli/sweep.ts`).
  *
  * `train` and `float` take `--model NAME` (a model of the zoo; LeNet-5 by
  * default).
@@ -22,6 +24,7 @@
 
 import { exportCommand } from "./export.ts";
 import { FLOAT_USAGE, floatCommand } from "./float.ts";
+import { sweepCommand } from "./sweep.ts";
 import { trainCommand } from "./train.ts";
 
 const USAGE = `Usage: deno run -A cli/main.ts <command> [options]
@@ -30,6 +33,7 @@ Commands:
   train    Bayesian Bits on LeNet-5 / MNIST (deno task train -- --help)
   export   a run's checkpoint as a mixed-precision model (deno task export -- --help)
   float    float training of LeNet-5 on MNIST (this text)
+  sweep    a grid of train runs, one process each, merged into a Pareto plot (deno task sweep -- --help)
 
 ${FLOAT_USAGE}`;
 
@@ -48,6 +52,7 @@ export async function main(args: string[]): Promise<number> {
   if (command === "train") return await trainCommand(rest);
   if (command === "export") return await exportCommand(rest);
   if (command === "float") return await floatCommand(rest, USAGE);
+  if (command === "sweep") return await sweepCommand(rest);
   console.error(`Unknown command "${command}".\n\n${USAGE}`);
   return 2;
 }

@@ -12,12 +12,14 @@ import { rangeError } from "./schema.ts";
 
 /**
  * Bit widths by method name (0: pruned). Bayesian Bits' quantizers double
- * their width from 2 to 32 bits; a float run's layers count 32.
+ * their width from 2 to 32 bits, and the greedy baseline works on the same
+ * grids; a float run's layers count 32.
  */
 export const METHOD_BIT_WIDTHS: Readonly<Record<string, readonly number[]>> =
   Object.freeze({
     "bayesian-bits": Object.freeze([0, 2, 4, 8, 16, 32]),
     "float": Object.freeze([32]),
+    "greedy": Object.freeze([0, 2, 4, 8, 16, 32]),
   });
 
 /** The widths a method outside {@link METHOD_BIT_WIDTHS} may record: 0 to 32. */

@@ -1,198 +1,77 @@
 /**
  * What every frozen model shares, whichever method produced it: its BOPs
- * from the plan ({@link planBops}, spec section 4) and its test accuracy
+ * from the plan (`planBops`, spec section 4, in `core/plan_bops.ts`) and its test accuracy
  * ({@link evaluateFrozen}), activations quantized on the plan's grids.
  *
  * @module
  */
 
-import { layerBops } from "./bops.ts";
 import { batches, type Dataset } from "./data.ts";
-import {
-  analyzeGraph,
-  type GraphNode,
-  type LayerInfo,
-  type ModelGraph,
-  runGraph,
-  type RunOptions,
-} from "./graph.ts";
+import { runGraph, type RunOptions } from "./graph.ts";
 import type { Device } from "./device.ts";
-import type {
-  Frozen,
-  GridPlan,
-  LayerPlan,
-  QuantizationPlan,
-} from "./method.ts";
+import type { Frozen, LayerPlan, ResidualGrid, UniformGrid } from "./method.ts";
 import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
 import type { ParamRecord } from "./loop.ts";
 import type { Tensor } from "./tensor.ts";
 
-/** One layer's cost under a plan. */
-export interface PlanLayerCost {
-  /** The layer. */
-  readonly layer: LayerInfo;
-  /** Weight bits of the kept channels (32 in full precision). */
-  readonly weightBits: number;
-  /** Output activation bits, or `null` when not quantized. */
-  readonly activationBits: number | null;
-  /** Input bits as counted (network input: the plan's; unquantized input: 32). */
-  readonly inputBits: number;
-  /** Kept output channels. */
-  readonly keptChannels: number;
-  /** Kept fraction of the input channels. */
-  readonly keptInputFraction: number;
-  /** BOPs per sample. */
-  readonly bops: number;
-}
+export {
+  executableBits,
+  planBops,
+  type PlanCost,
+  type PlanLayerCost,
+  producerOf,
+} from "./plan_bops.ts";
 
-/** BOPs of a planned model. */
-export interface PlanCost {
-  /** Per conv/dense layer, in execution order. */
-  readonly layers: PlanLayerCost[];
-  /** BOPs per sample. */
-  readonly bops: number;
-  /** BOPs per sample at 32 x 32 bits, nothing pruned. */
-  readonly baselineBops: number;
-  /** `100 * bops / baselineBops`, in percent. */
-  readonly relativeGbops: number;
-}
-
-/**
- * Follows a node's input back through pools and flattens to the node
- * producing it (a layer, or an add), or `null` for the network input.
- *
- * @param nodes The graph's nodes by name.
- * @param input A node's input name.
- * @returns The producing node, or `null`.
- */
-export function producerOf(
-  nodes: ReadonlyMap<string, GraphNode>,
-  input: string,
-): GraphNode | null {
-  let name = input;
-  for (;;) {
-    if (name === "input") return null;
-    const node = nodes.get(name)!;
-    if (
-      node.op === "maxpool" || node.op === "avgpool" || node.op === "flatten"
-    ) {
-      name = node.input;
-      continue;
-    }
-    return node;
+/** A plan's activation grid as tensors on a device. */
+type GridTensors =
+  | {
+    readonly grid: ResidualGrid;
+    readonly xmax: Tensor;
+    readonly chain: Tensor;
   }
-}
+  | { readonly grid: UniformGrid; readonly scale: Tensor };
 
-/** Input bits and kept input fraction of a layer, from what produced its input. */
-function inputOf(
-  nodes: ReadonlyMap<string, GraphNode>,
-  node: Extract<GraphNode, { input: string }>,
-  costs: ReadonlyMap<string, PlanLayerCost>,
-  inputBits: number,
-): { inputBits: number; keptInputFraction: number } {
-  const producer = producerOf(nodes, node.input);
-  if (!producer) return { inputBits, keptInputFraction: 1 };
-  const before = costs.get(producer.name);
-  if (!before) return { inputBits: 32, keptInputFraction: 1 };
-  return {
-    inputBits: before.activationBits ?? 32,
-    keptInputFraction: before.keptChannels / before.layer.outChannels,
-  };
-}
-
-/**
- * BOPs per layer and in total of a model under a plan (spec section 4): a
- * layer's input bits are those of the activation grid that feeds it (the
- * network input counts as `plan.inputBits`, an unquantized activation as
- * 32), and pruned channels leave both their layer and the next one.
- *
- * @param model The graph that runs.
- * @param plan Grids and kept channels per layer.
- * @returns The per-layer costs, the total, the 32-bit baseline and the ratio.
- *
- * @example A float LeNet-5 costs 100 % of itself
- * ```ts
- * import { lenet5, planBops } from "@bbits/core";
- * import { analyzeGraph } from "@bbits/core/training";
- * import assert from "node:assert/strict";
- *
- * const model = lenet5();
- * const layers = analyzeGraph(model).layers.map((l) => ({
- *   name: l.name, weight: null, activation: null, details: {},
- *   keptChannels: Array.from({ length: l.outChannels }, (_, i) => i),
- * }));
- * const cost = planBops(model, { method: "float", inputBits: 32, layers });
- * assert.equal(cost.relativeGbops, 100);
- * ```
- */
-export function planBops(model: ModelGraph, plan: QuantizationPlan): PlanCost {
-  const nodes = new Map(model.nodes.map((n) => [n.name, n]));
-  const planOf = new Map(plan.layers.map((l) => [l.name, l]));
-  const costs = new Map<string, PlanLayerCost>();
-  let bops = 0;
-  let baselineBops = 0;
-  for (const layer of analyzeGraph(model).layers) {
-    const node = nodes.get(layer.name) as Extract<GraphNode, { input: string }>;
-    const p = planOf.get(layer.name);
-    const weightBits = p?.weight?.bits ?? 32;
-    const kept = p ? p.keptChannels.length : layer.outChannels;
-    const input = inputOf(nodes, node, costs, plan.inputBits);
-    const layerCost = layerBops({
-      name: layer.name,
-      macs: layer.macs,
-      weightBits,
-      inputBits: input.inputBits,
-      keptOutput: kept / layer.outChannels,
-      keptInput: input.keptInputFraction,
-    });
-    bops += layerCost;
-    baselineBops += layer.macs * 32 * 32;
-    costs.set(layer.name, {
-      layer,
-      weightBits,
-      activationBits: p?.activation?.bits ?? null,
-      ...input,
-      keptChannels: kept,
-      bops: layerCost,
-    });
-  }
-  return {
-    layers: [...costs.values()],
-    bops,
-    baselineBops,
-    relativeGbops: (100 * bops) / baselineBops,
-  };
-}
-
-/** The activation grids of a plan as tensors on a device: `[xmax]` and gates. */
+/** The activation grids of a plan as tensors on a device. */
 function gridTensors(
   dev: Device,
   layers: readonly LayerPlan[],
-): Map<string, { grid: GridPlan; xmax: Tensor; chain: Tensor }> {
-  const out = new Map<
-    string,
-    { grid: GridPlan; xmax: Tensor; chain: Tensor }
-  >();
+): Map<string, GridTensors> {
+  const out = new Map<string, GridTensors>();
   for (const l of layers) {
-    if (!l.activation) continue;
-    out.set(l.name, {
-      grid: l.activation,
-      xmax: dev.upload([l.activation.xmax], [1]),
-      chain: dev.upload(gridGates(l.activation.bits), [4]),
-    });
+    const grid = l.activation;
+    if (!grid) continue;
+    out.set(
+      l.name,
+      grid.kind === "uniform"
+        ? { grid, scale: dev.upload([grid.scale], [1]) }
+        : {
+          grid,
+          xmax: dev.upload([grid.xmax], [1]),
+          chain: dev.upload(gridGates(grid.bits), [4]),
+        },
+    );
   }
   return out;
 }
 
+/** Frees the tensors of {@link gridTensors}. */
+function freeGrids(dev: Device, grids: Map<string, GridTensors>): void {
+  for (const g of grids.values()) {
+    if ("scale" in g) dev.free(g.scale);
+    else dev.free(g.xmax, g.chain);
+  }
+}
+
 /**
  * The run options that quantize a frozen model's activations on its grids:
- * an unsigned grid after a ReLU takes the pre-activation (its clip at 0 is
- * the ReLU) and joins the max-pool that follows, bit for bit as the three
- * steps.
+ * a residual grid by the decomposition, a uniform grid by `uniformQuantize`.
+ * An unsigned residual grid after a ReLU takes the pre-activation (its clip
+ * at 0 is the ReLU) and joins the max-pool that follows, bit for bit as the
+ * three steps.
  */
 function frozenHooks(
   frozen: Frozen,
-  grids: ReturnType<typeof gridTensors>,
+  grids: Map<string, GridTensors>,
 ): RunOptions {
   const k = Object.values(frozen.params)[0].device.kernels;
   return {
@@ -200,13 +79,17 @@ function frozenHooks(
     stats: frozen.stats ?? {},
     activation: (layer, a) => {
       const g = grids.get(layer.name);
-      return g
-        ? k.residualQuantize(a, g.xmax, g.chain, null, g.grid.signed)
-        : a;
+      if (!g) return a;
+      if ("scale" in g) {
+        return k.uniformQuantize(a, g.scale, g.grid.codeMin, g.grid.codeMax);
+      }
+      return k.residualQuantize(a, g.xmax, g.chain, null, g.grid.signed);
     },
     fused: (layer, z, activation, pool) => {
       const g = grids.get(layer.name);
-      if (!g || g.grid.signed || activation !== "relu") return undefined;
+      if (!g || "scale" in g || g.grid.signed || activation !== "relu") {
+        return undefined;
+      }
       return quantizeActivationForInference(z, g.xmax, g.chain, {
         relu: true,
         pool,
@@ -336,6 +219,6 @@ export async function evaluateFrozen(
       (x) => runGraph(frozen.model, frozen.params, x, hooks).output,
     );
   } finally {
-    for (const g of grids.values()) dev.free(g.xmax, g.chain);
+    freeGrids(dev, grids);
   }
 }

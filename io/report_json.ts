@@ -15,6 +15,7 @@ import {
   type QuantizationReport,
   REPORT_SCHEMA,
   REPORT_SCHEMA_V1,
+  type ReportCosts,
   type ReportValue,
 } from "../core/report.ts";
 import { checkMethodBits } from "../core/bit_widths.ts";
@@ -84,6 +85,22 @@ class ValueChecker {
       throw this.typeError(path, "a boolean", value);
     }
     return value;
+  }
+
+  /** The costs in the other conventions: four non-negative numbers. */
+  costs(value: unknown): ReportCosts {
+    const o = this.object(value, "costs");
+    const get = (key: keyof ReportCosts) => {
+      const n = this.number(o[key], `costs.${key}`);
+      if (n < 0) throw this.rangeError(`costs.${key}`, "non-negative", n);
+      return n;
+    };
+    return {
+      macsBitsRelativeGbops: get("macsBitsRelativeGbops"),
+      executableRelativeGbops: get("executableRelativeGbops"),
+      weightBytes: get("weightBytes"),
+      floatWeightBytes: get("floatWeightBytes"),
+    };
   }
 
   /** A finite number (JSON.parse turns `1e999` into Infinity, JSON.stringify NaN into null). */
@@ -345,6 +362,7 @@ class ReportChecker extends ValueChecker {
       relativeGbops: this.atLeast(o.relativeGbops, "relativeGbops", 0, 100),
       gbops: this.atLeast(o.gbops, "gbops", 0),
       baselineGbops: this.atLeast(o.baselineGbops, "baselineGbops", 0),
+      ...(o.costs === undefined ? {} : { costs: this.costs(o.costs) }),
       layers: this.array(o.layers, "layers").map((l, i) =>
         this.layer(l, `layers[${i}]`, v1, method)
       ),
