@@ -59,6 +59,9 @@ export type {
 /** The format version {@link saveCheckpoint} writes and {@link loadCheckpoint} reads. */
 export const CHECKPOINT_VERSION = "1";
 
+/** The largest checkpoint file {@link loadCheckpoint} reads: 4 GiB. */
+export const MAX_CHECKPOINT_BYTES = 2 ** 32;
+
 /** The `__metadata__` keys of a checkpoint file. */
 export const CHECKPOINT_KEYS: {
   readonly version: string;
@@ -257,7 +260,8 @@ async function hostTensors(
  * @returns The tensors (fresh arrays, with dtypes) and the parsed state.
  * @throws {Deno.errors.NotFound} If there is no file at `path`; the message
  *   names it.
- * @throws {RangeError} If the file is not a valid safetensors file
+ * @throws {RangeError} If `path` is not a regular file or is larger than
+ *   {@link MAX_CHECKPOINT_BYTES}; if the file is not a valid safetensors file
  *   (truncated, bad header length, bad JSON...), lacks the checkpoint
  *   metadata, has an unknown `"bbits.version"`, or its contents do not
  *   match `"bbits.sha256"` (corruption); every message names `path`.
@@ -278,6 +282,17 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const where = `Cannot load checkpoint "${path}"`;
   let bytes: Uint8Array;
   try {
+    // A FIFO or device would block or never end; a huge file would be read
+    // whole: both are refused before reading.
+    const info = await Deno.stat(path);
+    if (!info.isFile) {
+      throw new RangeError(`${where}: it is not a regular file`);
+    }
+    if (info.size > MAX_CHECKPOINT_BYTES) {
+      throw new RangeError(
+        `${where}: it has ${info.size} bytes, more than the ${MAX_CHECKPOINT_BYTES} a checkpoint may have`,
+      );
+    }
     bytes = await Deno.readFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {

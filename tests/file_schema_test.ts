@@ -167,6 +167,14 @@ Deno.test("a snapshot that lost its pruning logits is refused on resume and on e
       () => exportQuantized(gated, snapshot.state),
       /^RangeError: Cannot export: parameter "fc1.weight.prune" is missing/,
     );
+    const negative = {
+      ...snapshot.state,
+      params: { ...state.params, "fc2.weight.xmax": Tensor.from([-1]) },
+    };
+    assert.throws(
+      () => exportQuantized(gated, negative),
+      /^RangeError: Cannot export: parameter "fc2.weight.xmax" has -1 at element 0 \(a range must be finite and positive\)/,
+    );
   });
 });
 

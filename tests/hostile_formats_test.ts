@@ -3,6 +3,7 @@ import { decodeSafetensors } from "../core/safetensors.ts";
 import { encodeIdx, parseIdx } from "../core/idx.ts";
 import { parseJson } from "../core/schema.ts";
 import { gunzipBounded, loadMnist } from "../io/mnist.ts";
+import { loadCheckpoint } from "../io/checkpoint.ts";
 import { withTempDir } from "./io_helpers.ts";
 
 /** A header-length prefix, the header text, and the payload bytes. */
@@ -143,4 +144,19 @@ Deno.test("gunzipBounded() stops at its bound; loadMnist() refuses a gzip bomb a
     gunzipBounded(new Uint8Array([0x1f, 0x8b, 1, 2]), 10, "bad.gz"),
     RangeError,
   );
+});
+
+Deno.test("loadCheckpoint() refuses a directory and a FIFO before reading, instead of blocking", async () => {
+  await withTempDir(async (dir) => {
+    await assert.rejects(
+      loadCheckpoint(dir),
+      new RangeError(
+        `Cannot load checkpoint "${dir}": it is not a regular file`,
+      ),
+    );
+    const fifo = `${dir}/fifo`;
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.ok(made.success, "mkfifo");
+    await assert.rejects(loadCheckpoint(fifo), /it is not a regular file/);
+  });
 });

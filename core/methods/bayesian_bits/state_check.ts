@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Shape } from "../../tensor.ts";
+import { hostF32, type Shape } from "../../tensor.ts";
 import type { GatedModel, GatedState } from "./model.ts";
 
 /**
@@ -103,6 +103,7 @@ export function checkGatedState(
       } is not one of the ${gated.model.name} model's`,
     );
   }
+  checkValues(gated, state, where);
   for (const q of gated.quantizers) {
     const signed = Object.hasOwn(state.signed, q.name)
       ? state.signed[q.name]
@@ -111,6 +112,37 @@ export function checkGatedState(
       throw new RangeError(
         `${where}: signed["${q.name}"] must be a boolean, got ${typeof signed}`,
       );
+    }
+  }
+}
+
+/**
+ * The values the host can see: ranges finite and positive, gate logits
+ * finite (a device the host cannot read synchronously is left to training's
+ * own checks).
+ */
+function checkValues(gated: GatedModel, state: GatedState, where: string) {
+  for (const q of gated.quantizers) {
+    const names = [q.xmaxParam, q.logitsParam, q.pruneParam];
+    for (const name of names) {
+      if (name === null) continue;
+      const t = state.params[name];
+      if (t.device.kind === "webgpu") return;
+      const values = hostF32(t);
+      const bad = values.findIndex((v) =>
+        !Number.isFinite(v) || (name === q.xmaxParam && !(v > 0))
+      );
+      if (bad >= 0) {
+        throw new RangeError(
+          `${where}: parameter "${name}" has ${
+            values[bad]
+          } at element ${bad} (${
+            name === q.xmaxParam
+              ? "a range must be finite and positive"
+              : "logits must be finite"
+          })`,
+        );
+      }
     }
   }
 }
