@@ -204,6 +204,9 @@ export function decodeMnistSplit(
   );
 }
 
+/** Bytes of gzip input fed to the decompressor at a time. */
+const GZIP_SLICE = 4096;
+
 /**
  * Decompresses gzip data, streaming, and stops as soon as the output passes
  * `maxBytes`: a small "gzip bomb" costs at most `maxBytes` of memory.
@@ -235,8 +238,22 @@ export async function gunzipBounded(
   path: string,
 ): Promise<Uint8Array> {
   const where = `Cannot gunzip MNIST file "${path}"`;
-  const reader = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
-    .pipeThrough(new DecompressionStream("gzip")).getReader();
+  // The input goes in 4 KiB slices, pulled on demand: deflate expands a
+  // slice at most about 1000-fold, so the output stops a few MB past the
+  // bound (one slice of a whole-file chunk would be decompressed whole).
+  let fed = 0;
+  const source = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    pull(controller) {
+      if (fed >= bytes.length) {
+        controller.close();
+        return;
+      }
+      controller.enqueue(bytes.slice(fed, fed + GZIP_SLICE));
+      fed += GZIP_SLICE;
+    },
+  }, { highWaterMark: 0 });
+  const reader = source.pipeThrough(new DecompressionStream("gzip"))
+    .getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
