@@ -27,7 +27,14 @@ import {
 import { loadMnist } from "../io/mnist.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
 import { paramsToTensors } from "../io/params.ts";
-import { checkModelFits, deviceKind, modelName, MODELS } from "./config.ts";
+import {
+  checkModelFits,
+  deviceKind,
+  MNIST_SHAPE,
+  modelName,
+  MODELS,
+} from "./config.ts";
+import { checkOutputPath, RunDirectory } from "../io/run_dir.ts";
 import { formatSeconds } from "./format.ts";
 import { MAX_THREADS, type NumberRule, parseNumber } from "./values.ts";
 
@@ -146,7 +153,6 @@ async function saveFloat(
   result: TrainResult,
 ): Promise<void> {
   if (a.out === undefined) return;
-  await Deno.mkdir(a.out, { recursive: true });
   const path = `${a.out}/float.safetensors`;
   const last = result.history[result.history.length - 1];
   await saveCheckpoint(path, {
@@ -181,6 +187,7 @@ function printProgress(p: TrainProgress): void {
  * @param usage The text `--help` prints (the CLI passes its whole usage).
  * @returns The exit code.
  * @throws {RangeError} On a bad flag or a model whose input shape is not the images'.
+ * @throws {RunDirectoryLockedError} If another process writes into `--out`.
  */
 export async function floatCommand(
   args: string[],
@@ -192,6 +199,13 @@ export async function floatCommand(
     return 0;
   }
   const [initKey, shuffleKey] = splitKey(randomKey(a.seed));
+  // Cheap checks first; then the output directory, held and known
+  // writable before any training (the trained model must have a place).
+  checkModelFits(a.model, MNIST_SHAPE, "MNIST");
+  if (a.out !== undefined) await checkOutputPath("--out", a.out);
+  await using _dir = a.out === undefined
+    ? null
+    : await RunDirectory.open(a.out, { command: "float" });
   const data = await loadMnist({ limit: a.limit });
   checkModelFits(a.model, data.train.shape, "MNIST");
   const total = a.epochs * batchCount(data.train.count, a.batchSize);

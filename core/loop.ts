@@ -16,6 +16,14 @@ import type { Optimizer, OptimizerState } from "./optim.ts";
 import { foldIn, type RandomKey } from "./rng.ts";
 import type { Tensor } from "./tensor.ts";
 
+/**
+ * How often (ms) a long epoch gives the event loop a turn, so that signal
+ * handlers (Ctrl-C releasing a run directory), timers and I/O callbacks run
+ * during training: a step's awaits alone settle as microtasks and never let
+ * them in. A turn costs about a millisecond.
+ */
+const TURN_EVERY_MS = 200;
+
 /** Parameters by name. */
 export type ParamRecord = Readonly<Record<string, Tensor>>;
 
@@ -306,8 +314,13 @@ class Run<S> {
     const order = batches(this.data.train, options.batchSize, {
       key: foldIn(options.shuffleKey, epoch),
     });
+    let lastTurn = performance.now();
     for (const batch of order) {
       const values = await this.step(batch);
+      if (performance.now() - lastTurn >= TURN_EVERY_MS) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        lastTurn = performance.now();
+      }
       const missing = new Set(
         Object.keys(spec.metrics).filter((n) => !(n in values)),
       );

@@ -44,6 +44,7 @@ import { parseJson, quote } from "../core/schema.ts";
 import type { OptimizerState } from "../core/optim.ts";
 import { referenceDevice } from "../core/reference/device.ts";
 import { Tensor } from "../core/tensor.ts";
+import { writeFileAtomic } from "./atomic.ts";
 
 // Re-exported so that this module documents on its own as an entry point.
 export type { Device } from "../core/device.ts";
@@ -133,6 +134,8 @@ export interface LoadedCheckpoint {
  * @throws {Deno.errors.NotFound} If the directory of `path` does not exist.
  * @throws {Deno.errors.PermissionDenied} Without `--allow-read` and
  *   `--allow-write`.
+ * @throws {Error} On any other file error (a full disk...); like the two
+ *   above, its message names `path` (`Cannot write "<path>": ...`).
  *
  * @example
  * ```ts
@@ -170,28 +173,7 @@ export async function saveCheckpoint(
   }
   const tensors = await hostTensors(checkpoint.tensors);
   const bytes = encodeCheckpoint(tensors, checkpoint.state);
-
-  const tempPath = `${path}.tmp-${crypto.randomUUID()}`;
-  let file: Deno.FsFile | undefined;
-  try {
-    file = await Deno.open(tempPath, { write: true, createNew: true });
-    let written = 0;
-    while (written < bytes.length) {
-      written += await file.write(bytes.subarray(written));
-    }
-    await file.sync();
-    file.close();
-    file = undefined;
-    await Deno.rename(tempPath, path);
-  } catch (error) {
-    file?.close();
-    try {
-      await Deno.remove(tempPath);
-    } catch {
-      // Not created, or already gone: nothing to clean up.
-    }
-    throw error;
-  }
+  await writeFileAtomic(path, bytes);
 }
 
 /**
