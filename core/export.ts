@@ -30,6 +30,7 @@ import { analyzeGraph, type LayerInfo, runGraph } from "./graph.ts";
 import type { Frozen, GridPlan, LayerPlan } from "./method.ts";
 import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
 import { referenceDevice } from "./reference/device.ts";
+import { quantizerConstants, scaleProblem } from "./reference/quantizer.ts";
 import { roundHalfEven } from "./round.ts";
 import { hostF32, type Tensor } from "./tensor.ts";
 import { checkImageShape } from "./train.ts";
@@ -54,6 +55,15 @@ function gridOf(grid: GridPlan, where: string): QuantizedGrid {
   if (![2, 4, 8, 16, 32].includes(bits)) {
     throw new RangeError(
       `Cannot export ${where}: a grid has 2, 4, 8, 16 or 32 bits, got ${grid.bits}`,
+    );
+  }
+  const problem = scaleProblem(
+    quantizerConstants(grid.xmax, grid.signed, [1, 1, 1, 1]),
+    [2, 4, 8, 16, 32].indexOf(bits) + 1,
+  );
+  if (problem !== null) {
+    throw new RangeError(
+      `Cannot export ${where}: its ${bits}-bit grid is not representable: ${problem}`,
     );
   }
   return {
@@ -320,7 +330,9 @@ function forwardQuantized(
  * @param model The exported model.
  * @param x A batch `[N, C, H, W]`.
  * @returns The logits `[N, classes]`, on `x`'s device.
- * @throws {RangeError} On an inconsistent model or a batch of the wrong shape.
+ * @throws {RangeError} On an inconsistent model, a batch of the wrong shape,
+ *   or a batch holding NaN or an infinity (checked where the host sees the
+ *   batch: the reference and WASM devices).
  *
  * @example
  * ```ts
@@ -337,6 +349,17 @@ function forwardQuantized(
 export function runQuantized(model: QuantizedModel, x: Tensor): Tensor {
   checkQuantizedModel(model);
   const dev = x.device;
+  if (dev.kind !== "webgpu") {
+    const values = hostF32(x);
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new RangeError(
+        `Cannot run the exported model on a batch with ${
+          values[bad]
+        } at element ${bad} (inputs must be finite)`,
+      );
+    }
+  }
   return dev.scope(() =>
     forwardQuantized(
       model,

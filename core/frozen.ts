@@ -109,7 +109,7 @@ function frozenHooks(
  * @param batchSize Images per batch.
  * @param forward The logits `[N, K]` of a batch `[N, ...shape]`.
  * @returns The accuracy in [0, 1].
- * @throws {RangeError} On an empty dataset.
+ * @throws {RangeError} On an empty dataset or an image that is not finite.
  */
 export async function accuracyOn(
   dev: Device,
@@ -121,7 +121,10 @@ export async function accuracyOn(
     throw new RangeError("Cannot evaluate on an empty dataset");
   }
   let correct = 0;
+  let first = 0;
   for (const batch of batches(data, batchSize)) {
+    checkFiniteImages(batch.images, first, data);
+    first += batch.size;
     const count = dev.scope(() => {
       const x = dev.upload(batch.images, [batch.size, ...data.shape]);
       const labels = dev.upload(batch.labels, [batch.size], "int32");
@@ -131,6 +134,27 @@ export async function accuracyOn(
     dev.free(count);
   }
   return correct / data.count;
+}
+
+/**
+ * Throws unless every pixel of a batch is finite, as training requires
+ * (a NaN image would otherwise count as a wrong answer, silently).
+ */
+function checkFiniteImages(
+  images: Float32Array,
+  first: number,
+  data: Dataset,
+): void {
+  for (let i = 0; i < images.length; i++) {
+    if (!Number.isFinite(images[i])) {
+      const size = data.shape[0] * data.shape[1] * data.shape[2];
+      throw new RangeError(
+        `Cannot evaluate: image ${first + Math.floor(i / size)} has ${
+          images[i]
+        } at element ${i % size} (images must be finite)`,
+      );
+    }
+  }
 }
 
 /**

@@ -53,48 +53,42 @@ export interface SafetensorsArrays {
   U8: Uint8Array;
 }
 
+import { describeValue, MESSAGE_PREFIX, parseJson, quote } from "./schema.ts";
+
+/** A shape for a message: its sizes, the first few only when long. */
+function shapeText(shape: readonly unknown[]): string {
+  const sizes = shape.slice(0, 8).map((size) =>
+    typeof size === "number" ? String(size) : describeValue(size)
+  );
+  return shape.length > 8
+    ? `[${sizes.join(", ")}, ...] (${shape.length} dimensions)`
+    : `[${sizes.join(", ")}]`;
+}
+
+/** A dtype's item size and typed array. */
+interface DtypeInfo<A> {
+  readonly size: 1 | 2 | 4;
+  readonly make: (buffer: ArrayBuffer) => A;
+  readonly is: (data: unknown) => boolean;
+}
+
+function info<A>(
+  size: 1 | 2 | 4,
+  Array: new (buffer: ArrayBuffer) => A,
+): DtypeInfo<A> {
+  return { size, make: (b) => new Array(b), is: (d) => d instanceof Array };
+}
+
 const DTYPES: {
-  readonly [D in SafetensorsDtype]: {
-    readonly size: 1 | 2 | 4;
-    readonly make: (buffer: ArrayBuffer) => SafetensorsArrays[D];
-    readonly is: (data: unknown) => boolean;
-  };
+  readonly [D in SafetensorsDtype]: DtypeInfo<SafetensorsArrays[D]>;
 } = {
-  F32: {
-    size: 4,
-    make: (b) => new Float32Array(b),
-    is: (d) => d instanceof Float32Array,
-  },
-  I32: {
-    size: 4,
-    make: (b) => new Int32Array(b),
-    is: (d) => d instanceof Int32Array,
-  },
-  U32: {
-    size: 4,
-    make: (b) => new Uint32Array(b),
-    is: (d) => d instanceof Uint32Array,
-  },
-  I16: {
-    size: 2,
-    make: (b) => new Int16Array(b),
-    is: (d) => d instanceof Int16Array,
-  },
-  U16: {
-    size: 2,
-    make: (b) => new Uint16Array(b),
-    is: (d) => d instanceof Uint16Array,
-  },
-  I8: {
-    size: 1,
-    make: (b) => new Int8Array(b),
-    is: (d) => d instanceof Int8Array,
-  },
-  U8: {
-    size: 1,
-    make: (b) => new Uint8Array(b),
-    is: (d) => d instanceof Uint8Array,
-  },
+  F32: info(4, Float32Array),
+  I32: info(4, Int32Array),
+  U32: info(4, Uint32Array),
+  I16: info(2, Int16Array),
+  U16: info(2, Uint16Array),
+  I8: info(1, Int8Array),
+  U8: info(1, Uint8Array),
 };
 const DTYPE_NAMES = Object.keys(DTYPES) as SafetensorsDtype[];
 
@@ -131,6 +125,11 @@ export interface DecodedSafetensors {
 }
 
 const METADATA_KEY = "__metadata__";
+/**
+ * The deepest nesting a header may have: the object of entries, an entry,
+ * its shape (3); a few more levels are tolerated, not 100,000.
+ */
+const MAX_HEADER_DEPTH = 8;
 const HEADER_ALIGNMENT = 8;
 
 /**
@@ -212,7 +211,9 @@ function checkMetadataInput(metadata: Readonly<Record<string, string>>): void {
   for (const [key, value] of Object.entries(metadata)) {
     if (typeof value !== "string") {
       throw new TypeError(
-        `Cannot encode safetensors metadata "${key}": values must be strings, got ${typeof value}`,
+        `Cannot encode safetensors metadata ${
+          quote(key)
+        }: values must be strings, got ${typeof value}`,
       );
     }
   }
@@ -221,9 +222,7 @@ function checkMetadataInput(metadata: Readonly<Record<string, string>>): void {
 function checkTensorName(name: string): void {
   if (name === "" || name === METADATA_KEY) {
     throw new RangeError(
-      `Cannot encode tensor ${
-        JSON.stringify(name)
-      }: the name is reserved or empty`,
+      `Cannot encode tensor ${quote(name)}: the name is reserved or empty`,
     );
   }
 }
@@ -235,12 +234,12 @@ function checkTensorInput(
   data: SafetensorsArrays[SafetensorsDtype],
 ): SafetensorsDtype {
   const dtype = dtypeOf(name, data);
-  const count = elementCount(`tensor "${name}"`, shape);
+  const count = elementCount(`tensor ${quote(name)}`, shape);
   if (data.length !== count) {
     throw new RangeError(
-      `Cannot encode tensor "${name}": shape [${
-        shape.join(", ")
-      }] needs ${count} elements, got ${data.length}`,
+      `Cannot encode tensor ${quote(name)}: shape ${
+        shapeText(shape)
+      } needs ${count} elements, got ${data.length}`,
     );
   }
   return dtype;
@@ -375,12 +374,18 @@ function checkCoverage(
   for (const entry of byOffset) {
     if (entry.begin < covered) {
       throw new RangeError(
-        `Cannot decode safetensors: tensor "${entry.name}" data_offsets [${entry.begin}, ${entry.end}] overlap tensor "${previous?.name}" [${previous?.begin}, ${previous?.end}]`,
+        `Cannot decode safetensors: tensor ${
+          quote(entry.name)
+        } data_offsets [${entry.begin}, ${entry.end}] overlap tensor ${
+          quote(previous?.name ?? "")
+        } [${previous?.begin}, ${previous?.end}]`,
       );
     }
     if (entry.begin > covered) {
       throw new RangeError(
-        `Cannot decode safetensors: bytes [${covered}, ${entry.begin}) of the data section before tensor "${entry.name}" belong to no tensor`,
+        `Cannot decode safetensors: bytes [${covered}, ${entry.begin}) of the data section before tensor ${
+          quote(entry.name)
+        } belong to no tensor`,
       );
     }
     covered = entry.end;
@@ -440,7 +445,9 @@ function dtypeOf(name: string, data: unknown): SafetensorsDtype {
   const dtype = DTYPE_NAMES.find((d) => DTYPES[d].is(data));
   if (dtype) return dtype;
   throw new TypeError(
-    `Cannot encode tensor "${name}": data must be a Float32Array, Int32Array, Uint32Array, Int16Array, Uint16Array, Int8Array or Uint8Array, got ${
+    `Cannot encode tensor ${
+      quote(name)
+    }: data must be a Float32Array, Int32Array, Uint32Array, Int16Array, Uint16Array, Int8Array or Uint8Array, got ${
       Object.prototype.toString.call(data)
     }`,
   );
@@ -450,23 +457,23 @@ function dtypeOf(name: string, data: unknown): SafetensorsDtype {
 function elementCount(what: string, shape: unknown): number {
   if (!Array.isArray(shape)) {
     throw new RangeError(
-      `Bad shape for ${what}: expected an array, got ${JSON.stringify(shape)}`,
+      `Bad shape for ${what}: expected an array, got ${describeValue(shape)}`,
     );
   }
   let count = 1;
   for (const size of shape) {
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new RangeError(
-        `Bad shape for ${what}: [${
-          shape.join(", ")
-        }] has ${size}, sizes must be non-negative integers`,
+        `Bad shape for ${what}: ${shapeText(shape)} has ${
+          describeValue(size)
+        }, sizes must be non-negative integers`,
       );
     }
     count *= size;
   }
   if (!Number.isSafeInteger(count * 4)) { // the largest item size
     throw new RangeError(
-      `Bad shape for ${what}: [${shape.join(", ")}] is too large`,
+      `Bad shape for ${what}: ${shapeText(shape)} is too large`,
     );
   }
   return count;
@@ -484,19 +491,24 @@ function parseHeader(headerBytes: Uint8Array): Record<string, unknown> {
   }
   let header: unknown;
   try {
-    header = JSON.parse(text);
+    // Duplicate keys are refused (the format forbids them: JSON.parse would
+    // keep the last, and a tensor would vanish), and so is deep nesting.
+    header = parseJson(text, {
+      maxDepth: MAX_HEADER_DEPTH,
+      where: "the header is not valid JSON",
+    });
   } catch (error) {
     throw new RangeError(
-      `Cannot decode safetensors: the header is not valid JSON (${
-        (error as Error).message
-      }); it starts ${JSON.stringify(text.slice(0, 40))}`,
+      `Cannot decode safetensors: ${(error as Error).message}; it starts ${
+        JSON.stringify(text.slice(0, MESSAGE_PREFIX))
+      }`,
       { cause: error },
     );
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     throw new RangeError(
       `Cannot decode safetensors: the header must be a JSON object, got ${
-        JSON.stringify(text.slice(0, 40))
+        JSON.stringify(text.slice(0, MESSAGE_PREFIX))
       }`,
     );
   }
@@ -507,16 +519,16 @@ function checkMetadata(value: unknown): Record<string, string> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new RangeError(
       `Cannot decode safetensors: "__metadata__" must be an object, got ${
-        JSON.stringify(value)
+        describeValue(value)
       }`,
     );
   }
   for (const [key, item] of Object.entries(value)) {
     if (typeof item !== "string") {
       throw new RangeError(
-        `Cannot decode safetensors: metadata "${key}" must be a string, got ${
-          JSON.stringify(item)
-        }`,
+        `Cannot decode safetensors: metadata ${
+          quote(key)
+        } must be a string, got ${describeValue(item)}`,
       );
     }
   }
@@ -528,10 +540,10 @@ function checkEntry(
   value: unknown,
   dataLength: number,
 ): TensorEntry {
-  const where = `Cannot decode safetensors tensor "${name}"`;
+  const where = `Cannot decode safetensors tensor ${quote(name)}`;
   if (typeof value !== "object" || value === null) {
     throw new RangeError(
-      `${where}: the entry must be an object, got ${JSON.stringify(value)}`,
+      `${where}: the entry must be an object, got ${describeValue(value)}`,
     );
   }
   const { dtype, shape, data_offsets: offsets } = value as Record<
@@ -540,20 +552,22 @@ function checkEntry(
   >;
   if (!DTYPE_NAMES.includes(dtype as SafetensorsDtype)) {
     throw new RangeError(
-      `${where}: unknown dtype ${JSON.stringify(dtype)}, supported are ${
-        DTYPE_NAMES.map((d) => `"${d}"`).join(", ")
-      }`,
+      `${where}: unknown dtype ${
+        typeof dtype === "string" ? quote(dtype) : describeValue(dtype)
+      }, supported are ${DTYPE_NAMES.map((d) => `"${d}"`).join(", ")}`,
     );
   }
   const itemSize = DTYPES[dtype as SafetensorsDtype].size;
-  const count = elementCount(`safetensors tensor "${name}"`, shape);
+  const count = elementCount(`safetensors tensor ${quote(name)}`, shape);
   if (
     !Array.isArray(offsets) || offsets.length !== 2 ||
     !offsets.every((x) => Number.isSafeInteger(x) && x >= 0)
   ) {
     throw new RangeError(
       `${where}: data_offsets must be two non-negative integers, got ${
-        JSON.stringify(offsets)
+        Array.isArray(offsets) && offsets.length <= 4
+          ? `[${offsets.map(describeValue).join(", ")}]`
+          : describeValue(offsets)
       }`,
     );
   }
@@ -567,7 +581,7 @@ function checkEntry(
     throw new RangeError(
       `${where}: data_offsets [${begin}, ${end}] span ${
         end - begin
-      } bytes but ${dtype} shape [${(shape as number[]).join(", ")}] needs ${
+      } bytes but ${dtype} shape ${shapeText(shape as number[])} needs ${
         count * itemSize
       }`,
     );

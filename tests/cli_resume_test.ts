@@ -61,17 +61,17 @@ const EDITS: [string, (s: State) => void, RegExp][] = [
   [
     "history short",
     (s) => (s.history = []),
-    /: history has 0 entries, expected 1/,
+    /state\.history must hold one entry per completed epoch \(1\), got 0/,
   ],
   [
     "epoch beyond epochs",
     (s) => (s.epoch = 5),
-    /: epoch 5 is not within 0\.\.1 \(epochs\)/,
+    /state\.epoch must be at most state\.epochs \(1\), got 5/,
   ],
   [
     "epoch not an integer",
     (s) => (s.epoch = "1"),
-    /: epoch "1" is not within 0\.\.1/,
+    /state\.epoch must be an integer >= 0, got string "1"/,
   ],
   [
     "epochs not the recipe's",

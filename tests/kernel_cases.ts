@@ -29,6 +29,7 @@ import {
   lossCases,
   poolCases,
 } from "./kernel_cases_layers.ts";
+import { emptyCases } from "./kernel_cases_empty.ts";
 import {
   gateCases,
   optimizerCases,
@@ -339,4 +340,5 @@ export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...fracBitsCases(),
   ...uniformCases(),
   ...optimizerCases(),
+  ...emptyCases(),
 ]);

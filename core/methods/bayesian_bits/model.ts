@@ -300,7 +300,8 @@ function quantizersOf(
  * @returns The gated model (no parameters yet: see {@link initGated}).
  * @throws {RangeError} On a negative or non-finite `mu`, an unknown gate bit
  *   width or non-finite logit, an unknown layer name in `fullPrecision`, a
- *   bad learning rate or prior mode, or a model that does not analyse.
+ *   bad learning rate or prior mode, a model that does not analyse, or a
+ *   model without any conv or dense layer.
  *
  * @example LeNet-5 gets 4 weight and 3 activation quantizers
  * ```ts
@@ -321,6 +322,11 @@ export function bayesianBits(
 ): GatedModel {
   const resolved = resolveOptions(options);
   const info = analyzeGraph(model);
+  if (info.layers.length === 0) {
+    throw new RangeError(
+      `Cannot gate ${model.name}: it has no conv or dense layer to quantize`,
+    );
+  }
   const layerNames = info.layers.map((l) => l.name);
   const fullPrecision = [...(options.fullPrecision ?? [])];
   for (const name of fullPrecision) {
