@@ -18,7 +18,8 @@
  * overlaps, no holes, no trailing bytes.
  *
  * Supported dtypes: `F32` (Float32Array), `I32`, `U32`, `I16`, `U16`, `I8`
- * and `U8` (the typed array of that name). Elements are copied bit for bit
+ * and `U8` (the typed array of that name), and `F16` / `BF16` as their
+ * bit patterns in a Uint16Array (`io/import.ts` reads their values). Elements are copied bit for bit
  * (NaN payloads, `-0` included). This module is pure (no file access): `io/checkpoint.ts` reads
  * and writes files.
  *
@@ -33,7 +34,9 @@ export type SafetensorsDtype =
   | "I16"
   | "U16"
   | "I8"
-  | "U8";
+  | "U8"
+  | "F16"
+  | "BF16";
 
 /** The typed array of each dtype. */
 export interface SafetensorsArrays {
@@ -51,50 +54,42 @@ export interface SafetensorsArrays {
   I8: Int8Array;
   /** Unsigned bytes. */
   U8: Uint8Array;
+  /** IEEE half-precision floats, as their bit patterns. */
+  F16: Uint16Array;
+  /** bfloat16 floats (the top half of a float32), as their bit patterns. */
+  BF16: Uint16Array;
+}
+
+/** The dtype entry of a typed-array class. */
+function arrayDtype<A>(
+  size: 1 | 2 | 4,
+  Array: new (buffer: ArrayBuffer) => A,
+  encodes = true,
+) {
+  return {
+    size,
+    make: (b: ArrayBuffer) => new Array(b),
+    is: (d: unknown) => encodes && d instanceof Array,
+  };
 }
 
 const DTYPES: {
   readonly [D in SafetensorsDtype]: {
     readonly size: 1 | 2 | 4;
     readonly make: (buffer: ArrayBuffer) => SafetensorsArrays[D];
+    /** Whether encoding picks this dtype for `data` (F16/BF16: only when asked). */
     readonly is: (data: unknown) => boolean;
   };
 } = {
-  F32: {
-    size: 4,
-    make: (b) => new Float32Array(b),
-    is: (d) => d instanceof Float32Array,
-  },
-  I32: {
-    size: 4,
-    make: (b) => new Int32Array(b),
-    is: (d) => d instanceof Int32Array,
-  },
-  U32: {
-    size: 4,
-    make: (b) => new Uint32Array(b),
-    is: (d) => d instanceof Uint32Array,
-  },
-  I16: {
-    size: 2,
-    make: (b) => new Int16Array(b),
-    is: (d) => d instanceof Int16Array,
-  },
-  U16: {
-    size: 2,
-    make: (b) => new Uint16Array(b),
-    is: (d) => d instanceof Uint16Array,
-  },
-  I8: {
-    size: 1,
-    make: (b) => new Int8Array(b),
-    is: (d) => d instanceof Int8Array,
-  },
-  U8: {
-    size: 1,
-    make: (b) => new Uint8Array(b),
-    is: (d) => d instanceof Uint8Array,
-  },
+  F32: arrayDtype(4, Float32Array),
+  I32: arrayDtype(4, Int32Array),
+  U32: arrayDtype(4, Uint32Array),
+  I16: arrayDtype(2, Int16Array),
+  U16: arrayDtype(2, Uint16Array),
+  I8: arrayDtype(1, Int8Array),
+  U8: arrayDtype(1, Uint8Array),
+  F16: arrayDtype(2, Uint16Array, false),
+  BF16: arrayDtype(2, Uint16Array, false),
 };
 const DTYPE_NAMES = Object.keys(DTYPES) as SafetensorsDtype[];
 
@@ -108,6 +103,11 @@ export interface SafetensorsInput {
    * product of `shape`.
    */
   readonly data: SafetensorsArrays[SafetensorsDtype];
+  /**
+   * The dtype when the class does not say it: `"F16"` or `"BF16"` writes a
+   * Uint16Array of bit patterns as such; any other must match the class.
+   */
+  readonly dtype?: SafetensorsDtype;
 }
 
 /**
@@ -182,8 +182,8 @@ export function encodeSafetensors(
   let offset = 0;
   for (const name of names) {
     checkTensorName(name);
-    const { shape, data } = tensors[name];
-    const dtype = checkTensorInput(name, shape, data);
+    const { shape, data, dtype: half } = tensors[name];
+    const dtype = checkTensorInput(name, shape, data, half);
     const begin = offset;
     offset += data.length * DTYPES[dtype].size;
     header.push([name, {
@@ -233,8 +233,17 @@ function checkTensorInput(
   name: string,
   shape: readonly number[],
   data: SafetensorsArrays[SafetensorsDtype],
+  asked?: SafetensorsDtype,
 ): SafetensorsDtype {
-  const dtype = dtypeOf(name, data);
+  const half = asked === "F16" || asked === "BF16";
+  const dtype = half ? asked : dtypeOf(name, data);
+  if ((half && !(data instanceof Uint16Array)) || (asked && asked !== dtype)) {
+    throw new TypeError(
+      `Cannot encode tensor "${name}" as ${asked}: got a ${
+        Object.prototype.toString.call(data)
+      }`,
+    );
+  }
   const count = elementCount(`tensor "${name}"`, shape);
   if (data.length !== count) {
     throw new RangeError(
