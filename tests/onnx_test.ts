@@ -1,0 +1,117 @@
+/**
+ * exportOnnx writes a frozen model as ONNX with integer weights at their
+ * widths: the reader gets back what was written, the codes times the
+ * scales are the frozen weights of the kept channels and inputs, and ONNX
+ * Runtime (`npm:onnxruntime-node`, needs `--allow-ffi`) predicts what our
+ * frozen model predicts on MNIST test images.
+ */
+
+import assert from "node:assert/strict";
+import { device, initGraph, lenet5, randomKey } from "../mod.ts";
+import { hostF32 } from "../core/tensor.ts";
+import { floatMethod } from "../core/methods/float.ts";
+import { loadMnist } from "../io/mnist.ts";
+import { exportOnnx, onnxSizes, readOnnxExport } from "../io/onnx.ts";
+import {
+  FFI_GRANTED,
+  fixedGatesLenet,
+  frozenPredictions,
+  onnxRuntimePredictions,
+} from "./onnx_helpers.ts";
+
+const data = await loadMnist();
+const wasm = await device("wasm", { threads: 1 });
+const float = initGraph(lenet5(), randomKey(1), wasm);
+const firstBatch = wasm.upload(
+  data.train.images.subarray(0, 64 * 784),
+  [64, 1, 28, 28],
+);
+
+/** Expected stored type and opset per weight width. */
+const WIDTHS = [
+  { bits: 2, type: "INT2", opset: 25 },
+  { bits: 4, type: "INT4", opset: 21 },
+  { bits: 8, type: "INT8", opset: 21 },
+] as const;
+
+Deno.test("exportOnnx() stores codes whose dequantized values are the frozen weights of the kept channels, and readOnnxExport() reads them back", async () => {
+  for (const { bits, type, opset } of WIDTHS) {
+    const frozen = await fixedGatesLenet(float, firstBatch, bits);
+    const exported = exportOnnx(frozen);
+    assert.equal(exported.opset, opset);
+    const back = readOnnxExport(exported.bytes);
+    assert.equal(back.opset, opset);
+    assert.equal(back.method, "bayesian-bits");
+    assert.deepEqual(
+      back.layers,
+      exported.layers.map(({ notes: _, ...stored }) => stored),
+    );
+    const kept = (c: number) => c % 3 !== 1;
+    for (const layer of back.layers) {
+      const plan = frozen.plan.layers.find((l) => l.name === layer.name)!;
+      assert.equal(layer.weightType, type, layer.name);
+      assert.deepEqual(layer.kept, plan.keptChannels, layer.name);
+      const w = hostF32(frozen.params[`${layer.name}.weight`]);
+      const shape = frozen.params[`${layer.name}.weight`].shape;
+      const row = w.length / shape[0];
+      const tolerance = 1e-6 * w.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const inputs = layer.keptInputs;
+      const columns = layer.dims.slice(1).reduce((a, b) => a * b, 1);
+      const span = inputs ? columns / inputs.length : row;
+      // Every stored code times the one scale is the frozen weight at the
+      // original row and column.
+      layer.kept.forEach((o, r) => {
+        for (let k = 0; k < columns; k++) {
+          const col = inputs
+            ? inputs[Math.floor(k / span)] * span + (k % span)
+            : k;
+          const value = layer.codes![r * columns + k] * layer.scales[0];
+          assert.ok(
+            Math.abs(value - w[o * row + col]) <= tolerance,
+            `${layer.name}[${o}, ${col}]`,
+          );
+        }
+      });
+      if (layer.name !== "fc2") {
+        assert.ok(layer.kept.every(kept) && layer.kept.length < shape[0]);
+      }
+    }
+    // conv1 -> conv2 and conv2 -> flatten -> fc1 lose the pruned inputs.
+    const [conv1, conv2, fc1] = back.layers;
+    assert.deepEqual(conv2.keptInputs, conv1.kept);
+    assert.deepEqual(conv2.dims.slice(1), [conv1.kept.length, 5, 5]);
+    assert.deepEqual(fc1.dims, [fc1.kept.length, conv2.kept.length * 16]);
+  }
+});
+
+Deno.test("onnxSizes() puts the 2-, 4- and 8-bit files beside the float model, smaller at fewer bits", async () => {
+  const sizes = [];
+  for (const { bits } of WIDTHS) {
+    sizes.push(onnxSizes(await fixedGatesLenet(float, firstBatch, bits)));
+  }
+  const floatOnly = exportOnnx(
+    floatMethod().freeze(lenet5(), float),
+  ).bytes.length;
+  for (const s of sizes) assert.equal(s.floatBytes, floatOnly);
+  // 4 bytes per float parameter: LeNet-5 has 582,026.
+  assert.ok(floatOnly > 4 * 582_026 && floatOnly < 4 * 582_026 + 8192);
+  assert.ok(sizes[0].bytes < sizes[1].bytes && sizes[1].bytes < sizes[2].bytes);
+  assert.ok(sizes[2].ratio < 0.25 * (2 / 3) + 0.01); // 8 bits, a third pruned
+});
+
+Deno.test({
+  name:
+    "ONNX Runtime predicts what the frozen model predicts at 2-, 4- and 8-bit weights (all 10,000 MNIST test images)",
+  ignore: !FFI_GRANTED,
+  fn: async () => {
+    for (const { bits } of WIDTHS) {
+      const frozen = await fixedGatesLenet(float, firstBatch, bits);
+      const ours = await frozenPredictions(frozen, data.test);
+      const theirs = await onnxRuntimePredictions(
+        exportOnnx(frozen).bytes,
+        data.test,
+      );
+      assert.deepEqual(theirs, ours, `${bits}-bit weights`);
+    }
+  },
+});
