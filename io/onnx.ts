@@ -34,6 +34,7 @@ import type { Frozen, GridPlan, LayerPlan } from "../core/method.ts";
 import { hostF32 } from "../core/tensor.ts";
 import {
   activateNumber,
+  activationCodeType,
   channelGrids,
   codeType,
   type Consumer,
@@ -267,6 +268,11 @@ function storeLayer(w: LayerWork): OnnxLayer {
   let weightType: DataTypeName = "FLOAT";
   let codes: Int32Array | null = null;
   let scales = new Float32Array(0);
+  if (grids === null && w.plan.weight !== null) {
+    notes.push(
+      `${w.plan.weight.bits}-bit weights are finer than float32: stored as float32`,
+    );
+  }
   if (grids !== null) {
     const kept = w.kept.map((o) => grids[o]);
     const lo = Math.min(...kept.map((g) => g.codeMin), 0);
@@ -324,7 +330,7 @@ function activationStorage(
     notes.push(`${grid.bits}-bit activations: a clip to the range only`);
     return { activationType: "FLOAT", activationScale: null };
   }
-  const type = codeType(step.codeMin, step.codeMax);
+  const type = activationCodeType(step.codeMin, step.codeMax);
   if (type === null) {
     throw new RangeError(
       `Cannot export ONNX: activation codes ${step.codeMin}..${step.codeMax} need more than 16 bits`,

@@ -17,7 +17,7 @@ import {
 } from "../core/graph.ts";
 import type { GridPlan } from "../core/method.ts";
 import { CLIP_FACTOR } from "../core/reference/quantizer.ts";
-import { codeType, stepGrid } from "./onnx_layers.ts";
+import { activationCodeType, stepGrid } from "./onnx_layers.ts";
 import type { OnnxLayer } from "./onnx.ts";
 import {
   DATA_TYPE,
@@ -174,7 +174,7 @@ export class GraphBuilder {
       const hi = Math.fround(CLIP_FACTOR * xmax);
       return clip(signed ? -hi : 0, hi);
     }
-    const typeName = codeType(step.codeMin, step.codeMax)!;
+    const typeName = activationCodeType(step.codeMin, step.codeMax)!;
     const type = DATA_TYPE[typeName];
     const [min, max] = integerRange(type);
     let input = x;

@@ -56,6 +56,31 @@ export function codeType(lo: number, hi: number): DataTypeName | null {
   }) ?? null;
 }
 
+/**
+ * The stored type of an activation grid's codes: the narrowest that holds
+ * them, but at least 8 bits when the codes do not fill the type (a clip
+ * bounds them then, and ONNX Runtime's clip fusion cannot read a sub-byte
+ * zero point). Activations never reach the file, so this costs nothing.
+ *
+ * @param lo The lowest code.
+ * @param hi The highest code.
+ * @returns The type's name, or `null` beyond 16 bits.
+ */
+export function activationCodeType(
+  lo: number,
+  hi: number,
+): DataTypeName | null {
+  const narrowest = codeType(lo, hi);
+  if (narrowest === null) return null;
+  const [min, max] = integerRange(DATA_TYPE[narrowest]);
+  if (min === lo && max === hi) return narrowest;
+  const wide = lo < 0 ? ["INT8", "INT16"] : ["UINT8", "UINT16"];
+  return (wide as DataTypeName[]).find((t) => {
+    const [tmin, tmax] = integerRange(DATA_TYPE[t]);
+    return tmin <= lo && hi <= tmax;
+  }) ?? null;
+}
+
 /** A plan grid as codes on a step: per-tensor, or `null` when it stays float. */
 export interface StepGrid {
   /** The width the plan counts. */
