@@ -49,9 +49,27 @@ function layerMeta(model: OnnxModel): LayerMeta[] {
       `Not an ONNX file of exportOnnx: no "bbits.layers" metadata`,
     );
   }
-  const meta = JSON.parse(text);
-  if (!Array.isArray(meta)) {
-    throw new RangeError(`Bad "bbits.layers" metadata: not an array`);
+  let meta: unknown;
+  try {
+    meta = JSON.parse(text);
+  } catch (e) {
+    throw new RangeError(
+      `Bad "bbits.layers" metadata: ${(e as Error).message}`,
+    );
+  }
+  const channels = (v: unknown) =>
+    Array.isArray(v) && v.every((c) => Number.isInteger(c) && c >= 0);
+  if (
+    !Array.isArray(meta) ||
+    !meta.every((l) =>
+      typeof l?.name === "string" &&
+      (l.kind === "conv" || l.kind === "dense") &&
+      channels(l.kept) && (l.keptInputs === null || channels(l.keptInputs))
+    )
+  ) {
+    throw new RangeError(
+      `Bad "bbits.layers" metadata: expected [{ name, kind, kept, keptInputs }, ...]`,
+    );
   }
   return meta as LayerMeta[];
 }
@@ -85,6 +103,13 @@ function readLayer(
     if (zero.data.some((z) => z !== 0)) {
       throw new RangeError(`ONNX file: "${n}.weight_zero_point" is not 0`);
     }
+  }
+  if (weight.dims[0] !== meta.kept.length || bias.length !== meta.kept.length) {
+    throw new RangeError(
+      `ONNX file: layer "${n}" stores ${
+        weight.dims[0]
+      } weight rows and ${bias.length} biases for ${meta.kept.length} kept channels`,
+    );
   }
   const actScale = init.get(`${n}.act_scale`);
   const activationType = actScale

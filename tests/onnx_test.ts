@@ -7,11 +7,12 @@
  */
 
 import assert from "node:assert/strict";
-import { device, initGraph, lenet5, randomKey } from "../mod.ts";
+import { device, initGraph, lenet5, randomKey, vgg7 } from "../mod.ts";
 import { hostF32 } from "../core/tensor.ts";
 import { floatMethod } from "../core/methods/float.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { exportOnnx, onnxSizes, readOnnxExport } from "../io/onnx.ts";
+import { encodeOnnx } from "../io/onnx_proto.ts";
 import {
   FFI_GRANTED,
   fixedGatesLenet,
@@ -114,4 +115,49 @@ Deno.test({
       assert.deepEqual(theirs, ours, `${bits}-bit weights`);
     }
   },
+});
+
+Deno.test("readOnnxExport() refuses truncated files and files without what exportOnnx writes", async () => {
+  const frozen = await fixedGatesLenet(float, firstBatch, 4);
+  const { bytes, model } = exportOnnx(frozen);
+  assert.throws(
+    () => readOnnxExport(bytes.subarray(0, bytes.length - 7)),
+    /truncated/,
+  );
+  const plain = encodeOnnx({ ...model, metadata: {} });
+  assert.throws(() => readOnnxExport(plain), /no "bbits.layers" metadata/);
+  const badMeta = encodeOnnx({
+    ...model,
+    metadata: { "bbits.layers": '[{"name":"conv1"}]' },
+  });
+  assert.throws(() => readOnnxExport(badMeta), /Bad "bbits.layers" metadata/);
+  const noScale = encodeOnnx({
+    ...model,
+    initializers: model.initializers.filter((t) =>
+      t.name !== "conv2.weight_scale"
+    ),
+  });
+  assert.throws(
+    () => readOnnxExport(noScale),
+    /missing initializer "conv2.weight_scale"/,
+  );
+});
+
+Deno.test("exportOnnx() refuses batch norm, a layer the plan lacks and a pruned channel with nonzero weights", async () => {
+  const withBn = floatMethod().freeze(vgg7(), initGraph(vgg7(), randomKey(2)));
+  assert.throws(() => exportOnnx(withBn), /layer "conv1" has batch norm/);
+  const frozen = await fixedGatesLenet(float, firstBatch, 8);
+  const noFc2 = {
+    ...frozen,
+    plan: { ...frozen.plan, layers: frozen.plan.layers.slice(0, 3) },
+  };
+  assert.throws(() => exportOnnx(noFc2), /the plan has no layer "fc2"/);
+  const alive = {
+    ...frozen,
+    params: { ...frozen.params, "conv1.weight": float.params["conv1.weight"] },
+  };
+  assert.throws(
+    () => exportOnnx(alive),
+    /pruned channel 1 of "conv1" has nonzero weights/,
+  );
 });
