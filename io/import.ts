@@ -9,9 +9,13 @@
  * `nn.Linear` store them; a `Gemm(transB=1)` initializer has the same
  * layout) and `<layer>.bias`; a layer with batch norm adds a `bn`
  * submodule: `<layer>.bn.weight`, `.bn.bias`, `.bn.running_mean`,
- * `.bn.running_var` (and `.bn.num_batches_tracked`, ignored). An ONNX
- * file's integer initializers (shapes for `Reshape` and the like) are
- * ignored; every other mismatch fails, all of them named in one error.
+ * `.bn.running_var` (and `.bn.num_batches_tracked`, ignored). In an ONNX
+ * file, a `DequantizeLinear` of initializers counts as the float tensor it
+ * outputs (so a QDQ model, e.g. one `exportOnnx` wrote without pruning,
+ * imports as its dequantized weights); the scales, zero points and clip
+ * bounds of `QuantizeLinear`, `DequantizeLinear` and `Clip` and other
+ * integer initializers (shapes for `Reshape` and the like) are ignored. Every other mismatch fails, all
+ * of them named in one error.
  *
  * @module
  */
@@ -28,6 +32,8 @@ import {
   decodeOnnx,
   halfToFloat,
   isFloatType,
+  type OnnxNode,
+  type OnnxTensor,
 } from "./onnx_proto.ts";
 
 /** Float parameters and batch-norm statistics, as `initGraph` returns them. */
@@ -84,10 +90,61 @@ function fromSafetensors(bytes: Uint8Array): Map<string, SourceTensor> {
   return out;
 }
 
+/**
+ * A `DequantizeLinear` of initializers as float32: `(q - zero) * scale`,
+ * per tensor or along `axis` (default 1); blocked scales are not read.
+ */
+function dequantized(
+  node: OnnxNode,
+  init: ReadonlyMap<string, OnnxTensor>,
+): SourceTensor {
+  const [q, scale, zero] = node.inputs.map((i) => init.get(i));
+  const dtype = `DequantizeLinear of ${dataTypeName(q!.dataType)}`;
+  const axis = node.attributes.axis;
+  let a = axis?.kind === "int" ? axis.value : 1;
+  if (a < 0) a += q!.dims.length;
+  const inner = q!.dims.slice(a + 1).reduce((x, y) => x * y, 1);
+  const channels = scale!.data.length;
+  const block = node.attributes.block_size;
+  if (
+    (block?.kind === "int" && block.value > 0) ||
+    (channels !== 1 && channels !== q!.dims[a])
+  ) {
+    return {
+      shape: q!.dims,
+      values: null,
+      dtype: `${dtype} with blocked or mismatched scales`,
+    };
+  }
+  const values = Float32Array.from(q!.data, (v, i) => {
+    const c = channels === 1 ? 0 : Math.floor(i / inner) % channels;
+    const z = zero ? zero.data[zero.data.length === 1 ? 0 : c] : 0;
+    return (v - z) * scale!.data[c];
+  });
+  return { shape: q!.dims, values, dtype };
+}
+
 function fromOnnx(bytes: Uint8Array): Map<string, SourceTensor> {
+  const model = decodeOnnx(bytes);
+  const init = new Map(model.initializers.map((t) => [t.name, t]));
   const out = new Map<string, SourceTensor>();
-  for (const t of decodeOnnx(bytes).initializers) {
-    if (!isFloatType(t.dataType)) continue; // shapes and indices
+  const used = new Set<string>();
+  for (const node of model.nodes) {
+    // Scales, zero points and clip bounds are the graph's, not weights.
+    if (["QuantizeLinear", "DequantizeLinear", "Clip"].includes(node.opType)) {
+      node.inputs.slice(1).forEach((i) => used.add(i));
+    }
+    if (
+      node.opType !== "DequantizeLinear" ||
+      !node.inputs.every((i) => i === "" || init.has(i))
+    ) continue;
+    out.set(node.outputs[0], dequantized(node, init));
+    node.inputs.forEach((i) => used.add(i));
+  }
+  for (const t of model.initializers) {
+    // Integer initializers are shapes and indices; a dequantized one's
+    // codes, scale and zero point are read above.
+    if (!isFloatType(t.dataType) || used.has(t.name)) continue;
     out.set(t.name, {
       shape: t.dims,
       values: t.data as Float32Array,

@@ -5,7 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { floatMethod, initGraph, lenet5, randomKey, vgg7 } from "../mod.ts";
+import {
+  device,
+  floatMethod,
+  initGraph,
+  lenet5,
+  randomKey,
+  vgg7,
+} from "../mod.ts";
 import type { ModelGraph } from "../core/graph.ts";
 import {
   encodeSafetensors,
@@ -14,7 +21,9 @@ import {
 import { hostF32 } from "../core/tensor.ts";
 import { importFloatWeights } from "../io/import.ts";
 import { exportOnnx } from "../io/onnx.ts";
+import { randomValues } from "./helpers.ts";
 import { withTempDir } from "./io_helpers.ts";
+import { fixedGatesLenet } from "./onnx_helpers.ts";
 
 const TINY: ModelGraph = {
   name: "tiny",
@@ -156,5 +165,34 @@ Deno.test("importFloatWeights() names every missing, extra, misshapen and non-fl
   await assert.rejects(
     importFloatWeights(onnx.subarray(0, 1000), lenet5(), { format: "onnx" }),
     /Cannot import float weights from onnx bytes into lenet5: .*truncated/,
+  );
+});
+
+Deno.test("importFloatWeights() reads a QDQ ONNX file as its dequantized weights, and names the shapes a pruned one lacks", async () => {
+  const wasm = await device("wasm", { threads: 1 });
+  const float = initGraph(lenet5(), randomKey(6), wasm);
+  const x = wasm.upload(randomValues(8, 16 * 784, 0, 1), [16, 1, 28, 28]);
+  const frozen = await fixedGatesLenet(float, x, 4, 8, false);
+  const { params } = await importFloatWeights(
+    exportOnnx(frozen).bytes,
+    lenet5(),
+    {
+      format: "onnx",
+    },
+  );
+  for (const [name, t] of Object.entries(params)) {
+    const expected = hostF32(frozen.params[name]);
+    const got = hostF32(t);
+    const tolerance = 1e-6 *
+      expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assert.ok(
+      got.every((v, i) => Math.abs(v - expected[i]) <= tolerance),
+      name,
+    );
+  }
+  const pruned = exportOnnx(await fixedGatesLenet(float, x, 4)).bytes;
+  await assert.rejects(
+    importFloatWeights(pruned, lenet5()),
+    /"conv1.weight" has shape \[21, 1, 5, 5\], lenet5 needs \[32, 1, 5, 5\]/,
   );
 });

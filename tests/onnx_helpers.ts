@@ -19,13 +19,15 @@ function chainLogits(bits: number): number[] {
 
 /**
  * A frozen LeNet-5: weights at `bits`, activations at `activationBits`,
- * channel `c` of each pruned layer pruned when `c % 3 === 1`.
+ * channel `c` of each pruned layer pruned when `c % 3 === 1` (unless
+ * `prune` is false).
  */
 export async function fixedGatesLenet(
   float: { params: ParamRecord },
   firstBatch: Tensor,
   bits: number,
   activationBits = 8,
+  prune = true,
 ): Promise<Frozen> {
   const gated = bayesianBits(lenet5());
   const state = await initGated(gated, float, firstBatch);
@@ -36,7 +38,10 @@ export async function fixedGatesLenet(
     params[q.logitsParam] = dev.upload(chainLogits(b), [4]);
     if (q.pruneParam) {
       params[q.pruneParam] = dev.upload(
-        Array.from({ length: q.pruneChannels }, (_, c) => c % 3 === 1 ? -6 : 6),
+        Array.from(
+          { length: q.pruneChannels },
+          (_, c) => prune && c % 3 === 1 ? -6 : 6,
+        ),
         [q.pruneChannels],
       );
     }
