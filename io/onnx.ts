@@ -227,7 +227,9 @@ function planRemovals(frozen: Frozen, work: Map<string, LayerWork>): void {
   for (const w of work.values()) {
     const all = w.info.outChannels;
     if (w.plan.keptChannels.length === all) continue;
-    const consumer = soleConsumer(frozen.model, shapes, w.info);
+    const consumer = w.plan.keptChannels.length === 0
+      ? "every channel is pruned"
+      : soleConsumer(frozen.model, shapes, w.info);
     if (typeof consumer === "string") {
       w.notes.push(
         `${

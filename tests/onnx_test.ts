@@ -11,8 +11,9 @@ import { device, initGraph, lenet5, randomKey, vgg7 } from "../mod.ts";
 import { hostF32 } from "../core/tensor.ts";
 import { floatMethod } from "../core/methods/float.ts";
 import { loadMnist } from "../io/mnist.ts";
-import { exportOnnx, onnxSizes, readOnnxExport } from "../io/onnx.ts";
+import { exportOnnx, onnxSizes, readOnnxExport, saveOnnx } from "../io/onnx.ts";
 import { encodeOnnx } from "../io/onnx_proto.ts";
+import { withTempDir } from "./io_helpers.ts";
 import {
   FFI_GRANTED,
   fixedGatesLenet,
@@ -160,4 +161,31 @@ Deno.test("exportOnnx() refuses batch norm, a layer the plan lacks and a pruned 
     () => exportOnnx(alive),
     /pruned channel 1 of "conv1" has nonzero weights/,
   );
+});
+
+Deno.test("saveOnnx() writes the file exportOnnx makes; a layer with every channel pruned stays as zeros", async () => {
+  const frozen = await fixedGatesLenet(float, firstBatch, 4);
+  const layers = frozen.plan.layers.map((l) =>
+    l.name === "fc1" ? { ...l, keptChannels: [] } : l
+  );
+  const fc1 = frozen.params["fc1.weight"];
+  const emptied = {
+    ...frozen,
+    params: { ...frozen.params, "fc1.weight": wasm.zeros(fc1.shape) },
+    plan: { ...frozen.plan, layers },
+  };
+  await withTempDir(async (dir) => {
+    const saved = await saveOnnx(`${dir}/m.onnx`, emptied);
+    const bytes = await Deno.readFile(`${dir}/m.onnx`);
+    assert.deepEqual(bytes, saved.bytes);
+    assert.deepEqual(bytes, exportOnnx(emptied).bytes);
+    const [, , back] = readOnnxExport(bytes).layers;
+    assert.equal(back.kept.length, 512);
+    assert.ok(back.codes!.every((k) => k === 0));
+    assert.ok(
+      saved.layers[2].notes.includes(
+        "512 pruned channels stay as zeros: every channel is pruned",
+      ),
+    );
+  });
 });
