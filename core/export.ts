@@ -74,6 +74,59 @@ function gridOf(grid: GridPlan, where: string): QuantizedGrid {
   };
 }
 
+/** The grid of one output channel as {@link gridCodes} reads it. */
+export interface ChannelCodeGrid {
+  /** The grid's width, for error messages. */
+  readonly bits: number;
+  /** The step between levels. */
+  readonly scale: number;
+  /** The lowest code. */
+  readonly codeMin: number;
+  /** The highest code. */
+  readonly codeMax: number;
+  /** Whether every value must be a grid level (checked to 1e-3 of a step). */
+  readonly exact: boolean;
+}
+
+/**
+ * Integer codes of the kept output channels of quantized weights `xq`
+ * (host values, `row` elements per channel): `clamp(round(xq / scale))` on
+ * each channel's grid, ties to even.
+ *
+ * @param where The tensor, for error messages.
+ * @param xq The quantized weights, output channels on axis 0.
+ * @param kept The output channels to encode, in order.
+ * @param row Elements per output channel.
+ * @param gridOf The grid of an output channel.
+ * @returns The codes, `kept.length * row` of them.
+ * @throws {Error} When an `exact` grid's value is not one of its levels.
+ */
+export function gridCodes(
+  where: string,
+  xq: Float32Array,
+  kept: readonly number[],
+  row: number,
+  gridOf: (channel: number) => ChannelCodeGrid,
+): Int32Array {
+  const codes = new Int32Array(kept.length * row);
+  kept.forEach((c, r) => {
+    const { bits, scale, codeMin, codeMax, exact } = gridOf(c);
+    for (let j = 0; j < row; j++) {
+      const v = xq[c * row + j] / scale;
+      const k = Math.min(codeMax, Math.max(codeMin, roundHalfEven(v)));
+      if (exact && Math.abs(v - k) > 1e-3) {
+        throw new Error(
+          `Cannot export ${where}: element ${c * row + j} (${
+            xq[c * row + j]
+          }) is not on the ${bits}-bit grid of step ${scale}`,
+        );
+      }
+      codes[r * row + j] = k;
+    }
+  });
+  return codes;
+}
+
 /**
  * Integer codes of the kept channels of quantized weights `xq` (host
  * values): `round(xq / s_b)`, checked to be grid levels up to 8 bits.
@@ -85,25 +138,15 @@ function codesOf(
   kept: readonly number[],
   row: number,
 ): Int32Array | Uint32Array {
-  const codes = grid.signed
-    ? new Int32Array(kept.length * row)
-    : new Uint32Array(kept.length * row);
-  const [lo, hi] = codeRange(grid.bits, grid.signed);
-  kept.forEach((c, r) => {
-    for (let j = 0; j < row; j++) {
-      const v = xq[c * row + j] / grid.scale;
-      const k = Math.min(hi, Math.max(lo, roundHalfEven(v)));
-      if (grid.bits <= 8 && Math.abs(v - k) > 1e-3) {
-        throw new Error(
-          `Cannot export ${where}: element ${c * row + j} (${
-            xq[c * row + j]
-          }) is not on the ${grid.bits}-bit grid of step ${grid.scale}`,
-        );
-      }
-      codes[r * row + j] = k;
-    }
-  });
-  return codes;
+  const [codeMin, codeMax] = codeRange(grid.bits, grid.signed);
+  const codes = gridCodes(where, xq, kept, row, () => ({
+    bits: grid.bits,
+    scale: grid.scale,
+    codeMin,
+    codeMax,
+    exact: grid.bits <= 8,
+  }));
+  return grid.signed ? codes : Uint32Array.from(codes);
 }
 
 /** One conv/dense layer of a frozen model, exported from its plan. */

@@ -222,3 +222,34 @@ export async function evaluateFrozen(
     freeGrids(dev, grids);
   }
 }
+
+/**
+ * The logits of a frozen model for a batch, on the batch's device: weights
+ * as frozen, activations quantized on the plan's grids (as
+ * {@link evaluateFrozen} runs it). The parameters must live on the batch's
+ * device.
+ *
+ * @param frozen The frozen model.
+ * @param x A batch `[N, C, H, W]`.
+ * @returns The logits `[N, classes]`.
+ *
+ * @example
+ * ```ts
+ * import { floatMethod, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { runFrozen } from "./frozen.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const frozen = floatMethod().freeze(lenet5(), initGraph(lenet5(), randomKey(0)));
+ * assert.deepEqual(runFrozen(frozen, Tensor.zeros([3, 1, 28, 28])).shape, [3, 10]);
+ * ```
+ */
+export function runFrozen(frozen: Frozen, x: Tensor): Tensor {
+  const dev = x.device;
+  const grids = gridTensors(dev, frozen.plan.layers);
+  try {
+    return runGraph(frozen.model, frozen.params, x, frozenHooks(frozen, grids))
+      .output;
+  } finally {
+    freeGrids(dev, grids);
+  }
+}

@@ -18,7 +18,8 @@
  * overlaps, no holes, no trailing bytes.
  *
  * Supported dtypes: `F32` (Float32Array), `I32`, `U32`, `I16`, `U16`, `I8`
- * and `U8` (the typed array of that name). Elements are copied bit for bit
+ * and `U8` (the typed array of that name), and `F16` / `BF16` as their
+ * bit patterns in a Uint16Array (`io/import.ts` reads their values). Elements are copied bit for bit
  * (NaN payloads, `-0` included). This module is pure (no file access): `io/checkpoint.ts` reads
  * and writes files.
  *
@@ -33,7 +34,9 @@ export type SafetensorsDtype =
   | "I16"
   | "U16"
   | "I8"
-  | "U8";
+  | "U8"
+  | "F16"
+  | "BF16";
 
 /** The typed array of each dtype. */
 export interface SafetensorsArrays {
@@ -51,32 +54,38 @@ export interface SafetensorsArrays {
   I8: Int8Array;
   /** Unsigned bytes. */
   U8: Uint8Array;
+  /** IEEE half-precision floats, as their bit patterns. */
+  F16: Uint16Array;
+  /** bfloat16 floats (the top half of a float32), as their bit patterns. */
+  BF16: Uint16Array;
 }
 
-import { describeValue, MESSAGE_PREFIX, parseJson, quote } from "./schema.ts";
-
-/** A shape for a message: its sizes, the first few only when long. */
-function shapeText(shape: readonly unknown[]): string {
-  const sizes = shape.slice(0, 8).map((size) =>
-    typeof size === "number" ? String(size) : describeValue(size)
-  );
-  return shape.length > 8
-    ? `[${sizes.join(", ")}, ...] (${shape.length} dimensions)`
-    : `[${sizes.join(", ")}]`;
-}
+import { describeValue, quote } from "./schema.ts";
+import {
+  checkMetadata,
+  elementCount,
+  parseHeader,
+  shapeText,
+} from "./safetensors_header.ts";
 
 /** A dtype's item size and typed array. */
 interface DtypeInfo<A> {
   readonly size: 1 | 2 | 4;
   readonly make: (buffer: ArrayBuffer) => A;
+  /** Whether encoding picks this dtype for `data` (F16/BF16: only when asked). */
   readonly is: (data: unknown) => boolean;
 }
 
 function info<A>(
   size: 1 | 2 | 4,
   Array: new (buffer: ArrayBuffer) => A,
+  encodes = true,
 ): DtypeInfo<A> {
-  return { size, make: (b) => new Array(b), is: (d) => d instanceof Array };
+  return {
+    size,
+    make: (b) => new Array(b),
+    is: (d) => encodes && d instanceof Array,
+  };
 }
 
 const DTYPES: {
@@ -89,6 +98,8 @@ const DTYPES: {
   U16: info(2, Uint16Array),
   I8: info(1, Int8Array),
   U8: info(1, Uint8Array),
+  F16: info(2, Uint16Array, false),
+  BF16: info(2, Uint16Array, false),
 };
 const DTYPE_NAMES = Object.keys(DTYPES) as SafetensorsDtype[];
 
@@ -102,6 +113,11 @@ export interface SafetensorsInput {
    * product of `shape`.
    */
   readonly data: SafetensorsArrays[SafetensorsDtype];
+  /**
+   * The dtype when the class does not say it: `"F16"` or `"BF16"` writes a
+   * Uint16Array of bit patterns as such; any other must match the class.
+   */
+  readonly dtype?: SafetensorsDtype;
 }
 
 /**
@@ -125,11 +141,6 @@ export interface DecodedSafetensors {
 }
 
 const METADATA_KEY = "__metadata__";
-/**
- * The deepest nesting a header may have: the object of entries, an entry,
- * its shape (3); a few more levels are tolerated, not 100,000.
- */
-const MAX_HEADER_DEPTH = 8;
 const HEADER_ALIGNMENT = 8;
 
 /**
@@ -181,8 +192,8 @@ export function encodeSafetensors(
   let offset = 0;
   for (const name of names) {
     checkTensorName(name);
-    const { shape, data } = tensors[name];
-    const dtype = checkTensorInput(name, shape, data);
+    const { shape, data, dtype: half } = tensors[name];
+    const dtype = checkTensorInput(name, shape, data, half);
     const begin = offset;
     offset += data.length * DTYPES[dtype].size;
     header.push([name, {
@@ -232,8 +243,17 @@ function checkTensorInput(
   name: string,
   shape: readonly number[],
   data: SafetensorsArrays[SafetensorsDtype],
+  asked?: SafetensorsDtype,
 ): SafetensorsDtype {
-  const dtype = dtypeOf(name, data);
+  const half = asked === "F16" || asked === "BF16";
+  const dtype = half ? asked : dtypeOf(name, data);
+  if ((half && !(data instanceof Uint16Array)) || (asked && asked !== dtype)) {
+    throw new TypeError(
+      `Cannot encode tensor ${quote(name)} as ${asked}: got a ${
+        Object.prototype.toString.call(data)
+      }`,
+    );
+  }
   const count = elementCount(`tensor ${quote(name)}`, shape);
   if (data.length !== count) {
     throw new RangeError(
@@ -451,88 +471,6 @@ function dtypeOf(name: string, data: unknown): SafetensorsDtype {
       Object.prototype.toString.call(data)
     }`,
   );
-}
-
-/** The product of `shape`, after checking it is a list of sizes. */
-function elementCount(what: string, shape: unknown): number {
-  if (!Array.isArray(shape)) {
-    throw new RangeError(
-      `Bad shape for ${what}: expected an array, got ${describeValue(shape)}`,
-    );
-  }
-  let count = 1;
-  for (const size of shape) {
-    if (!Number.isSafeInteger(size) || size < 0) {
-      throw new RangeError(
-        `Bad shape for ${what}: ${shapeText(shape)} has ${
-          describeValue(size)
-        }, sizes must be non-negative integers`,
-      );
-    }
-    count *= size;
-  }
-  if (!Number.isSafeInteger(count * 4)) { // the largest item size
-    throw new RangeError(
-      `Bad shape for ${what}: ${shapeText(shape)} is too large`,
-    );
-  }
-  return count;
-}
-
-function parseHeader(headerBytes: Uint8Array): Record<string, unknown> {
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
-  } catch (error) {
-    throw new RangeError(
-      `Cannot decode safetensors: the ${headerBytes.length}-byte header is not valid UTF-8`,
-      { cause: error },
-    );
-  }
-  let header: unknown;
-  try {
-    // Duplicate keys are refused (the format forbids them: JSON.parse would
-    // keep the last, and a tensor would vanish), and so is deep nesting.
-    header = parseJson(text, {
-      maxDepth: MAX_HEADER_DEPTH,
-      where: "the header is not valid JSON",
-    });
-  } catch (error) {
-    throw new RangeError(
-      `Cannot decode safetensors: ${(error as Error).message}; it starts ${
-        JSON.stringify(text.slice(0, MESSAGE_PREFIX))
-      }`,
-      { cause: error },
-    );
-  }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) {
-    throw new RangeError(
-      `Cannot decode safetensors: the header must be a JSON object, got ${
-        JSON.stringify(text.slice(0, MESSAGE_PREFIX))
-      }`,
-    );
-  }
-  return header as Record<string, unknown>;
-}
-
-function checkMetadata(value: unknown): Record<string, string> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new RangeError(
-      `Cannot decode safetensors: "__metadata__" must be an object, got ${
-        describeValue(value)
-      }`,
-    );
-  }
-  for (const [key, item] of Object.entries(value)) {
-    if (typeof item !== "string") {
-      throw new RangeError(
-        `Cannot decode safetensors: metadata ${
-          quote(key)
-        } must be a string, got ${describeValue(item)}`,
-      );
-    }
-  }
-  return value as Record<string, string>;
 }
 
 function checkEntry(

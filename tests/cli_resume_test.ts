@@ -146,14 +146,16 @@ Deno.test("the CLI's deno tasks ask for read and write only (the tests add run),
       task,
     );
   }
-  // Only the tests spawn processes (the CLI, Jupyter, a private tmpfs) and
-  // listen (on 127.0.0.1, serving the library as a registry would); the
-  // sweep spawns its points.
+  // Only the tests spawn processes (the CLI, Jupyter, a private tmpfs),
+  // listen (on 127.0.0.1, serving the library as a registry would) and load
+  // ONNX Runtime's native binding (the export's oracle); the sweep spawns
+  // its points.
   assert.deepEqual(permissionFlags(config.tasks.test), [
     "--allow-read",
     "--allow-write",
     "--allow-run",
     "--allow-net=127.0.0.1",
+    "--allow-ffi",
   ]);
   assert.deepEqual(permissionFlags(config.tasks.sweep), [
     "--allow-read",
