@@ -111,7 +111,7 @@ export class GpuDevice extends BaseDevice {
   readonly kind = "webgpu" as const;
   /** `"webgpu (<adapter description>)"`. */
   readonly name: string;
-  /** Every kernel; those without a WGSL version throw `UnsupportedKernelError`. */
+  /** Every kernel, in WGSL (see `gpu/kernels.ts`). */
   readonly kernels: Kernels;
   /** The adapter this device runs on. */
   readonly adapterInfo: GpuAdapterSummary;
@@ -128,6 +128,15 @@ export class GpuDevice extends BaseDevice {
     this.adapterInfo = summarize(queue.gpu);
     this.name = `webgpu (${this.adapterInfo.description || "unnamed adapter"})`;
     this.kernels = kernels(this);
+  }
+
+  /**
+   * The underlying WebGPU device (for tests and diagnostics).
+   *
+   * @ignore
+   */
+  get gpuDevice(): GPUDevice {
+    return this.#queue.gpu;
   }
 
   /**
