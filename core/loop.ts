@@ -54,6 +54,12 @@ export interface LoopSpec<S> {
     carry: S,
     test: Dataset,
   ) => Promise<number>;
+  /**
+   * Makes what `measure`, `fallback` and `evaluate` read on the host
+   * readable (a WebGPU device reads its small tensors back); awaited before
+   * them.
+   */
+  readonly prepare?: (params: ParamRecord) => Promise<void>;
   /** Values for progress lines and epoch records from the parameters alone. */
   readonly measure?: (params: ParamRecord) => Readonly<Record<string, number>>;
   /** Host values of the named metrics the loss omitted, from the parameters. */
@@ -239,6 +245,7 @@ export async function trainLoop<S>(
     const epochStart = options.now();
     const sums = await run.epoch(epoch, epochStart);
     const seconds = (options.now() - epochStart) / 1000;
+    await spec.prepare?.(run.params);
     run.history.push({
       epoch,
       loss: sums.loss / sums.seen,
@@ -311,14 +318,17 @@ class Run<S> {
       const missing = new Set(
         Object.keys(spec.metrics).filter((n) => !(n in values)),
       );
+      const step = sums.steps + 1;
+      const due = step % options.progressEvery === 0 || step === this.#steps;
+      if ((missing.size > 0 && spec.fallback) || (options.onProgress && due)) {
+        await spec.prepare?.(this.params);
+      }
       const metrics = {
         ...(missing.size > 0 ? spec.fallback?.(this.params, missing) : {}),
         ...values,
       };
       delete metrics.loss;
       sums.add(batch.size, values.loss, metrics, spec as LoopSpec<unknown>);
-      const step = sums.steps;
-      const due = step % options.progressEvery === 0 || step === this.#steps;
       if (options.onProgress && due) {
         this.progress(epoch, epochStart, sums);
       }

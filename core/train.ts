@@ -178,12 +178,26 @@ function methodSpec<Q, S extends MethodState>(
         carry: run.stats,
       };
     },
+    prepare: readSmallTensors,
     fallback: (params, names) =>
       method.measure(q, at(params, base.stats ?? {}), names),
     measure: (params) => method.measure(q, at(params, base.stats ?? {})),
     evaluate: (params, stats, test) =>
       evaluateState(method, q, at(params, stats), test, options.evalBatchSize),
   };
+}
+
+/**
+ * Reads back the small parameters (logits, ranges, biases) of a device
+ * whose memory the host cannot see, so that the methods' host-side code
+ * (plans, BOPs, priors) can use them; other devices need nothing.
+ */
+async function readSmallTensors(params: ParamRecord): Promise<void> {
+  await Promise.all(
+    Object.values(params)
+      .filter((t) => t.device.kind === "webgpu" && t.size <= 65536)
+      .map((t) => t.read()),
+  );
 }
 
 /**

@@ -88,7 +88,10 @@ fn ${parts.name}(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_
   let ty = l / 16u;
   let a_p_fast = ${parts.aPFast};
   let b_j_fast = ${parts.bJFast};
-  var acc: array<vec4<f32>, 4>;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
   for (var p0 = k0; p0 < k1; p0 += ${TILE_K}u) {
     for (var e = l; e < ${TILE * TILE_K}u; e += 256u) {
       var ii = e % ${TILE}u;
@@ -116,20 +119,27 @@ fn ${parts.name}(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_
       let bb = pp * ${TILE}u + tx * 4u;
       let a = vec4<f32>(tile_a[ab], tile_a[ab + 1u], tile_a[ab + 2u], tile_a[ab + 3u]);
       let b = vec4<f32>(tile_b[bb], tile_b[bb + 1u], tile_b[bb + 2u], tile_b[bb + 3u]);
-      acc[0] += a.x * b;
-      acc[1] += a.y * b;
-      acc[2] += a.z * b;
-      acc[3] += a.w * b;
+      acc0 += a.x * b;
+      acc1 += a.y * b;
+      acc2 += a.z * b;
+      acc3 += a.w * b;
     }
     workgroupBarrier();
   }
-  for (var r = 0u; r < 4u; r++) {
-    let i = row0 + ty * 4u + r;
-    for (var c = 0u; c < 4u; c++) {
-      let j = col0 + tx * 4u + c;
-      if (i < m && j < n) { store(i, j, split, acc[r][c]); }
-    }
-  }
+  store_row(row0 + ty * 4u, col0 + tx * 4u, split, acc0);
+  store_row(row0 + ty * 4u + 1u, col0 + tx * 4u, split, acc1);
+  store_row(row0 + ty * 4u + 2u, col0 + tx * 4u, split, acc2);
+  store_row(row0 + ty * 4u + 3u, col0 + tx * 4u, split, acc3);
+}
+
+fn store_row(i: u32, j: u32, split: u32, v: vec4<f32>) {
+  let m = pu(2u);
+  let n = pu(3u);
+  if (i >= m) { return; }
+  if (j < n) { store(i, j, split, v.x); }
+  if (j + 1u < n) { store(i, j + 1u, split, v.y); }
+  if (j + 2u < n) { store(i, j + 2u, split, v.z); }
+  if (j + 3u < n) { store(i, j + 3u, split, v.w); }
 }
 `,
   };
