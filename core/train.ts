@@ -189,10 +189,13 @@ function methodSpec<Q, S extends MethodState>(
 
 /**
  * Reads back the small parameters (logits, ranges, biases) of a device
- * whose memory the host cannot see, so that the methods' host-side code
- * (plans, BOPs, priors) can use them; other devices need nothing.
+ * whose memory the host cannot see (WebGPU keeps a host copy of a small
+ * tensor once read), so that the methods' host-side code (plans, BOPs,
+ * priors) can use them; other devices need nothing.
+ *
+ * @param params The parameters.
  */
-async function readSmallTensors(params: ParamRecord): Promise<void> {
+export async function readSmallTensors(params: ParamRecord): Promise<void> {
   await Promise.all(
     Object.values(params)
       .filter((t) => t.device.kind === "webgpu" && t.size <= 65536)
