@@ -462,8 +462,9 @@ async function recordTo(
 
 /**
  * {@link initGated} for a device whose memory the host cannot see (WebGPU):
- * the ranges come from the data, so the initialising pass runs on the
- * reference device and the result moves to the parameters' device.
+ * the ranges come from the data, so the initialising pass runs on a WASM
+ * device (threads: all cores) and the result moves to the parameters'
+ * device.
  */
 async function initOnHost(
   gated: GatedModel,
@@ -476,24 +477,25 @@ async function initOnHost(
   firstBatch: Tensor,
 ): Promise<GatedState> {
   const dev = firstParam(float.params).device;
-  const { referenceDevice } = await import("../../reference/device.ts");
+  const { device } = await import("../../device.ts");
+  using host = await device("wasm");
   let stats: Record<string, { mean: Tensor; variance: Tensor }> | undefined;
   if (float.stats) {
     stats = {};
     for (const [name, s] of Object.entries(float.stats)) {
       stats[name] = {
-        mean: await s.mean.to(referenceDevice),
-        variance: await s.variance.to(referenceDevice),
+        mean: await s.mean.to(host),
+        variance: await s.variance.to(host),
       };
     }
   }
-  const host = await initGated(gated, {
-    params: await recordTo(float.params, referenceDevice),
+  const state = await initGated(gated, {
+    params: await recordTo(float.params, host),
     stats,
-  }, await firstBatch.to(referenceDevice));
+  }, await firstBatch.to(host));
   return {
-    params: Object.freeze(await recordTo(host.params, dev)),
-    signed: host.signed,
+    params: Object.freeze(await recordTo(state.params, dev)),
+    signed: state.signed,
   };
 }
 
