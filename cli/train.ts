@@ -313,6 +313,19 @@ async function runPhases(
   };
 }
 
+/**
+ * The state with its parameters on the reference device when they live on
+ * a device whose memory the host cannot see (WebGPU), else itself.
+ */
+async function hostState(state: GatedState): Promise<GatedState> {
+  const params = Object.entries(state.params);
+  if (params.every(([, t]) => t.device.kind !== "webgpu")) return state;
+  const { referenceDevice } = await import("../core/reference/device.ts");
+  const moved: Record<string, Tensor> = {};
+  for (const [name, t] of params) moved[name] = await t.to(referenceDevice);
+  return { ...state, params: moved };
+}
+
 /** The final report and exported model, written and printed. */
 async function finish(
   run: Run,
@@ -323,14 +336,16 @@ async function finish(
   const accuracy = history.length > 0
     ? history[history.length - 1].testAccuracy
     : await evaluateGated(gated, state, data.test);
-  const report = gatedReport(gated, state, {
+  // The report and the export read the state on the host.
+  const host = await hostState(state);
+  const report = gatedReport(gated, host, {
     testAccuracy: accuracy,
     history,
     run: runFacts(run),
   });
   await writeReports(out, report);
   const quantizedPath = `${out}/quantized.safetensors`;
-  const exported = exportQuantized(gated, state);
+  const exported = exportQuantized(gated, host);
   await saveQuantized(quantizedPath, exported);
   const exportedAccuracy = await evaluateQuantized(exported, data.test, {
     device: run.dev,

@@ -15,6 +15,20 @@
  * matches it bit for bit unless the contract names a tolerance (GEMM and
  * convolution sum in another order; reductions may be split over threads).
  *
+ * Devices without float64 (WebGPU: WGSL has no `f64`). Where a contract
+ * says float64, the WebGPU device uses double-float arithmetic (a float32
+ * pair kept exact with TwoSum and Dekker products) for sums, products and
+ * the optimizer moments, rounded once: the reference's bits unless the
+ * exact value lies within about 2^-44 relative of a float32 rounding
+ * boundary. Its reductions (`sum`, global average pool, batch-norm
+ * statistics and gradients, the softmax loss, the quantizer's) are
+ * double-float trees in another order than the reference's. Transcendental
+ * steps are float32 (WGSL `exp`, `log`, `sqrt`): batch norm's `invStd`, the
+ * softmax, Adam's step and the gates and prior are within a few units in
+ * the last place of the reference (of the log-odds, for the gates); each
+ * family's contract in `gpu/kernels/` says exactly where, and the kernel
+ * table's `float32` tolerances state the bound the tests hold it to.
+ *
  * The families: elementwise, matrix (GEMM and bias), convolution, pooling,
  * batch norm, loss and metrics, the residual quantizer (spec section 1),
  * hard-concrete gates and their prior (spec sections 2 and 3), random
@@ -370,7 +384,8 @@ export interface Kernels {
    * `scale * clamp(round(x / scale), codeMin, codeMax)` elementwise: true
    * division and the product each rounded to float32, ties to even, NaN
    * stays NaN. `scale` `[1]` is positive and finite (the plan guarantees
-   * it); `codeMin <= codeMax` are integers within ±2^31 (checked).
+   * it); `codeMin <= codeMax` are integers within ±2^24 (checked: exact in
+   * float32, so every device clamps alike).
    */
   uniformQuantize(
     x: Tensor,

@@ -178,6 +178,7 @@ function methodSpec<Q, S extends MethodState>(
         carry: run.stats,
       };
     },
+    prepare: readSmallTensors,
     fallback: (params, names) =>
       method.measure(q, at(params, current.state.stats ?? {}), names),
     measure: (params) =>
@@ -189,6 +190,22 @@ function methodSpec<Q, S extends MethodState>(
     evaluate: (params, stats, test) =>
       evaluateState(method, q, at(params, stats), test, options.evalBatchSize),
   };
+}
+
+/**
+ * Reads back the small parameters (logits, ranges, biases) of a device
+ * whose memory the host cannot see (WebGPU keeps a host copy of a small
+ * tensor once read), so that the methods' host-side code (plans, BOPs,
+ * priors) can use them; other devices need nothing.
+ *
+ * @param params The parameters.
+ */
+export async function readSmallTensors(params: ParamRecord): Promise<void> {
+  await Promise.all(
+    Object.values(params)
+      .filter((t) => t.device.kind === "webgpu" && t.size <= 65536)
+      .map((t) => t.read()),
+  );
 }
 
 /**

@@ -161,6 +161,8 @@ const GEMMS: [number, number, number, boolean, boolean][] = [
   [33, 17, 45, false, true],
   [5, 3, 70, true, true],
   [61, 19, 1, false, false],
+  [9, 11, 4133, true, false], // few output tiles, a long K: split-K
+  [130, 70, 20, false, true], // several 64 x 64 tiles with ragged edges
 ];
 
 function matrixCases(): KernelCase[] {
