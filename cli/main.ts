@@ -15,6 +15,8 @@
  *   `cli/float.ts`).
  * - `sweep`: a grid of `train` runs as separate, resumable processes and the
  *   Pareto table and plot of their reports (see `cli/sweep.ts`).
+ * - `compare`: the methods from one float start at one epoch budget, on one
+ *   Pareto plot (see `cli/compare.ts`).
  *
  * `train` and `float` take `--model NAME` (a model of the zoo; LeNet-5 by
  * default).
@@ -25,6 +27,7 @@
 import { exportCommand } from "./export.ts";
 import { FLOAT_USAGE, floatCommand } from "./float.ts";
 import { sweepCommand } from "./sweep.ts";
+import { compareCommand } from "./compare.ts";
 import { CLI_METHODS, methodOf } from "./methods.ts";
 import { methodTrainCommand } from "./method_run.ts";
 import { trainCommand } from "./train.ts";
@@ -40,6 +43,7 @@ Commands:
   export   a run's checkpoint as a mixed-precision model (deno task export -- --help)
   float    float training of LeNet-5 on MNIST (this text)
   sweep    a grid of train runs, one process each, merged into a Pareto plot (deno task sweep -- --help)
+  compare  every method from one float start at one budget, on one Pareto plot (deno task compare -- --help)
 
 ${FLOAT_USAGE}`;
 
@@ -76,6 +80,7 @@ export async function main(args: string[]): Promise<number> {
   if (command === "export") return await exportCommand(rest);
   if (command === "float") return await floatCommand(rest, USAGE);
   if (command === "sweep") return await sweepCommand(rest);
+  if (command === "compare") return await compareCommand(rest);
   console.error(`Unknown command "${command}".\n\n${USAGE}`);
   return 2;
 }

@@ -184,13 +184,34 @@ async function runPoint(
   }
 }
 
-/** Parsed `sweep` options. */
-interface SweepArgs {
+/**
+ * Prints each point's command line (resuming where a checkpoint is), for
+ * a job runner.
+ *
+ * @param a The sweep.
+ */
+export async function printPoints(a: SweepArgs): Promise<void> {
+  for (const point of a.points) {
+    const dir = `${a.out}/${point.id}`;
+    const state = await pointState(dir);
+    console.log(
+      shellLine([Deno.execPath(), ...trainArgs(point, dir, state, a.train)]),
+    );
+  }
+}
+
+/** Parsed `sweep` options; also what `compare` runs. */
+export interface SweepArgs {
+  /** The sweep's directory. */
   readonly out: string;
-  readonly points: SweepPoint[];
+  /** The points. */
+  readonly points: readonly SweepPoint[];
+  /** Points run at once. */
   readonly jobs: number;
+  /** Print the commands instead of running them. */
   readonly print: boolean;
-  readonly train: string[];
+  /** The train flags every point shares. */
+  readonly train: readonly string[];
 }
 
 function parseSweepArgs(args: string[]): SweepArgs | null {
@@ -230,8 +251,13 @@ function parseSweepArgs(args: string[]): SweepArgs | null {
   };
 }
 
-/** Runs the points, `jobs` at a time, printing one line per point. */
-async function runPoints(a: SweepArgs): Promise<number> {
+/**
+ * Runs the points, `jobs` at a time, printing one line per point.
+ *
+ * @param a The sweep.
+ * @returns How many points failed.
+ */
+export async function runPoints(a: SweepArgs): Promise<number> {
   let next = 0;
   let failed = 0;
   const worker = async () => {
@@ -264,11 +290,15 @@ async function runPoints(a: SweepArgs): Promise<number> {
  * `pareto.md` and `pareto.svg` in the directory.
  *
  * @param dir The sweep's directory.
+ * @param title The plot's title (default: "Sweep DIR").
  * @returns The number of reports merged.
  * @throws {RangeError} When no point has a report, or a report is invalid
  *   (the message names its file).
  */
-export async function mergeSweep(dir: string): Promise<number> {
+export async function mergeSweep(
+  dir: string,
+  title = `Sweep ${dir}`,
+): Promise<number> {
   const points = [];
   const entries = [];
   for await (const e of Deno.readDir(dir)) {
@@ -297,7 +327,7 @@ export async function mergeSweep(dir: string): Promise<number> {
   );
   await Deno.writeTextFile(
     `${dir}/pareto.svg`,
-    paretoSvg(points, { title: `Sweep ${dir}` }),
+    paretoSvg(points, { title }),
   );
   console.error(
     `Wrote ${dir}/pareto.md and ${dir}/pareto.svg (${points.length} points)`,

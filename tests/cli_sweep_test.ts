@@ -119,3 +119,57 @@ Deno.test("a sweep runs each point as a process, skips finished points, and merg
   await assert.rejects(() => mergeSweep(dir), /mu=0\.5\/report\.json: /);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("compare gives every method the same budget from one float start", async () => {
+  const { comparePoints, compareCommand } = await import("../cli/compare.ts");
+  const points = comparePoints(["bayesian-bits", "fracbits"], 30);
+  assert.deepEqual(points.map((p) => p.id), [
+    "bayesian-bits,mu=0.01",
+    "bayesian-bits,mu=0.03",
+    "bayesian-bits,mu=0.1",
+    "fracbits,target-gbops=1.7312",
+    "fracbits,target-gbops=1.0371",
+    "fracbits,target-gbops=0.5172",
+  ]);
+  // 27 epochs of Bayesian Bits and 3 with fixed gates; FracBits assigns its
+  // widths after 24 of 30 (the spec's 80 %).
+  assert.deepEqual(points[0].flags, [
+    "--epochs",
+    "27",
+    "--fine-tune-epochs",
+    "3",
+    "--mu",
+    "0.01",
+  ]);
+  assert.deepEqual(points[3].flags, [
+    "--method",
+    "fracbits",
+    "--epochs",
+    "30",
+    "--assign-after",
+    "24",
+    "--target-gbops",
+    "1.7312",
+  ]);
+  const printed = await quietly(() =>
+    compareCommand([
+      "--print",
+      "--epochs",
+      "3",
+      "--methods",
+      "fracbits",
+      "--out",
+      "/tmp/x",
+    ])
+  );
+  const lines = printed.out.trim().split("\n");
+  assert.equal(lines.length, 3);
+  assert.match(
+    lines[0],
+    / train --seed 0 --from \/tmp\/x\/float\/float\.safetensors .*--method fracbits --epochs 3 --assign-after 2 --target-gbops 1\.7312 --out \/tmp\/x\/fracbits,target-gbops=1\.7312$/,
+  );
+  await assert.rejects(
+    () => compareCommand(["--methods", "nope"]),
+    /--methods takes /,
+  );
+});
