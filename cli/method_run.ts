@@ -24,6 +24,8 @@ import { randomKey, splitKey } from "../core/rng.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { Dataset } from "../core/data.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { onnxSizes, saveOnnx } from "../io/onnx.ts";
+import type { ParamRecord } from "../core/loop.ts";
 import {
   formatReportMarkdown,
   formatReportTable,
@@ -653,4 +655,39 @@ async function finish<M, S extends MethodState>(
   console.log(
     `\nReports: ${run.out}/report.json, ${run.out}/report.md; checkpoint: ${run.out}/checkpoint.safetensors`,
   );
+  await exportModel(
+    run.out,
+    done.state.params,
+    () => run.method.freeze(run.m, done.state),
+  );
+}
+
+/**
+ * Writes `OUT/model.onnx` (QuantizeLinear/DequantizeLinear at the learned
+ * widths) and prints its size beside the float model's and the notes of
+ * the export (e.g. widths stored on a wider integer type).
+ *
+ * @param out The run's directory.
+ * @param params The state's parameters.
+ * @param freeze Freezes the state.
+ */
+export async function exportModel(
+  out: string,
+  params: ParamRecord,
+  freeze: () => Frozen,
+): Promise<void> {
+  const path = `${out}/model.onnx`;
+  await withFrozen(params, freeze, async (frozen) => {
+    const exported = await saveOnnx(path, frozen);
+    const sizes = onnxSizes(frozen);
+    console.log(
+      `Exported model (ONNX, opset ${exported.opset}): ${path}, ${exported.bytes.length} bytes (the float model: ${sizes.floatBytes} bytes, ${
+        (100 * exported.bytes.length / sizes.floatBytes).toFixed(1)
+      } %)`,
+    );
+    const notes = exported.layers.flatMap((l) =>
+      l.notes.map((n) => `  ${l.name}: ${n}`)
+    );
+    if (notes.length > 0) console.log(notes.join("\n"));
+  });
 }

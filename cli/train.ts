@@ -34,6 +34,7 @@ import type {
   BayesianBitsSnapshot,
   TrainingPhase,
 } from "../core/methods/bayesian_bits/mod.ts";
+import { freezeGated } from "../core/methods/bayesian_bits/mod.ts";
 import { type HistoryEntry, summarizeLayerBits } from "../io/reports.ts";
 import { loadMnist, type Mnist } from "../io/mnist.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
@@ -50,6 +51,7 @@ import {
 } from "./config.ts";
 import { formatSeconds } from "./format.ts";
 import { loadFloat } from "./float_start.ts";
+import { exportModel } from "./method_run.ts";
 import { provenance, usageStage } from "./usage.ts";
 import { mainPhaseOf, type RunRecord, storedRunOf } from "./run_record.ts";
 import { checkRegularFile } from "./values.ts";
@@ -62,6 +64,7 @@ const RUN_FILES = [
   "report.json",
   "report.md",
   "quantized.safetensors",
+  "model.onnx",
 ];
 
 /** Where an invocation starts: a fresh recipe, or the run a checkpoint holds. */
@@ -360,6 +363,7 @@ async function finish(
         (100 * exportedAccuracy).toFixed(2)
       } %`,
   );
+  await exportModel(out, host.params, () => freezeGated(gated, host));
 }
 
 /** Checks the flags that must agree with `--resume` or `--replace`. */

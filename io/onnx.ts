@@ -58,6 +58,7 @@ import {
   type OnnxTensor,
 } from "./onnx_proto.ts";
 import { GraphBuilder } from "./onnx_graph.ts";
+import { writeFileAtomic } from "./atomic.ts";
 
 export { readOnnxExport } from "./onnx_read.ts";
 
@@ -487,9 +488,7 @@ export async function saveOnnx(
   frozen: Frozen,
 ): Promise<OnnxExport> {
   const exported = exportOnnx(frozen);
-  const temp = `${path}.tmp-${crypto.randomUUID()}`;
-  await Deno.writeFile(temp, exported.bytes);
-  await Deno.rename(temp, path);
+  await writeFileAtomic(path, exported.bytes);
   return exported;
 }
 

@@ -21,6 +21,7 @@ const TINY = [
 /** The files a finished train run leaves in its --out. */
 const RUN_FILES = [
   "checkpoint.safetensors",
+  "model.onnx",
   "quantized.safetensors",
   "report.json",
   "report.md",
