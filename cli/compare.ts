@@ -28,7 +28,8 @@ export const COMPARE_USAGE = `Usage: deno task compare -- [options]
 
 Trains a float LeNet-5 (or takes --from), then every method from it with the
 same data and epoch budget, each at a few settings of its knob:
-  bayesian-bits  mu                  ${"0.01, 0.03, 0.1"} (last tenth of the epochs: fixed gates)
+  bayesian-bits  mu                  0.01, 0.03, 0.1 (last tenth of the epochs: fixed gates;
+                                     budgets of 10 epochs or less: gate learning rate 0.01)
   fracbits       target GBOPs %      1.7312, 1.0371, 0.5172 (uniform 4, 3, 2 bits; widths assigned after 80 %)
   bsq            alpha               (when the method is available)
 Each point is a run in OUT/<method>,<knob>=<value> (resumable: run the command
@@ -71,9 +72,14 @@ export function comparePoints(
 ): SweepPoint[] {
   const fine = Math.max(1, Math.round(epochs / 10));
   const budget: Record<string, string[]> = {
-    "bayesian-bits": epochs > 1
-      ? ["--epochs", `${epochs - fine}`, "--fine-tune-epochs", `${fine}`]
-      : ["--epochs", "1", "--fine-tune-epochs", "0"],
+    "bayesian-bits": [
+      ...(epochs > 1
+        ? ["--epochs", `${epochs - fine}`, "--fine-tune-epochs", `${fine}`]
+        : ["--epochs", "1", "--fine-tune-epochs", "0"]),
+      // The recipe's gate learning rate is for 100 epochs; short budgets
+      // use the demo's (the other methods' widths move by their own rules).
+      ...(epochs <= 10 ? ["--lr-logits", "0.01"] : []),
+    ],
     fracbits: [
       "--epochs",
       `${epochs}`,
