@@ -178,3 +178,99 @@ Deno.test("train --method fracbits killed after a checkpoint resumes to the file
     assert.equal(r.methodOptions.targetGbops, 1.0371);
   });
 });
+
+Deno.test("--from takes PyTorch-layout safetensors and ONNX float weights: post-training keeps them exactly", async () => {
+  const { encodeSafetensors } = await import("../core/safetensors.ts");
+  const { loadCheckpoint } = await import("../io/checkpoint.ts");
+  const { exportOnnx } = await import("../io/onnx.ts");
+  const { floatMethod } = await import("../core/methods/float.ts");
+  const { referenceDevice } = await import("../core/reference/device.ts");
+  const { lenet5 } = await import("../core/models.ts");
+  await withTempDir(async (dir) => {
+    const tiny = ["--limit", "128", "--threads", "1"];
+    const float = await quietly(() =>
+      main(["float", "--epochs", "1", ...tiny, "--out", `${dir}/float`])
+    );
+    assert.equal(float.value, 0);
+    const { tensors } = await loadCheckpoint(`${dir}/float/float.safetensors`);
+    const weights = Object.fromEntries(
+      Object.entries(tensors)
+        .filter(([name]) => name.startsWith("param/"))
+        .map(([name, t]) => [name.slice("param/".length), t]),
+    );
+    // PyTorch's names, no bbits metadata.
+    await Deno.writeFile(
+      `${dir}/model.safetensors`,
+      encodeSafetensors(weights),
+    );
+    // ONNX: the float model's graph with its initializers.
+    const params = Object.fromEntries(
+      Object.entries(weights).map(([n, t]) => [
+        n,
+        referenceDevice.upload(t.data as Float32Array, t.shape),
+      ]),
+    );
+    const m = floatMethod();
+    const frozen = m.freeze(m.attach(lenet5()), { params });
+    await Deno.writeFile(
+      `${dir}/model.onnx`,
+      exportOnnx(frozen, { quantize: false }).bytes,
+    );
+    for (const file of ["model.safetensors", "model.onnx"]) {
+      const out = `${dir}/post-${file}`;
+      const run = await quietly(() =>
+        main([
+          "train",
+          "--post-training",
+          "logits",
+          "--from",
+          `${dir}/${file}`,
+          "--epochs",
+          "1",
+          ...tiny,
+          "--out",
+          out,
+        ])
+      );
+      assert.equal(run.value, 0, run.err);
+      assert.match(
+        run.err,
+        new RegExp(`Imported float weights for lenet5 from .*${file}`),
+      );
+      const { snapshot } = await loadSnapshot(`${out}/checkpoint.safetensors`);
+      for (const name of ["conv1.weight", "fc2.bias"]) {
+        assert.deepEqual(
+          snapshot.state.params[name].toFloat32Array(),
+          weights[name].data,
+          `${file}: ${name}`,
+        );
+      }
+    }
+    // A file whose shapes do not fit is refused, naming the tensor.
+    const wrong = {
+      ...weights,
+      "fc2.bias": {
+        ...weights["fc2.bias"],
+        shape: [5],
+        data: new Float32Array(5),
+      },
+    };
+    await Deno.writeFile(`${dir}/wrong.safetensors`, encodeSafetensors(wrong));
+    await assert.rejects(
+      () =>
+        quietly(() =>
+          main([
+            "train",
+            "--post-training",
+            "logits",
+            "--from",
+            `${dir}/wrong.safetensors`,
+            ...tiny,
+            "--out",
+            `${dir}/w`,
+          ])
+        ),
+      /fc2\.bias/,
+    );
+  });
+});
