@@ -267,8 +267,13 @@ export function showPareto(
 
 /** Where progress goes: a notebook display, or lines of text. */
 export interface ProgressDisplay {
-  /** Replaces the shown progress with `text` (one line or a few). */
-  update(text: string): void;
+  /**
+   * Replaces the shown progress with `text` (one line or a few). The
+   * promise settles once the notebook has been sent the update: await the
+   * last update of a cell, or it may arrive after the cell has ended and be
+   * lost to a runner such as `jupyter nbconvert --execute`.
+   */
+  update(text: string): Promise<void>;
   /** Whether it updates a notebook output in place. */
   readonly inNotebook: boolean;
 }
@@ -296,8 +301,9 @@ let displays = 0;
 
 /**
  * Progress of a long cell: in a notebook one output, updated in place
- * through a display id; elsewhere each update is a line on standard error
- * (or goes to `write`).
+ * through a display id (the HTML rendering carries it as `data-display-id`,
+ * so a saved notebook shows which output was updated); elsewhere each
+ * update is a line on standard error (or goes to `write`).
  *
  * @param options `write` for the text outside a notebook (default: a line
  *   on standard error); `jupyter`, the notebook API to use (default:
@@ -313,7 +319,13 @@ export function progressDisplay(
   const api = options.jupyter === undefined ? jupyter() : options.jupyter;
   if (!api) {
     const write = options.write ?? ((line: string) => console.error(line));
-    return { inNotebook: false, update: (text) => write(text) };
+    return {
+      inNotebook: false,
+      update: (text) => {
+        write(text);
+        return Promise.resolve();
+      },
+    };
   }
   const id = `bbits-progress-${Date.now()}-${displays++}`;
   let first = true;
@@ -322,10 +334,53 @@ export function progressDisplay(
     update: (text) => {
       const bundle = {
         "text/plain": text,
-        "text/html": `<pre>${escapeHtml(text)}</pre>`,
+        "text/html": `<pre class="bbits-progress" data-display-id="${id}">${
+          escapeHtml(text)
+        }</pre>`,
       };
-      void api.display(bundle, { raw: true, display_id: id, update: !first });
+      const sent = api.display(bundle, {
+        raw: true,
+        display_id: id,
+        update: !first,
+      });
       first = false;
+      return sent;
     },
   };
+}
+
+/**
+ * Shows outputs now, in order, and settles once they are sent: in a
+ * notebook each one is its own output (through `Deno.jupyter.display`),
+ * elsewhere its text goes to `write` (default: a line on standard output).
+ * Use it where a cell shows more than its last expression, or ends at once
+ * (a kernel may report such a cell finished before its result is sent, and
+ * `jupyter nbconvert --execute` then drops the result).
+ *
+ * @param shown The outputs, e.g. from {@link showReport} and {@link showBits}.
+ * @param options `write` for the text outside a notebook; `jupyter`, the
+ *   notebook API (default: `Deno.jupyter` in a notebook, else `null`).
+ *
+ * @example Outside a notebook: the text
+ * ```ts
+ * import { display, showSvg } from "@bbits/core/notebook";
+ * import assert from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * await display([showSvg("<svg/>", "a plot")], { write: (l) => lines.push(l) });
+ * assert.deepEqual(lines, ["a plot"]);
+ * ```
+ */
+export async function display(
+  shown: readonly Shown[],
+  options: {
+    readonly write?: (text: string) => void;
+    readonly jupyter?: JupyterApi | null;
+  } = {},
+): Promise<void> {
+  const api = options.jupyter === undefined ? jupyter() : options.jupyter;
+  for (const item of shown) {
+    if (api) await api.display(item[JUPYTER_DISPLAY](), { raw: true });
+    else (options.write ?? ((text: string) => console.log(text)))(item.text);
+  }
 }

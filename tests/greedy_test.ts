@@ -73,3 +73,39 @@ Deno.test("the greedy baseline lowers one quantizer a step, the least harmful on
     /target must be positive/,
   );
 });
+
+Deno.test("the greedy baseline measures every step on a held-out set when given one, choosing on the calibration set all the same", async () => {
+  const data = rowSumData(256, 11);
+  const test = rowSumData(128, 12);
+  const gated = bayesianBits(TINY_3X3, { mu: 0 });
+  const state = await initGated(
+    gated,
+    initGraph(TINY_3X3, randomKey(2)),
+    firstImages(data, 64),
+  );
+  const plain = await greedyBaseline(gated, state, data, { targetGbops: 1.5 });
+  const withTest = await greedyBaseline(gated, state, data, {
+    targetGbops: 1.5,
+    test,
+  });
+  assert.deepEqual(
+    withTest.steps.map(({ testAccuracy: _, ...rest }) => rest),
+    plain.steps,
+  );
+  assert.ok(plain.steps.every((s) => !("testAccuracy" in s)));
+  for (const step of withTest.steps) {
+    const params = { ...state.params };
+    for (const q of gated.quantizers) {
+      params[q.logitsParam] = state.params[q.logitsParam].device.upload(
+        ({ 8: [6, 6, -6, -6], 4: [6, -6, -6, -6], 2: [-6, -6, -6, -6] })[
+          step.bits[q.name]
+        ]!,
+        [4],
+      );
+    }
+    assert.equal(
+      step.testAccuracy,
+      await evaluateFrozen(freezeGated(gated, { ...state, params }), test),
+    );
+  }
+});

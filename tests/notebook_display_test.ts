@@ -6,6 +6,7 @@ import { frozenReport } from "../core/report.ts";
 import { randomKey } from "../core/rng.ts";
 import {
   bitsChartSvg,
+  display,
   escapeHtml,
   JUPYTER_DISPLAY,
   progressDisplay,
@@ -106,11 +107,51 @@ Deno.test("progressDisplay: lines outside a notebook, one display updated in pla
     false,
     true,
   ]);
+  const id = calls[0].options.display_id;
+  assert.ok(
+    typeof id === "string" && /^bbits-progress-[\w-]+$/.test(id),
+    `${id}`,
+  );
   assert.equal(
     calls[0].bundle["text/html"],
-    "<pre>epoch 1 &#60;50 %&#62;</pre>",
+    `<pre class="bbits-progress" data-display-id="${id}">epoch 1 &#60;50 %&#62;</pre>`,
   );
+  assert.equal(calls[1].bundle["text/plain"], "epoch 2");
   // Outside a notebook, Deno.jupyter is not usable: lines.
   assert.equal(progressDisplay({ write: () => {} }).inNotebook, false);
   await Promise.resolve();
+});
+
+Deno.test("display: each output in order through the notebook, its text elsewhere", async () => {
+  const report = floatReport();
+  const sent: { bundle: Record<string, string>; raw: boolean }[] = [];
+  let pending = 0;
+  const fake = {
+    display: (bundle: Record<string, string>, options: { raw: boolean }) => {
+      pending++;
+      // Sent later: display waits for each one before the next.
+      return new Promise<void>((resolve) =>
+        setTimeout(() => {
+          sent.push({ bundle, raw: options.raw });
+          pending--;
+          resolve();
+        }, 5)
+      );
+    },
+  };
+  await display([showReport(report), showBits(report)], { jupyter: fake });
+  assert.equal(pending, 0);
+  assert.deepEqual(sent.map((s) => Object.keys(s.bundle)), [
+    ["text/html", "text/plain"],
+    ["image/svg+xml", "text/plain"],
+  ]);
+  assert.equal(sent[0].bundle["text/html"], reportHtml(report));
+  assert.equal(sent[1].bundle["image/svg+xml"], bitsChartSvg(report));
+  assert.ok(sent.every((s) => s.raw));
+  const lines: string[] = [];
+  await display([showReport(report), showBits(report)], {
+    jupyter: null,
+    write: (line) => lines.push(line),
+  });
+  assert.deepEqual(lines, [showReport(report).text, showBits(report).text]);
 });

@@ -35,6 +35,8 @@ export interface GreedyStep {
   readonly calibrationAccuracy: number;
   /** Relative GBOPs in percent. */
   readonly relativeGbops: number;
+  /** Accuracy on `options.test`, in [0, 1] (only when a test set is given). */
+  readonly testAccuracy?: number;
 }
 
 /** Options of {@link greedyBaseline}. */
@@ -43,6 +45,12 @@ export interface GreedyOptions {
   readonly targetGbops: number;
   /** Evaluation batch size (default 1000). */
   readonly batchSize?: number;
+  /**
+   * A held-out set each step's model is also measured on (`testAccuracy`),
+   * so that the path can be drawn on the same axes as trained runs; the
+   * choices are still made on the calibration set.
+   */
+  readonly test?: Dataset;
   /** Called after every step. */
   readonly onStep?: (step: GreedyStep) => void;
 }
@@ -115,12 +123,21 @@ export async function greedyBaseline(
   let bits: Record<string, number> = Object.fromEntries(
     gated.quantizers.map((q) => [q.name, 8]),
   );
+  const test = options.test;
+  const tested = async (b: Readonly<Record<string, number>>) =>
+    test
+      ? {
+        testAccuracy: (await measure(gated, state, b, test, batchSize))
+          .accuracy,
+      }
+      : {};
   const start = await measure(gated, state, bits, calibration, batchSize);
   const steps: GreedyStep[] = [{
     lowered: null,
     bits,
     calibrationAccuracy: start.accuracy,
     relativeGbops: start.relativeGbops,
+    ...await tested(bits),
   }];
   options.onStep?.(steps[0]);
   let current = start;
@@ -145,6 +162,7 @@ export async function greedyBaseline(
       bits,
       calibrationAccuracy: current.accuracy,
       relativeGbops: current.relativeGbops,
+      ...await tested(bits),
     };
     steps.push(step);
     options.onStep?.(step);
