@@ -10,7 +10,8 @@
  * allocates its outputs on the device.
  *
  * The rest (elementwise arithmetic, the accuracy count, grouped
- * convolution, the hard-concrete gates, the gate prior and SGD) run the
+ * convolution, the hard-concrete gates, the gate prior, SGD and the BSQ
+ * bit-plane kernels of `asm/kernels_bitplanes.ts`) run the
  * reference device's TypeScript on zero-copy views of the memory
  * (`onReference` in `asm/reference_views.ts`), so they match the reference bit for bit; only
  * their (small or elementwise) results are written into the memory.
@@ -34,6 +35,7 @@ import {
 import { assertRandomKey, type RandomKey } from "../core/rng.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { WasmDevice } from "./device.ts";
+import { bitPlaneKernels } from "./kernels_bitplanes.ts";
 import { matrixKernels } from "./kernels_matrix.ts";
 import { quantizerKernels } from "./kernels_quantizer.ts";
 import { splitElements, splitUnits } from "./pool.ts";
@@ -540,6 +542,7 @@ export function wasmKernels(dev: WasmDevice): Kernels {
       ref((v, r) =>
         r.gatePriorBackward(v(logits), orNull(v, prune), options, v(dr))
       ),
+    ...bitPlaneKernels(ref),
     uniform: (key, count, offset) => uniform(dev, key, count, offset),
     adamUpdate: (theta, grad, m, v, hyper) =>
       adamUpdate(dev, theta, grad, m, v, hyper),

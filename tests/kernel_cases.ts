@@ -29,6 +29,7 @@ import {
   lossCases,
   poolCases,
 } from "./kernel_cases_layers.ts";
+import { bitPlaneCases } from "./kernel_cases_bsq.ts";
 import {
   gateCases,
   optimizerCases,
@@ -299,6 +300,7 @@ export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...batchNormCases(),
   ...lossCases(),
   ...quantizerCases(),
+  ...bitPlaneCases(),
   ...gateCases(),
   ...uniformCases(),
   ...optimizerCases(),
