@@ -524,6 +524,8 @@ export function wasmKernels(dev: WasmDevice): Kernels {
     countCorrect: (logits, labels) =>
       ref((v, r) => r.countCorrect(v(logits), v(labels))),
     ...quantizerKernels(dev),
+    uniformQuantize: (x, scale, codeMin, codeMax) =>
+      ref((v, r) => r.uniformQuantize(v(x), v(scale), codeMin, codeMax)),
     hardConcreteSample: (logits, prune, noise) =>
       ref((v, r) =>
         r.hardConcreteSample(v(logits), orNull(v, prune), v(noise))

@@ -16,9 +16,9 @@ export interface LayerBopsInput {
   readonly name: string;
   /** Multiply-accumulates per sample. */
   readonly macs: number;
-  /** Weight bit width (of the kept channels). */
+  /** Weight bit width of the kept channels: an integer in [0, 32]. */
   readonly weightBits: number;
-  /** Input activation bit width. */
+  /** Input activation bit width: an integer in [0, 32]. */
   readonly inputBits: number;
   /** Fraction of output channels kept, in [0, 1] (default 1). */
   readonly keptOutput?: number;
@@ -56,11 +56,12 @@ function checkLayer(layer: LayerBopsInput): void {
     throw new RangeError(`Invalid MAC count for ${where}: ${layer.macs}`);
   }
   for (const key of ["weightBits", "inputBits"] as const) {
-    if (![0, 2, 4, 8, 16, 32].includes(layer[key])) {
+    const bits = layer[key];
+    if (!(Number.isInteger(bits) && bits >= 0 && bits <= 32)) {
       throw new RangeError(
         `Invalid ${key} for ${where}: ${
           layer[key]
-        } (bits must be one of 0, 2, 4, 8, 16, 32)`,
+        } (bits must be an integer in [0, 32])`,
       );
     }
   }
@@ -79,7 +80,8 @@ function checkLayer(layer: LayerBopsInput): void {
  *
  * @param layer The layer.
  * @returns Its BOPs per sample.
- * @throws {RangeError} On negative MACs, unsupported bit widths or fractions outside [0, 1].
+ * @throws {RangeError} On negative MACs, bit widths that are not integers in
+ *   [0, 32], or fractions outside [0, 1].
  *
  * @example
  * ```ts

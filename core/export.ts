@@ -45,6 +45,11 @@ function needParam(frozen: Frozen, name: string): Tensor {
 
 /** A plan's grid with its step. */
 function gridOf(grid: GridPlan, where: string): QuantizedGrid {
+  if (grid.kind !== "residual") {
+    throw new RangeError(
+      `Cannot export ${where}: this format holds residual grids only, got a ${grid.kind} grid`,
+    );
+  }
   const bits = grid.bits as GridBits;
   if (![2, 4, 8, 16, 32].includes(bits)) {
     throw new RangeError(

@@ -18,10 +18,12 @@ import {
 } from "./graph.ts";
 import type { Device } from "./device.ts";
 import type {
+  ChannelGrid,
   Frozen,
-  GridPlan,
   LayerPlan,
   QuantizationPlan,
+  ResidualGrid,
+  UniformGrid,
 } from "./method.ts";
 import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
 import type { ParamRecord } from "./loop.ts";
@@ -31,7 +33,10 @@ import type { Tensor } from "./tensor.ts";
 export interface PlanLayerCost {
   /** The layer. */
   readonly layer: LayerInfo;
-  /** Weight bits of the kept channels (32 in full precision). */
+  /**
+   * Weight bits of the kept channels (32 in full precision; with a width
+   * per channel, the widest).
+   */
   readonly weightBits: number;
   /** Output activation bits, or `null` when not quantized. */
   readonly activationBits: number | null;
@@ -101,10 +106,41 @@ function inputOf(
 }
 
 /**
+ * BOPs of a layer with a width per output channel (FracBits' kernel-wise
+ * widths, spec fracbits.md section 7): `(MACs / C_out) * ba * ki * sum of
+ * the kept channels' widths`.
+ */
+function channelBops(
+  layer: LayerInfo,
+  channels: readonly ChannelGrid[],
+  kept: readonly number[],
+  input: { inputBits: number; keptInputFraction: number },
+): number {
+  if (channels.length !== layer.outChannels) {
+    throw new RangeError(
+      `Invalid plan for layer "${layer.name}": ${channels.length} channel grids for ${layer.outChannels} output channels`,
+    );
+  }
+  let bops = 0;
+  for (const c of kept) {
+    bops += layerBops({
+      name: layer.name,
+      macs: layer.macs / layer.outChannels,
+      weightBits: channels[c].bits,
+      inputBits: input.inputBits,
+      keptInput: input.keptInputFraction,
+    });
+  }
+  return bops;
+}
+
+/**
  * BOPs per layer and in total of a model under a plan (spec section 4): a
  * layer's input bits are those of the activation grid that feeds it (the
  * network input counts as `plan.inputBits`, an unquantized activation as
- * 32), and pruned channels leave both their layer and the next one.
+ * 32), and pruned channels leave both their layer and the next one. A
+ * weight grid with a width per output channel costs each kept channel at
+ * its own width.
  *
  * @param model The graph that runs.
  * @param plan Grids and kept channels per layer.
@@ -137,14 +173,17 @@ export function planBops(model: ModelGraph, plan: QuantizationPlan): PlanCost {
     const weightBits = p?.weight?.bits ?? 32;
     const kept = p ? p.keptChannels.length : layer.outChannels;
     const input = inputOf(nodes, node, costs, plan.inputBits);
-    const layerCost = layerBops({
-      name: layer.name,
-      macs: layer.macs,
-      weightBits,
-      inputBits: input.inputBits,
-      keptOutput: kept / layer.outChannels,
-      keptInput: input.keptInputFraction,
-    });
+    const channels = p?.weight?.kind === "uniform" ? p.weight.channels : null;
+    const layerCost = channels
+      ? channelBops(layer, channels, p!.keptChannels, input)
+      : layerBops({
+        name: layer.name,
+        macs: layer.macs,
+        weightBits,
+        inputBits: input.inputBits,
+        keptOutput: kept / layer.outChannels,
+        keptInput: input.keptInputFraction,
+      });
     bops += layerCost;
     baselineBops += layer.macs * 32 * 32;
     costs.set(layer.name, {
@@ -164,35 +203,56 @@ export function planBops(model: ModelGraph, plan: QuantizationPlan): PlanCost {
   };
 }
 
-/** The activation grids of a plan as tensors on a device: `[xmax]` and gates. */
+/** A plan's activation grid as tensors on a device. */
+type GridTensors =
+  | {
+    readonly grid: ResidualGrid;
+    readonly xmax: Tensor;
+    readonly chain: Tensor;
+  }
+  | { readonly grid: UniformGrid; readonly scale: Tensor };
+
+/** The activation grids of a plan as tensors on a device. */
 function gridTensors(
   dev: Device,
   layers: readonly LayerPlan[],
-): Map<string, { grid: GridPlan; xmax: Tensor; chain: Tensor }> {
-  const out = new Map<
-    string,
-    { grid: GridPlan; xmax: Tensor; chain: Tensor }
-  >();
+): Map<string, GridTensors> {
+  const out = new Map<string, GridTensors>();
   for (const l of layers) {
-    if (!l.activation) continue;
-    out.set(l.name, {
-      grid: l.activation,
-      xmax: dev.upload([l.activation.xmax], [1]),
-      chain: dev.upload(gridGates(l.activation.bits), [4]),
-    });
+    const grid = l.activation;
+    if (!grid) continue;
+    out.set(
+      l.name,
+      grid.kind === "uniform"
+        ? { grid, scale: dev.upload([grid.scale], [1]) }
+        : {
+          grid,
+          xmax: dev.upload([grid.xmax], [1]),
+          chain: dev.upload(gridGates(grid.bits), [4]),
+        },
+    );
   }
   return out;
 }
 
+/** Frees the tensors of {@link gridTensors}. */
+function freeGrids(dev: Device, grids: Map<string, GridTensors>): void {
+  for (const g of grids.values()) {
+    if ("scale" in g) dev.free(g.scale);
+    else dev.free(g.xmax, g.chain);
+  }
+}
+
 /**
  * The run options that quantize a frozen model's activations on its grids:
- * an unsigned grid after a ReLU takes the pre-activation (its clip at 0 is
- * the ReLU) and joins the max-pool that follows, bit for bit as the three
- * steps.
+ * a residual grid by the decomposition, a uniform grid by `uniformQuantize`.
+ * An unsigned residual grid after a ReLU takes the pre-activation (its clip
+ * at 0 is the ReLU) and joins the max-pool that follows, bit for bit as the
+ * three steps.
  */
 function frozenHooks(
   frozen: Frozen,
-  grids: ReturnType<typeof gridTensors>,
+  grids: Map<string, GridTensors>,
 ): RunOptions {
   const k = Object.values(frozen.params)[0].device.kernels;
   return {
@@ -200,13 +260,17 @@ function frozenHooks(
     stats: frozen.stats ?? {},
     activation: (layer, a) => {
       const g = grids.get(layer.name);
-      return g
-        ? k.residualQuantize(a, g.xmax, g.chain, null, g.grid.signed)
-        : a;
+      if (!g) return a;
+      if ("scale" in g) {
+        return k.uniformQuantize(a, g.scale, g.grid.codeMin, g.grid.codeMax);
+      }
+      return k.residualQuantize(a, g.xmax, g.chain, null, g.grid.signed);
     },
     fused: (layer, z, activation, pool) => {
       const g = grids.get(layer.name);
-      if (!g || g.grid.signed || activation !== "relu") return undefined;
+      if (!g || "scale" in g || g.grid.signed || activation !== "relu") {
+        return undefined;
+      }
       return quantizeActivationForInference(z, g.xmax, g.chain, {
         relu: true,
         pool,
@@ -312,6 +376,6 @@ export async function evaluateFrozen(
       (x) => runGraph(frozen.model, frozen.params, x, hooks).output,
     );
   } finally {
-    for (const g of grids.values()) dev.free(g.xmax, g.chain);
+    freeGrids(dev, grids);
   }
 }

@@ -383,6 +383,21 @@ export interface Kernels {
   /** `min(max(x, lo), hi)` elementwise (`lo`, `hi` float32 values); NaN stays NaN. */
   clip(x: Tensor, lo: number, hi: number): Tensor;
 
+  // --- uniform grid (every method's frozen plan) ----------------------------
+
+  /**
+   * `scale * clamp(round(x / scale), codeMin, codeMax)` elementwise: true
+   * division and the product each rounded to float32, ties to even, NaN
+   * stays NaN. `scale` `[1]` is positive and finite (the plan guarantees
+   * it); `codeMin <= codeMax` are integers within ±2^31 (checked).
+   */
+  uniformQuantize(
+    x: Tensor,
+    scale: Tensor,
+    codeMin: number,
+    codeMax: number,
+  ): Tensor;
+
   // --- hard-concrete gates and their prior (spec sections 2 and 3) ---------
 
   /**
@@ -506,6 +521,7 @@ export const KERNEL_NAMES: readonly (keyof Kernels)[] = Object.freeze(
     "bitGroupLassoBackward",
     "maxAbsQuantize",
     "clip",
+    "uniformQuantize",
     "hardConcreteSample",
     "hardConcreteChainBackward",
     "hardConcretePruneBackward",

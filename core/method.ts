@@ -49,8 +49,14 @@ export interface Penalty {
   readonly metrics: Readonly<Record<string, Tensor>>;
 }
 
-/** One quantized tensor of a frozen model: a uniform grid. */
-export interface GridPlan {
+/**
+ * Bayesian Bits' grid (spec section 1): 2, 4, 8, 16 or 32 bits on
+ * `[-xmax, xmax]` (signed, `2^b - 1` levels) or `[0, xmax]` (unsigned,
+ * `2^b` levels), values computed by the residual decomposition.
+ */
+export interface ResidualGrid {
+  /** The grid's kind. */
+  readonly kind: "residual";
   /** Bit width: 2, 4, 8, 16 or 32. */
   readonly bits: number;
   /** Signed grid on `[-xmax, xmax]`, or unsigned on `[0, xmax]`. */
@@ -58,6 +64,44 @@ export interface GridPlan {
   /** The range. */
   readonly xmax: number;
 }
+
+/** One output channel of a per-channel {@link UniformGrid}. */
+export interface ChannelGrid {
+  /** The width BOPs count; 0 for a pruned channel (absent from `keptChannels`). */
+  readonly bits: number;
+  /** The step between levels. */
+  readonly scale: number;
+  /** The lowest integer code. */
+  readonly codeMin: number;
+  /** The highest integer code. */
+  readonly codeMax: number;
+}
+
+/**
+ * A uniform integer grid: `value = scale * code` for an integer `code` in
+ * `[codeMin, codeMax]`; quantizing `x` is `scale * clamp(round(x / scale),
+ * codeMin, codeMax)` in float32, ties to even. `bits` is the width BOPs
+ * count (any integer 1..32), independent of the bits the codes need in
+ * storage (a DoReFa `k`-bit weight has odd codes in `[-(2^k - 1), 2^k - 1]`
+ * and counts `k`).
+ */
+export interface UniformGrid {
+  /** The grid's kind. */
+  readonly kind: "uniform";
+  /** The width BOPs count (per-channel grids: the widest kept channel). */
+  readonly bits: number;
+  /** The step between levels (per-tensor grids). */
+  readonly scale: number;
+  /** The lowest integer code. */
+  readonly codeMin: number;
+  /** The highest integer code. */
+  readonly codeMax: number;
+  /** Per output channel (weights only, e.g. kernel-wise widths), or `null`. */
+  readonly channels: readonly ChannelGrid[] | null;
+}
+
+/** One quantized tensor of a frozen model: a grid of either kind. */
+export type GridPlan = ResidualGrid | UniformGrid;
 
 /** One conv/dense layer of a frozen model. */
 export interface LayerPlan {

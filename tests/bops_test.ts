@@ -53,9 +53,21 @@ Deno.test("bop accounting rejects bad layers with clear errors", () => {
     () => layerBops({ name: "fc", macs: -1, weightBits: 8, inputBits: 8 }),
     /MAC count for layer "fc": -1/,
   );
+  for (const bits of [3.5, 33, -1, NaN]) {
+    assert.throws(
+      () => layerBops({ name: "fc", macs: 1, weightBits: bits, inputBits: 8 }),
+      new RegExp(`weightBits for layer "fc": ${bits}`),
+    );
+  }
   assert.throws(
-    () => layerBops({ name: "fc", macs: 1, weightBits: 3, inputBits: 8 }),
-    /weightBits for layer "fc": 3/,
+    () => layerBops({ name: "fc", macs: 1, weightBits: 8, inputBits: 2.5 }),
+    /inputBits for layer "fc": 2.5 \(bits must be an integer in \[0, 32\]\)/,
+  );
+  // Widths BSQ and FracBits learn count as the integers they are (spec
+  // bsq.md section 7): 3-bit weights at 5-bit inputs over 7 MACs.
+  assert.equal(
+    layerBops({ name: "fc", macs: 7, weightBits: 3, inputBits: 5 }),
+    105,
   );
   assert.throws(
     () =>

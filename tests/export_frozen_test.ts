@@ -55,9 +55,9 @@ function handFrozen(
       inputBits: 8,
       layers: [{
         name: "d1",
-        weight: { bits: 4, signed: true, xmax: 1 },
+        weight: { kind: "residual", bits: 4, signed: true, xmax: 1 },
         keptChannels: [0, 2],
-        activation: { bits: 2, signed: false, xmax: 1.5 },
+        activation: { kind: "residual", bits: 2, signed: false, xmax: 1.5 },
         details: {},
       }, {
         name: "d2",
@@ -109,7 +109,10 @@ Deno.test("exportFrozen() refuses a plan without a layer, a grid of another widt
       exportFrozen(handFrozen((p) => ({
         ...p,
         layers: [
-          { ...p.layers[0], weight: { bits: 3, signed: true, xmax: 1 } },
+          {
+            ...p.layers[0],
+            weight: { kind: "residual", bits: 3, signed: true, xmax: 1 },
+          },
           p.layers[1],
         ],
       }))),
@@ -123,7 +126,10 @@ Deno.test("exportFrozen() refuses a plan without a layer, a grid of another widt
       exportFrozen(handFrozen((p) => ({
         ...p,
         layers: [
-          { ...p.layers[0], weight: { bits: 4, signed: true, xmax: 2.5 } },
+          {
+            ...p.layers[0],
+            weight: { kind: "residual", bits: 4, signed: true, xmax: 2.5 },
+          },
           p.layers[1],
         ],
       }))),

@@ -289,6 +289,40 @@ function uniformCases(): KernelCase[] {
   );
 }
 
+/**
+ * The uniform grid: random values on signed and unsigned code ranges (the
+ * scales are not powers of two, so divisions round), and a hand case with
+ * ties, clipping, -0 and NaN.
+ */
+function uniformGridCases(): KernelCase[] {
+  const ranges = [[-127, 127, 0.0123], [0, 15, 0.37], [-7, 7, 1 / 7]];
+  const cases = [0, 5, 4099].flatMap((count) =>
+    ranges.map(([lo, hi, scale]) =>
+      kernelCase({
+        name: `uniformQuantize, ${count} elements, codes [${lo}, ${hi}]`,
+        kernel: "uniformQuantize",
+        inputs: () => ({
+          x: floats(count + 7, [count], -2, 2),
+          scale: given([scale]),
+        }),
+        call: (k, t) => ({ y: k.uniformQuantize(t.x, t.scale, lo, hi) }),
+        tolerance: { y: EXACT },
+      })
+    )
+  );
+  return cases.concat(kernelCase({
+    name: "uniformQuantize by hand: ties to even, clipping, -0, NaN",
+    kernel: "uniformQuantize",
+    inputs: () => ({
+      x: given([-2, -0.75, -0.25, 0, 0.25, 0.74, 1.25, 7, NaN]),
+      scale: given([0.5]),
+    }),
+    call: (k, t) => ({ y: k.uniformQuantize(t.x, t.scale, -3, 3) }),
+    tolerance: { y: EXACT },
+    expected: { y: [-1.5, -1, -0, 0, 0, 0.5, 1, 1.5, NaN] },
+  }));
+}
+
 /** Every kernel case, family by family. */
 export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...elementwiseCases(),
@@ -301,6 +335,7 @@ export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...lossCases(),
   ...quantizerCases(),
   ...bitPlaneCases(),
+  ...uniformGridCases(),
   ...gateCases(),
   ...uniformCases(),
   ...optimizerCases(),

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { analyzeGraph, initGraph } from "../core/graph.ts";
 import { lenet5 } from "../core/models.ts";
 import { planBops } from "../core/frozen.ts";
-import type { LayerPlan, QuantizationPlan } from "../core/method.ts";
+import type {
+  GridPlan,
+  LayerPlan,
+  QuantizationPlan,
+  ResidualGrid,
+} from "../core/method.ts";
 import { softmaxCrossEntropy } from "../core/ops/loss.ts";
 import { runGraph } from "../core/graph.ts";
 import { randomKey } from "../core/rng.ts";
@@ -20,9 +25,9 @@ const all = (n: number) => Array.from({ length: n }, (_, i) => i);
 function uniformPlan(bits: number): QuantizationPlan {
   const layers: LayerPlan[] = analyzeGraph(lenet5()).layers.map((l) => ({
     name: l.name,
-    weight: { bits, signed: true, xmax: 1 },
+    weight: { kind: "residual", bits, signed: true, xmax: 1 },
     keptChannels: all(l.outChannels),
-    activation: { bits, signed: false, xmax: 1 },
+    activation: { kind: "residual", bits, signed: false, xmax: 1 },
     details: {},
   }));
   return { method: "test", inputBits: bits, layers };
@@ -130,9 +135,13 @@ Deno.test("a frozen gated model evaluates as its quantized weights and activatio
     z16: bits >= 16 ? 1 : 0,
     z32: bits >= 32 ? 1 : 0,
   });
+  const residual = (g: GridPlan | null) => {
+    assert.equal(g?.kind, "residual");
+    return g as ResidualGrid;
+  };
   const params = { ...state.params };
   for (const l of plan.layers) {
-    const w = l.weight!;
+    const w = residual(l.weight);
     params[`${l.name}.weight`] = quantize(state.params[`${l.name}.weight`], {
       xmax: w.xmax,
       signed: w.signed,
@@ -141,7 +150,8 @@ Deno.test("a frozen gated model evaluates as its quantized weights and activatio
   const out = runGraph(gated.model, params, firstImages(data, 64), {
     mode: "eval",
     activation: (layer, a) => {
-      const g = plan.layers.find((l) => l.name === layer.name)!.activation;
+      const a0 = plan.layers.find((l) => l.name === layer.name)!.activation;
+      const g = a0 && residual(a0);
       return g
         ? quantize(a, { xmax: g.xmax, signed: g.signed }, gridOf(g.bits))
         : a;

@@ -67,6 +67,7 @@ import {
   maxPool2dBackwardReference,
   maxPool2dReference,
 } from "./pool.ts";
+import { checkCodeRange, uniformQuantizeReference } from "./grid.ts";
 import { prior } from "./prior.ts";
 import {
   quantizeBackward,
@@ -308,12 +309,15 @@ function lossKernels(
   };
 }
 
-/** The reference kernels of the residual quantizer. */
+/** The reference kernels of the residual quantizer and the uniform grid. */
 function quantizerKernels(
   { f32, out, scalar }: HostAccess,
 ): Pick<
   Kernels,
-  "residualQuantize" | "residualQuantizeBackward" | "residualQuantizePool"
+  | "residualQuantize"
+  | "residualQuantizeBackward"
+  | "residualQuantizePool"
+  | "uniformQuantize"
 > {
   return {
     residualQuantize: (x, xmax, gates, z2, signed) => {
@@ -339,6 +343,13 @@ function quantizerKernels(
         dgates: out(Float32Array.from(r.dgates), [4]),
         dz2: r.dz2 && z2 ? out(Float32Array.from(r.dz2), z2.shape) : null,
       };
+    },
+    uniformQuantize: (x, scale, codeMin, codeMax) => {
+      checkCodeRange("uniformQuantize", codeMin, codeMax);
+      return out(
+        uniformQuantizeReference(f32(x), scalar(scale), codeMin, codeMax),
+        x.shape,
+      );
     },
     residualQuantizePool: (x, xmax, gates, signed, g) => {
       const pass = quantizerPass(scalar(xmax), signed, f32(gates), null);

@@ -13,7 +13,11 @@ import {
   type QuantizedModel,
 } from "../../export.ts";
 import { withFrozen } from "../../frozen.ts";
-import type { LayerPlan, QuantizationMethod } from "../../method.ts";
+import type {
+  LayerPlan,
+  QuantizationMethod,
+  ResidualGrid,
+} from "../../method.ts";
 import type { Frozen, Penalty, QuantizationPlan } from "../../method.ts";
 import { add, scale } from "../../ops/elementwise.ts";
 import { maxPool2d } from "../../ops/pool.ts";
@@ -155,7 +159,8 @@ function layerPlan(
     gated.quantizers.find((q) => q.layer === layer.name && q.kind === kind);
   const w = find("weight");
   const a = find("activation");
-  const grid = (q: QuantizerInfo, bits: number) => ({
+  const grid = (q: QuantizerInfo, bits: number): ResidualGrid => ({
+    kind: "residual",
     bits,
     signed: state.signed[q.name] ?? false,
     xmax: hostF32(state.params[q.xmaxParam])[0],
