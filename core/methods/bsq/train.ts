@@ -185,8 +185,8 @@ export function bsqRuns(
   return runs;
 }
 
-/** A snapshot as the training loop's run. */
-function runOf(s: BsqSnapshot): TrainRun<BsqState> {
+/** A snapshot as the training loop's run (its history's epochs counted from `first`). */
+function runOf(s: BsqSnapshot, first: number): TrainRun<BsqState> {
   return {
     method: s.method,
     phase: s.phase,
@@ -195,7 +195,7 @@ function runOf(s: BsqSnapshot): TrainRun<BsqState> {
     state: s.state,
     optimizerState: s.optimizerState,
     history: s.history.map((h) => ({
-      epoch: h.epoch,
+      epoch: h.epoch - first,
       loss: h.loss,
       metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
       testAccuracy: h.testAccuracy,
@@ -293,7 +293,7 @@ async function runOne(
     trainable: run.phase === "fine-tune"
       ? ["weights", "scales", "float"]
       : ["planes", "scales", "float"],
-    resume: resume && runOf(resume),
+    resume: resume && runOf(resume, run.first),
     progressEvery: options.progressEvery,
     evalBatchSize: options.evalBatchSize,
     now: options.now,
@@ -443,4 +443,85 @@ export async function trainBsq(
     options.evalBatchSize ?? 1000,
   );
   return { state, history, testAccuracy };
+}
+
+/** A stored snapshot of any method, as `loadSnapshot` reads it. */
+export interface StoredBsqSnapshot {
+  /** The method's name. */
+  readonly method: string;
+  /** The run's phase. */
+  readonly phase: string;
+  /** Epochs completed. */
+  readonly epoch: number;
+  /** Epochs of the run. */
+  readonly epochs: number;
+  /** Parameters and the method's JSON fields. */
+  readonly state: {
+    readonly params: ParamRecord;
+    readonly stats?: BsqState["stats"];
+    readonly [field: string]: unknown;
+  };
+  /** The optimizer state. */
+  readonly optimizerState: OptimizerState;
+  /** This run's epochs. */
+  readonly history: readonly HistoryEntry[];
+}
+
+/**
+ * A loaded training snapshot as a BSQ one, checked: its method, its phase
+ * and the state's `bits` (a plane count per layer) and `stage`.
+ *
+ * @param snapshot The snapshot (e.g. `loadSnapshot`'s).
+ * @returns The same snapshot, typed for {@link trainBsq}'s `resume`.
+ * @throws {RangeError} If it is another method's or its state lacks the
+ *   fields BSQ saves.
+ *
+ * @example
+ * ```ts
+ * import { bsqSnapshot } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const stored = {
+ *   method: "float", phase: "train", epoch: 1, epochs: 1, history: [],
+ *   state: { params: {} }, optimizerState: { step: 0, slots: {} },
+ * };
+ * assert.throws(() => bsqSnapshot(stored), /a float run/);
+ * ```
+ */
+export function bsqSnapshot(snapshot: StoredBsqSnapshot): BsqSnapshot {
+  const { method, phase, state } = snapshot;
+  if (method !== "bsq") {
+    throw new RangeError(`Not a BSQ snapshot: it holds a ${method} run`);
+  }
+  if (!/^(bsq-[1-9][0-9]*|fine-tune)$/.test(phase)) {
+    throw new RangeError(
+      `Not a BSQ snapshot: unknown phase ${JSON.stringify(phase)}`,
+    );
+  }
+  const bits = state.bits as Record<string, unknown> | undefined;
+  if (
+    typeof bits !== "object" || bits === null ||
+    !Object.values(bits).every((n) => Number.isInteger(n) && (n as number) >= 0)
+  ) {
+    throw new RangeError(
+      "Not a BSQ snapshot: its state lacks the plane count of each layer (bits)",
+    );
+  }
+  if (state.stage !== "planes" && state.stage !== "fixed") {
+    throw new RangeError(
+      `Not a BSQ snapshot: its state's stage is ${
+        JSON.stringify(state.stage)
+      }, not "planes" or "fixed"`,
+    );
+  }
+  return {
+    ...snapshot,
+    method,
+    state: {
+      params: state.params,
+      stats: state.stats,
+      bits: bits as Record<string, number>,
+      stage: state.stage,
+    },
+  };
 }
