@@ -49,7 +49,6 @@ export function onReference<T>(
       dev.hostView(dev.storage(tensor)),
       tensor.shape,
     );
-  const result = body(view, referenceDevice.kernels);
   const upload = (value: unknown): unknown => {
     if (value instanceof Tensor) {
       return dev.upload(hostView(value), value.shape, value.dtype);
@@ -59,5 +58,11 @@ export function onReference<T>(
       Object.entries(value).map(([key, item]) => [key, upload(item)]),
     );
   };
-  return upload(result) as T;
+  // The views and the reference results live in a reference-device scope:
+  // released when it ends, not left to a finalizer, which never runs while
+  // a training loop keeps the event loop in microtasks (host memory then
+  // grew by every result's size, step after step).
+  return referenceDevice.scope(() =>
+    upload(body(view, referenceDevice.kernels))
+  ) as T;
 }
