@@ -16,6 +16,7 @@
 
 import type { Kernels, PoolGeometry } from "../core/kernels.ts";
 import {
+  perChannel,
   type QuantizerPass,
   quantizerPass,
 } from "../core/reference/quantizer.ts";
@@ -42,17 +43,7 @@ function passOf(
     dev.f32(gates),
     z2 ? dev.f32(z2) : null,
   );
-  const { channels } = pass;
-  if (z2 && z2.size !== channels) {
-    throw new RangeError(
-      `Cannot quantize with ${z2.size} z2 gates for ${channels} channels`,
-    );
-  }
-  if (length % channels !== 0) {
-    throw new RangeError(
-      `Cannot quantize ${length} elements in ${channels} channels: the length must be a multiple of the channel count`,
-    );
-  }
+  perChannel(length, pass);
   return pass;
 }
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags } from "../cli/usage.ts";
 
 /** The parsed flags. */
 export interface BenchArgs {
@@ -58,7 +58,7 @@ function count(name: string, text: string, integer: boolean): number {
  * @param spec The script's defaults and extra flags.
  * @returns The values.
  * @throws {RangeError} On a malformed value or an unknown section.
- * @throws {TypeError} On an unknown flag.
+ * @throws {UsageError} On an unknown flag (with the nearest known one).
  */
 export function parseBenchArgs(
   args: readonly string[],
@@ -67,18 +67,16 @@ export function parseBenchArgs(
   const extra = Object.fromEntries(
     (spec.extra ?? []).map((name) => [name, { type: "string" as const }]),
   );
-  const { values } = parseArgs({
-    args: [...args],
-    options: {
-      limit: { type: "string", default: "60000" },
-      threads: { type: "string", default: spec.threads },
-      only: { type: "string", default: spec.sections.join(",") },
-      rounds: { type: "string", default: "3" },
-      "min-seconds": { type: "string", default: "0.3" },
-      "warmup-seconds": { type: "string", default: "30" },
-      json: { type: "string" },
-      ...extra,
-    },
+  // `deno task bench -- --flag` passes the `--` through.
+  const values = parseFlags(args[0] === "--" ? args.slice(1) : [...args], {
+    limit: { type: "string", default: "60000" },
+    threads: { type: "string", default: spec.threads },
+    only: { type: "string", default: spec.sections.join(",") },
+    rounds: { type: "string", default: "3" },
+    "min-seconds": { type: "string", default: "0.3" },
+    "warmup-seconds": { type: "string", default: "30" },
+    json: { type: "string" },
+    ...extra,
   });
   const only = values.only.split(",");
   for (const s of only) {
@@ -108,4 +106,36 @@ export function parseBenchArgs(
     json: values.json,
     extra: Object.fromEntries((spec.extra ?? []).map((n) => [n, v[n]])),
   };
+}
+
+/**
+ * {@link parseBenchArgs} for a script's entry point: `--help` prints the
+ * flags and exits 0; a bad flag or value prints the error and exits 2.
+ *
+ * @param args The command line (`Deno.args`).
+ * @param spec The script's defaults and extra flags.
+ * @returns The values.
+ */
+export function benchArgsOrExit(
+  args: readonly string[],
+  spec: FlagSpec,
+): BenchArgs {
+  if (args.includes("-h") || args.includes("--help")) {
+    console.log(
+      `Flags: --limit N (training images, default 60000), --threads LIST (default ${spec.threads}), ` +
+        `--only ${
+          spec.sections.join(",")
+        }, --rounds N (default 3), --min-seconds X (default 0.3), ` +
+        `--warmup-seconds X (default 30), --json FILE${
+          (spec.extra ?? []).map((e) => `, --${e} VALUE`).join("")
+        }`,
+    );
+    Deno.exit(0);
+  }
+  try {
+    return parseBenchArgs(args, spec);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(2);
+  }
 }

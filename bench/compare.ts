@@ -22,7 +22,7 @@
 
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { parseBenchArgs } from "./args.ts";
+import { benchArgsOrExit } from "./args.ts";
 import {
   formatRatio,
   formatResult,
@@ -170,7 +170,7 @@ function printCompare(
 }
 
 if (import.meta.main) {
-  const args = parseBenchArgs(Deno.args, {
+  const args = benchArgsOrExit(Deno.args, {
     threads: "2",
     sections: ["train", "eval"],
     extra: ["baseline"],

@@ -10,13 +10,17 @@
  * 2. Kernels (`bench/kernels.ts`): each kernel of the training step at
  *    LeNet-5 batch-128 shapes, on the reference device and the WASM device,
  *    resident tensors, ratios against the reference from the same run.
+ * 3. WebGPU (`bench/gpu.ts`), whenever an adapter exists: the quantizer,
+ *    GEMM at the LeNet-5 shapes, LeNet-5 and VGG-7 training and evaluation,
+ *    each beside the WASM figure of the same run (the adapter's name
+ *    printed; small sizes on a software adapter).
  *
  * Options:
  *
  * - `--limit N`: training images per epoch (default 60000, a full epoch;
  *   the test split holds `min(N, 10000)`);
  * - `--threads 1,2`: WASM thread counts;
- * - `--only train,eval,kernels`: sections to run (comma-separated);
+ * - `--only train,eval,kernels,gpu`: sections to run (comma-separated);
  * - `--rounds 3`: timed rounds of the epoch section (at least);
  * - `--min-seconds 0.3`: each figure timed over at least this long;
  * - `--warmup-seconds 30`: warm-up before the first timed section;
@@ -36,8 +40,9 @@ import {
   printEpochTables,
 } from "./bayesian_bits.ts";
 import { benchKernels, type KernelRow } from "./kernels.ts";
+import { benchGpu } from "./gpu.ts";
 import { logLine } from "./timing.ts";
-import { type BenchArgs, parseBenchArgs } from "./args.ts";
+import { type BenchArgs, benchArgsOrExit } from "./args.ts";
 import { referenceDevice } from "../core/reference/device.ts";
 import { type Device, device } from "../core/device.ts";
 
@@ -45,7 +50,7 @@ import { type Device, device } from "../core/device.ts";
 const WARM_AFTER_EPOCHS_SECONDS = 3;
 
 async function runEpochs(args: BenchArgs): Promise<EpochRow[]> {
-  const only = args.only.filter((s) => s !== "kernels");
+  const only = args.only.filter((s) => s !== "kernels" && s !== "gpu");
   if (only.length === 0) return [];
   const data = await loadBenchData(args.limit);
   logLine(
@@ -82,17 +87,24 @@ async function runKernels(
   }
 }
 
-const args = parseBenchArgs(Deno.args, {
+const args = benchArgsOrExit(Deno.args, {
   threads: "1,2",
-  sections: ["train", "eval", "kernels"],
+  sections: ["train", "eval", "kernels", "gpu"],
 });
 const epochs = await runEpochs(args);
 const kernels = await runKernels(args, epochs.length > 0);
+const gpu = args.only.includes("gpu")
+  ? await benchGpu(
+    await loadBenchData(Math.max(args.limit, 8192)),
+    Math.max(...args.threads),
+    args.minSeconds,
+  )
+  : [];
 if (args.json) {
   await Deno.writeTextFile(
     args.json,
     JSON.stringify(
-      { args, epochs, kernels },
+      { args, epochs, kernels, gpu },
       null,
       2,
     ),

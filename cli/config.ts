@@ -6,14 +6,13 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   bayesianBits,
   type DeviceKind,
   type GatedModel,
   type ModelGraph,
 } from "../mod.ts";
-import { type HistoryEntry, parseHistory } from "../io/reports.ts";
+import { MNIST_SIDE } from "../io/mnist.ts";
 import { lenet5, mobilenetV2, resnet18, vgg7 } from "../core/models.ts";
 import {
   checkInitLogits,
@@ -24,6 +23,7 @@ import {
   parseInitLogits,
   parseNumber,
 } from "./values.ts";
+import { parseFlags } from "./usage.ts";
 
 /** The models `--model` offers (the zoo of `core/models.ts`), by graph name. */
 export const MODELS: Readonly<
@@ -92,6 +92,13 @@ export function checkModelFits(
         : ""),
   );
 }
+
+/** The shape of an MNIST image, known before the files are read. */
+export const MNIST_SHAPE: readonly number[] = Object.freeze([
+  1,
+  MNIST_SIDE,
+  MNIST_SIDE,
+]);
 
 /** Every recipe option of the `train` command (also the config file's keys). */
 export interface RunConfig {
@@ -185,10 +192,14 @@ Run options:
   --config FILE           JSON file with recipe options (flags override it)
   --out DIR               write checkpoint.safetensors (every epoch), report.json,
                           report.md there, and at the end quantized.safetensors
-                          (the exported model; default runs/<timestamp>)
+                          (the exported model; default runs/<timestamp>); one
+                          process at a time: DIR/.bbits.lock names the holder
   --resume                continue the run in --out from its last checkpoint
                           (bit-identical to an uninterrupted run with the same --threads)
-  --replace               start afresh even if --out holds a run (replaces it)
+  --replace               start afresh even if --out holds a run: once every input
+                          is checked, its files go to DIR/.replaced-<time>/, deleted
+                          at the new run's first checkpoint (moved back if it ends
+                          before)
   --device KIND           wasm (default), reference (plain TypeScript) or webgpu
   --threads N             WASM threads (default: all cores)
   --progress-every N      steps between progress lines (default 50)
@@ -260,8 +271,18 @@ const RECIPE_FLAGS: Readonly<
   },
 };
 
-/** Validates a config file's object and merges it over the defaults. */
-function configFromObject(
+/**
+ * A recipe object (a `--config` file's, or the one a checkpoint stores)
+ * merged over `base` and checked: own keys of {@link RunConfig} only, each
+ * value by the same rules as a flag's (see `cli/values.ts`).
+ *
+ * @param source What leads the messages (`config "c.json"`).
+ * @param raw The object.
+ * @param base The recipe its keys override.
+ * @returns The recipe.
+ * @throws {RangeError | TypeError} On another type, an unknown key or a bad value, naming the key.
+ */
+export function configFromObject(
   source: string,
   raw: unknown,
   base: RunConfig,
@@ -416,21 +437,17 @@ export async function parseTrainArgs(args: string[]): Promise<TrainArgs> {
       { type: flag === "no-pruning" ? "boolean" as const : "string" as const },
     ]),
   );
-  const { values } = parseArgs({
-    // `deno task train -- --flag` passes the `--` through.
-    args: args[0] === "--" ? args.slice(1) : args,
-    options: {
-      ...recipeFlags,
-      config: { type: "string" },
-      out: { type: "string" },
-      resume: { type: "boolean" },
-      replace: { type: "boolean" },
-      device: { type: "string" },
-      threads: { type: "string" },
-      "progress-every": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
+  // `deno task train -- --flag` passes the `--` through.
+  const values = parseFlags(args[0] === "--" ? args.slice(1) : args, {
+    ...recipeFlags,
+    config: { type: "string" },
+    out: { type: "string" },
+    resume: { type: "boolean" },
+    replace: { type: "boolean" },
+    device: { type: "string" },
+    threads: { type: "string" },
+    "progress-every": { type: "string" },
+    help: { type: "boolean", short: "h" },
   });
   const v = values as Record<string, string | boolean | undefined>;
   const { config, given } = typeof v.config === "string"
@@ -488,52 +505,6 @@ export function deviceKind(value: string | undefined): DeviceKind {
     );
   }
   return kind;
-}
-
-/** The run description a training snapshot carries (`run` of `saveSnapshot`). */
-export interface RunRecord {
-  /** The recipe. */
-  readonly config: RunConfig;
-  /** History of the phases before the snapshot's phase. */
-  readonly earlierHistory: HistoryEntry[];
-  /** Wall seconds spent in earlier invocations (resumes). */
-  readonly wallSeconds: number;
-  /**
-   * WASM threads of the run: the quantizer's reductions split over threads,
-   * so a continuation is bit-identical only with the same count.
-   */
-  readonly threads?: number;
-}
-
-/**
- * The run record of a training snapshot, checked; a record written before
- * `--model` existed (no `model` key) describes a LeNet-5 run, and its
- * earlier history (version 1 entries) reads as version 2 entries.
- *
- * @param run The snapshot's `run`.
- * @param path The checkpoint's path, for messages.
- * @returns The record, its recipe naming its model.
- * @throws {RangeError} If `run` holds no recipe or names no known model.
- */
-export function runRecordOf(run: unknown, path: string): RunRecord {
-  const record = run as Partial<RunRecord> | null;
-  if (!record?.config) {
-    throw new RangeError(
-      `${path} carries no run recipe: it was not written by \`deno task train\``,
-    );
-  }
-  const model = record.config.model ?? "lenet5";
-  const problem = modelProblem(model);
-  if (problem !== null) throw new RangeError(`${path}: model ${problem}`);
-  const earlierHistory = parseHistory(
-    record.earlierHistory ?? [],
-    `${path}: the run record's earlier history`,
-  );
-  return {
-    ...record,
-    config: { ...record.config, model },
-    earlierHistory,
-  } as RunRecord;
 }
 
 /**

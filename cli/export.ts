@@ -7,7 +7,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   type Device,
   device,
@@ -18,12 +17,14 @@ import {
   type QuantizedModel,
   type Tensor,
 } from "../mod.ts";
-import { bayesianBitsSnapshot } from "../core/methods/bayesian_bits/mod.ts";
 import { loadMnist } from "../io/mnist.ts";
 import { saveQuantized } from "../io/quantized.ts";
 import { loadSnapshot } from "../io/snapshot.ts";
-import { gatedModelOf, runRecordOf } from "./config.ts";
+import { gatedModelOf } from "./config.ts";
+import { storedRunOf } from "./run_record.ts";
+import { checkOutputPath, RunDirectory } from "../io/run_dir.ts";
 import { checkRegularFile, MAX_THREADS, parseNumber } from "./values.ts";
+import { parseFlags, UsageError, usageStage } from "./usage.ts";
 
 /** The `export` command's help text. */
 export const EXPORT_USAGE = `Usage: deno task export -- --from PATH [options]
@@ -75,6 +76,25 @@ async function checkFromPath(path: string): Promise<void> {
   await checkRegularFile("--from", path);
 }
 
+/** The folder of a file's path (`.` for a bare name). */
+function folderOf(path: string): string {
+  const slash = path.replace(/\/+$/, "").lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+}
+
+/** `--out`: not a directory, in a folder that is or can be made one. */
+async function checkOutputFile(path: string): Promise<void> {
+  const info = await Deno.stat(path).catch(() => null);
+  if (info?.isDirectory) {
+    throw new RangeError(
+      `--out ${path} is a directory: give the file to write, e.g. ${
+        path.replace(/\/+$/, "")
+      }/quantized.safetensors`,
+    );
+  }
+  await checkOutputPath("the folder of --out", folderOf(path));
+}
+
 /** A gated state with its parameters uploaded to `dev`. */
 async function stateOn(state: GatedState, dev: Device): Promise<GatedState> {
   const params: Record<string, Tensor> = {};
@@ -90,25 +110,25 @@ async function stateOn(state: GatedState, dev: Device): Promise<GatedState> {
  * @param args The arguments after `export`.
  * @returns The exit code.
  * @throws {RangeError | TypeError} On bad flags or a file that is not a training snapshot.
+ * @throws {RunDirectoryLockedError} If another process writes into the
+ *   folder of `--out` (e.g. a run still training there).
  */
 export async function exportCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: args[0] === "--" ? args.slice(1) : args,
-    options: {
+  const values = await usageStage(() =>
+    parseFlags(args[0] === "--" ? args.slice(1) : args, {
       from: { type: "string" },
       out: { type: "string" },
       evaluate: { type: "boolean" },
       threads: { type: "string" },
       help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-  });
+    })
+  );
   if (values.help) {
     console.log(EXPORT_USAGE);
     return 0;
   }
   if (values.from === undefined) {
-    throw new RangeError(
+    throw new UsageError(
       "export needs --from: a run directory or checkpoint file",
     );
   }
@@ -126,16 +146,20 @@ export async function exportCommand(args: string[]): Promise<number> {
     checkpoint = `${checkpoint.replace(/\/+$/, "")}/checkpoint.safetensors`;
     await checkRegularFile("--from", checkpoint);
   }
-  const slash = checkpoint.lastIndexOf("/");
-  const out = values.out ??
-    `${slash < 0 ? "." : checkpoint.slice(0, slash)}/quantized.safetensors`;
+  const out = values.out ?? `${folderOf(checkpoint)}/quantized.safetensors`;
+  await checkOutputFile(out);
   const stored = await loadSnapshot(checkpoint);
-  const record = runRecordOf(stored.run, checkpoint);
+  const { record, snapshot } = storedRunOf(stored, checkpoint);
   const gated = gatedModelOf(record.config);
-  const snapshot = bayesianBitsSnapshot(stored.snapshot);
   const state = snapshot.state;
   const exported = exportQuantized(gated, state);
-  await saveQuantized(out, exported);
+  {
+    await using _dir = await RunDirectory.open(folderOf(out), {
+      command: "export",
+      flag: "the folder of --out",
+    });
+    await saveQuantized(out, exported);
+  }
   const { phase, epoch, epochs } = snapshot;
   console.log(
     `Exported ${checkpoint} (${phase} epoch ${epoch}/${epochs}) to ${out}:`,

@@ -7,7 +7,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   adam,
   device,
@@ -27,9 +26,17 @@ import {
 import { loadMnist } from "../io/mnist.ts";
 import { saveCheckpoint } from "../io/checkpoint.ts";
 import { paramsToTensors } from "../io/params.ts";
-import { checkModelFits, deviceKind, modelName, MODELS } from "./config.ts";
+import {
+  checkModelFits,
+  deviceKind,
+  MNIST_SHAPE,
+  modelName,
+  MODELS,
+} from "./config.ts";
+import { checkOutputPath, RunDirectory } from "../io/run_dir.ts";
 import { formatSeconds } from "./format.ts";
 import { MAX_THREADS, type NumberRule, parseNumber } from "./values.ts";
+import { parseFlags, usageStage } from "./usage.ts";
 
 /** The `float` command's help text (its options). */
 export const FLOAT_USAGE =
@@ -83,24 +90,20 @@ interface FloatArgs {
 
 /** Parses the `float` command's arguments; null for `--help`. */
 function parseFloatArgs(args: string[]): FloatArgs | null {
-  const { values } = parseArgs({
-    // `deno task float -- --flag` passes the `--` through.
-    args: args[0] === "--" ? args.slice(1) : args,
-    options: {
-      model: { type: "string" },
-      epochs: { type: "string" },
-      "batch-size": { type: "string" },
-      lr: { type: "string" },
-      schedule: { type: "string" },
-      seed: { type: "string" },
-      limit: { type: "string" },
-      "progress-every": { type: "string" },
-      device: { type: "string" },
-      threads: { type: "string" },
-      out: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
+  // `deno task float -- --flag` passes the `--` through.
+  const values = parseFlags(args[0] === "--" ? args.slice(1) : args, {
+    model: { type: "string" },
+    epochs: { type: "string" },
+    "batch-size": { type: "string" },
+    lr: { type: "string" },
+    schedule: { type: "string" },
+    seed: { type: "string" },
+    limit: { type: "string" },
+    "progress-every": { type: "string" },
+    device: { type: "string" },
+    threads: { type: "string" },
+    out: { type: "string" },
+    help: { type: "boolean", short: "h" },
   });
   if (values.help) return null;
   const int = "positive-integer";
@@ -146,7 +149,6 @@ async function saveFloat(
   result: TrainResult,
 ): Promise<void> {
   if (a.out === undefined) return;
-  await Deno.mkdir(a.out, { recursive: true });
   const path = `${a.out}/float.safetensors`;
   const last = result.history[result.history.length - 1];
   await saveCheckpoint(path, {
@@ -181,17 +183,29 @@ function printProgress(p: TrainProgress): void {
  * @param usage The text `--help` prints (the CLI passes its whole usage).
  * @returns The exit code.
  * @throws {RangeError} On a bad flag or a model whose input shape is not the images'.
+ * @throws {RunDirectoryLockedError} If another process writes into `--out`.
  */
 export async function floatCommand(
   args: string[],
   usage: string = FLOAT_USAGE,
 ): Promise<number> {
-  const a = parseFloatArgs(args);
+  const a = await usageStage(() => {
+    const parsed = parseFloatArgs(args);
+    if (parsed) checkModelFits(parsed.model, MNIST_SHAPE, "MNIST");
+    return parsed;
+  });
   if (a === null) {
     console.log(usage);
     return 0;
   }
   const [initKey, shuffleKey] = splitKey(randomKey(a.seed));
+  // Cheap checks first; then the output directory, held and known
+  // writable before any training (the trained model must have a place).
+  checkModelFits(a.model, MNIST_SHAPE, "MNIST");
+  if (a.out !== undefined) await checkOutputPath("--out", a.out);
+  await using _dir = a.out === undefined
+    ? null
+    : await RunDirectory.open(a.out, { command: "float" });
   const data = await loadMnist({ limit: a.limit });
   checkModelFits(a.model, data.train.shape, "MNIST");
   const total = a.epochs * batchCount(data.train.count, a.batchSize);

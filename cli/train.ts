@@ -29,31 +29,34 @@ import {
   type Tensor,
   trainBayesianBits,
 } from "../mod.ts";
-import {
-  type BayesianBitsProgress,
-  type BayesianBitsSnapshot,
-  bayesianBitsSnapshot,
-  type TrainingPhase,
+import type {
+  BayesianBitsProgress,
+  BayesianBitsSnapshot,
+  TrainingPhase,
 } from "../core/methods/bayesian_bits/mod.ts";
+import { freezeGated } from "../core/methods/bayesian_bits/mod.ts";
 import { type HistoryEntry, summarizeLayerBits } from "../io/reports.ts";
 import { loadMnist, type Mnist } from "../io/mnist.ts";
 import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { saveQuantized } from "../io/quantized.ts";
-import { loadCheckpoint } from "../io/checkpoint.ts";
-import { paramsFromTensors } from "../io/params.ts";
 import {
   checkModelFits,
   gatedModelOf,
+  MNIST_SHAPE,
   MODELS,
   parseTrainArgs,
   type RunConfig,
-  type RunRecord,
-  runRecordOf,
   TRAIN_USAGE,
   type TrainArgs,
 } from "./config.ts";
 import { formatSeconds } from "./format.ts";
+import { loadFloat } from "./float_start.ts";
+import { exportModel } from "./method_run.ts";
+import { provenance, usageStage } from "./usage.ts";
+import { mainPhaseOf, type RunRecord, storedRunOf } from "./run_record.ts";
 import { checkRegularFile } from "./values.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { checkOutputPath, RunDirectory } from "../io/run_dir.ts";
 
 /** The files a run writes into its `--out` directory. */
 const RUN_FILES = [
@@ -61,19 +64,8 @@ const RUN_FILES = [
   "report.json",
   "report.md",
   "quantized.safetensors",
+  "model.onnx",
 ];
-
-/** Writes a text file atomically: a temporary file in the same directory, then a rename. */
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const temp = `${path}.tmp-${crypto.randomUUID()}`;
-  try {
-    await Deno.writeTextFile(temp, text);
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-}
 
 /** Where an invocation starts: a fresh recipe, or the run a checkpoint holds. */
 interface RunStart {
@@ -90,14 +82,9 @@ async function resumeRun(
   checkpointPath: string,
   dev: Device,
 ): Promise<RunStart> {
-  if (parsed.out === null) {
-    throw new RangeError("--resume needs --out DIR: the run to continue");
-  }
-  if (parsed.replace) {
-    throw new RangeError("--resume and --replace contradict each other");
-  }
+  await checkRegularFile("--resume", checkpointPath);
   const stored = await loadSnapshot(checkpointPath, { device: dev });
-  const record: RunRecord = runRecordOf(stored.run, checkpointPath);
+  const { record, snapshot } = storedRunOf(stored, checkpointPath);
   for (const key of parsed.given) {
     const k = key as keyof RunConfig;
     const [given, stored] = [parsed.config[k], record.config[k]];
@@ -115,7 +102,6 @@ async function resumeRun(
         `the result stays valid but is bit-identical to an uninterrupted run only with --threads ${record.threads}`,
     );
   }
-  const snapshot = bayesianBitsSnapshot(stored.snapshot);
   console.error(
     `Resuming ${out}: ${snapshot.phase} epoch ${snapshot.epoch}/${snapshot.epochs} done`,
   );
@@ -140,44 +126,13 @@ async function refuseExistingRun(checkpointPath: string): Promise<void> {
   );
 }
 
-/** Makes the output directory; with `replace`, removes an earlier run's files. */
-async function prepareOut(out: string, replace: boolean): Promise<void> {
-  await Deno.mkdir(out, { recursive: true });
-  if (!replace) return;
-  for (const name of RUN_FILES) {
-    await Deno.remove(`${out}/${name}`).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    });
-  }
-}
-
-/** Loads a float model checkpoint (`deno task float -- --out DIR`) for `gated`'s model. */
-async function loadFloat(
-  path: string,
-  gated: GatedModel,
-  dev: Device,
-): Promise<{ params: Record<string, Tensor> }> {
-  const { tensors, state } = await loadCheckpoint(path);
-  const model = (state as { model?: unknown } | null)?.model;
-  if (typeof model === "string" && model !== gated.model.name) {
-    throw new RangeError(
-      `${path} holds a ${model} model, but the run trains ${gated.model.name}`,
-    );
-  }
-  const params = paramsFromTensors(tensors, path, { device: dev });
-  if (Object.keys(params).length === 0) {
-    throw new RangeError(
-      `${path} holds no "param/..." tensors: it is not a float model checkpoint`,
-    );
-  }
-  return { params };
-}
-
 /** What the phases of one invocation share. */
 interface Run {
   readonly args: string[];
   readonly parsed: TrainArgs;
   readonly out: string;
+  /** The output directory, held (locked) for the run. */
+  readonly dir: RunDirectory;
   readonly checkpointPath: string;
   readonly config: RunConfig;
   readonly gated: GatedModel;
@@ -187,6 +142,8 @@ interface Run {
   readonly dev: Device;
   readonly wallStart: number;
   readonly earlierWall: number;
+  /** Library, Deno, device, threads and commit, for the report. */
+  readonly provenance: Readonly<Record<string, string | number>>;
   /** History of the phases before the running one (grows between phases). */
   earlierHistory: HistoryEntry[];
 }
@@ -211,6 +168,7 @@ function runFacts(run: Run) {
     trainImages: data.train.count,
     testImages: data.test.count,
     wallSeconds: Math.round(wallSeconds(run)),
+    ...run.provenance,
   };
 }
 
@@ -221,8 +179,8 @@ function wallSeconds(run: Run): number {
 
 /** Writes `report.json` and `report.md` into `out`. */
 async function writeReports(out: string, report: QuantizationReport) {
-  await writeTextAtomic(`${out}/report.json`, reportToJson(report) + "\n");
-  await writeTextAtomic(`${out}/report.md`, formatReportMarkdown(report));
+  await writeFileAtomic(`${out}/report.json`, reportToJson(report) + "\n");
+  await writeFileAtomic(`${out}/report.md`, formatReportMarkdown(report));
 }
 
 /** One progress line on stderr. */
@@ -252,6 +210,8 @@ async function endOfEpoch(
     threads: run.parsed.threads,
   };
   await saveSnapshot(run.checkpointPath, { snapshot, run: record });
+  // The new run has a checkpoint: an earlier run it replaces can go.
+  await run.dir.commit();
   const last = snapshot.history[snapshot.history.length - 1];
   const report = gatedReport(run.gated, snapshot.state, {
     testAccuracy: last.testAccuracy,
@@ -356,9 +316,17 @@ async function runPhases(
   };
 }
 
-/** The first phase: Bayesian Bits, or post-training of a float model. */
-function mainPhaseOf(config: RunConfig): TrainingPhase {
-  return config.postTraining === "off" ? "bayesian-bits" : "post-training";
+/**
+ * The state with its parameters on the reference device when they live on
+ * a device whose memory the host cannot see (WebGPU), else itself.
+ */
+async function hostState(state: GatedState): Promise<GatedState> {
+  const params = Object.entries(state.params);
+  if (params.every(([, t]) => t.device.kind !== "webgpu")) return state;
+  const { referenceDevice } = await import("../core/reference/device.ts");
+  const moved: Record<string, Tensor> = {};
+  for (const [name, t] of params) moved[name] = await t.to(referenceDevice);
+  return { ...state, params: moved };
 }
 
 /** The final report and exported model, written and printed. */
@@ -371,14 +339,16 @@ async function finish(
   const accuracy = history.length > 0
     ? history[history.length - 1].testAccuracy
     : await evaluateGated(gated, state, data.test);
-  const report = gatedReport(gated, state, {
+  // The report and the export read the state on the host.
+  const host = await hostState(state);
+  const report = gatedReport(gated, host, {
     testAccuracy: accuracy,
     history,
     run: runFacts(run),
   });
   await writeReports(out, report);
   const quantizedPath = `${out}/quantized.safetensors`;
-  const exported = exportQuantized(gated, state);
+  const exported = exportQuantized(gated, host);
   await saveQuantized(quantizedPath, exported);
   const exportedAccuracy = await evaluateQuantized(exported, data.test, {
     device: run.dev,
@@ -393,18 +363,65 @@ async function finish(
         (100 * exportedAccuracy).toFixed(2)
       } %`,
   );
+  await exportModel(out, host.params, () => freezeGated(gated, host));
+}
+
+/** Checks the flags that must agree with `--resume` or `--replace`. */
+function checkRunFlags(parsed: TrainArgs): void {
+  if (parsed.resume && parsed.out === null) {
+    throw new RangeError("--resume needs --out DIR: the run to continue");
+  }
+  if (parsed.resume && parsed.replace) {
+    throw new RangeError("--resume and --replace contradict each other");
+  }
 }
 
 /**
- * Runs the `train` command.
+ * Refuses `--resume` of a directory that does not exist, before anything
+ * is made; its checkpoint is looked for once the directory is locked (a
+ * run replacing it may have set it aside for a moment).
+ */
+async function checkRunToResume(out: string): Promise<void> {
+  const info = await Deno.stat(out).catch(() => null);
+  if (!info?.isDirectory) {
+    throw new RangeError(`--resume: ${out} holds no run to continue`);
+  }
+}
+
+/** Where a fresh run starts; refuses an existing run unless `--replace`. */
+async function freshStart(
+  parsed: TrainArgs,
+  checkpointPath: string,
+): Promise<RunStart> {
+  if (!parsed.replace) await refuseExistingRun(checkpointPath);
+  return {
+    config: parsed.config,
+    resumeFrom: null,
+    earlierHistory: [],
+    earlierWall: 0,
+  };
+}
+
+/**
+ * Runs the `train` command. The order keeps the user's files safe: every
+ * value, `--from` and the model are checked before anything is loaded;
+ * `--from` is loaded before `--out` is touched; the output directory is
+ * then locked (see `io/run_dir.ts`); and `--replace` sets the earlier run
+ * aside only once the data is loaded, deleting it after the new run's
+ * first checkpoint (restoring it if the new run ends before).
  *
  * @param args The arguments after `train`.
  * @returns The exit code.
  * @throws {RangeError | TypeError} On bad flags, a recipe that differs from
  *   the run it resumes, or a model whose input shape is not the images'.
+ * @throws {RunDirectoryLockedError} If another process writes into `--out`.
  */
 export async function trainCommand(args: string[]): Promise<number> {
-  const parsed = await parseTrainArgs(args);
+  const parsed = await usageStage(async () => {
+    const p = await parseTrainArgs(args);
+    if (!p.help) checkRunFlags(p);
+    return p;
+  });
   if (parsed.help) {
     console.log(TRAIN_USAGE);
     return 0;
@@ -413,35 +430,37 @@ export async function trainCommand(args: string[]): Promise<number> {
   const out = parsed.out ??
     `runs/${new Date().toISOString().replaceAll(":", "-").slice(0, 19)}`;
   const checkpointPath = `${out}/checkpoint.safetensors`;
-  // Cheap checks first: nothing loaded, nothing written on a bad --from.
-  if (!parsed.resume && parsed.config.from !== null) {
-    await checkRegularFile("--from", parsed.config.from);
+  // Cheap checks first: nothing loaded, nothing written on a bad input.
+  const fresh = parsed.resume ? null : parsed.config;
+  if (parsed.resume) await checkRunToResume(out);
+  if (fresh !== null) {
+    await usageStage(() => {
+      checkModelFits(fresh.model, MNIST_SHAPE, "MNIST");
+      gatedModelOf(fresh);
+    });
+    if (fresh.from !== null) await checkRegularFile("--from", fresh.from);
   }
+  await checkOutputPath("--out", out);
   using dev = await device(parsed.device, { threads: parsed.threads });
-  let start: RunStart;
-  if (parsed.resume) {
-    start = await resumeRun(parsed, out, checkpointPath, dev);
-  } else {
-    if (!parsed.replace) await refuseExistingRun(checkpointPath);
-    start = {
-      config: parsed.config,
-      resumeFrom: null,
-      earlierHistory: [],
-      earlierWall: 0,
-    };
-  }
+  const float = fresh?.from
+    ? await loadFloat(fresh.from, gatedModelOf(fresh).model.name, dev)
+    : null;
+  await using dir = await RunDirectory.open(out, { command: "train" });
+  const start = parsed.resume
+    ? await resumeRun(parsed, out, checkpointPath, dev)
+    : await freshStart(parsed, checkpointPath);
   const { config } = start;
   const data = await loadMnist({ limit: config.limit ?? undefined });
   checkModelFits(config.model, data.train.shape, "MNIST");
   const gated = gatedModelOf(config);
-  const float = parsed.resume || config.from === null
-    ? null
-    : await loadFloat(config.from, gated, dev);
-  if (!parsed.resume) await prepareOut(out, parsed.replace);
+  if (parsed.replace) {
+    await dir.setAside(RUN_FILES);
+  }
   const run: Run = {
     args,
     parsed,
     out,
+    dir,
     checkpointPath,
     config,
     gated,
@@ -451,6 +470,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     wallStart,
     earlierWall: start.earlierWall,
     earlierHistory: start.earlierHistory,
+    provenance: await provenance(dev, parsed.threads),
   };
   console.error(
     `Bayesian Bits, ${

@@ -204,6 +204,13 @@ export function parseInitLogits(text: string): Record<string, number> {
       );
     }
     const [bits, value] = pair;
+    if (Object.hasOwn(out, bits)) {
+      throw new RangeError(
+        `--init-logits gives the logit for ${bits} bits twice, in ${
+          describe(text)
+        }`,
+      );
+    }
     out[logitBits("--init-logits", bits)] = parseNumber(
       `--init-logits (the logit for ${bits} bits)`,
       value,

@@ -25,8 +25,13 @@ import { assertRandomKey, randomBits, type RandomKey } from "./rng.ts";
  *   about 0 and standard deviation about 1, in [-0.4242, 2.8215].
  * - `"unit"`: `x / 255`, in [0, 1]: non-negative inputs, e.g. for an
  *   unsigned input quantizer.
+ * - `{ mean, std }`: `(x / 255 - mean) / std`, a data set's own statistics
+ *   on the 0..1 scale (e.g. Fashion-MNIST's, see {@link pixelStatistics}).
  */
-export type Normalization = "mnist-standard" | "unit";
+export type Normalization =
+  | "mnist-standard"
+  | "unit"
+  | { readonly mean: number; readonly std: number };
 
 /** The MNIST training-set pixel mean, on the 0..1 scale. */
 export const MNIST_MEAN = 0.1307;
@@ -73,13 +78,49 @@ export interface BatchOptions {
 }
 
 function lookupTable(normalization: Normalization): Float32Array {
+  const { mean, std } = typeof normalization === "object"
+    ? normalization
+    : { mean: MNIST_MEAN, std: MNIST_STD };
   const table = new Float32Array(256);
   for (let x = 0; x < 256; x++) {
-    table[x] = normalization === "unit"
-      ? x / 255
-      : (x / 255 - MNIST_MEAN) / MNIST_STD;
+    table[x] = normalization === "unit" ? x / 255 : (x / 255 - mean) / std;
   }
   return table;
+}
+
+/**
+ * The mean and standard deviation of raw 8-bit pixels on the 0..1 scale
+ * (population statistics, in float64): a data set's own normalisation.
+ *
+ * @param pixels Raw pixels, 0..255 (e.g. every training image).
+ * @returns `{ mean, std }`.
+ * @throws {RangeError} On no pixels, or pixels that are all equal.
+ *
+ * @example
+ * ```ts
+ * import { pixelStatistics } from "@bbits/core/training";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(pixelStatistics(new Uint8Array([0, 255])), { mean: 0.5, std: 0.5 });
+ * ```
+ */
+export function pixelStatistics(
+  pixels: Uint8Array,
+): { mean: number; std: number } {
+  const counts = new Float64Array(256);
+  for (let i = 0; i < pixels.length; i++) counts[pixels[i]]++;
+  let sum = 0;
+  for (let x = 0; x < 256; x++) sum += counts[x] * x;
+  const mean = sum / pixels.length;
+  let squares = 0;
+  for (let x = 0; x < 256; x++) squares += counts[x] * (x - mean) ** 2;
+  const std = Math.sqrt(squares / pixels.length);
+  if (!(std > 0)) {
+    throw new RangeError(
+      `Cannot normalise by ${pixels.length} pixels' statistics: their standard deviation is ${std}`,
+    );
+  }
+  return { mean: mean / 255, std: std / 255 };
 }
 
 /**
@@ -115,11 +156,18 @@ export function normalizePixels(
       }`,
     );
   }
-  if (normalization !== "unit" && normalization !== "mnist-standard") {
+  if (typeof normalization === "object" && normalization !== null) {
+    const { mean, std } = normalization;
+    if (!(Number.isFinite(mean) && Number.isFinite(std) && std > 0)) {
+      throw new RangeError(
+        `Invalid normalization { mean: ${mean}, std: ${std} }: a finite mean and a positive std`,
+      );
+    }
+  } else if (normalization !== "unit" && normalization !== "mnist-standard") {
     throw new RangeError(
       `Unknown normalization ${
         JSON.stringify(normalization)
-      }: expected "mnist-standard" or "unit"`,
+      }: expected "mnist-standard", "unit" or { mean, std }`,
     );
   }
   const table = lookupTable(normalization);

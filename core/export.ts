@@ -30,6 +30,7 @@ import { analyzeGraph, type LayerInfo, runGraph } from "./graph.ts";
 import type { Frozen, GridPlan, LayerPlan } from "./method.ts";
 import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
 import { referenceDevice } from "./reference/device.ts";
+import { quantizerConstants, scaleProblem } from "./reference/quantizer.ts";
 import { roundHalfEven } from "./round.ts";
 import { hostF32, type Tensor } from "./tensor.ts";
 import { checkImageShape } from "./train.ts";
@@ -56,12 +57,74 @@ function gridOf(grid: GridPlan, where: string): QuantizedGrid {
       `Cannot export ${where}: a grid has 2, 4, 8, 16 or 32 bits, got ${grid.bits}`,
     );
   }
+  const problem = scaleProblem(
+    quantizerConstants(grid.xmax, grid.signed, [1, 1, 1, 1]),
+    [2, 4, 8, 16, 32].indexOf(bits) + 1,
+  );
+  if (problem !== null) {
+    throw new RangeError(
+      `Cannot export ${where}: its ${bits}-bit grid is not representable: ${problem}`,
+    );
+  }
   return {
     bits,
     signed: grid.signed,
     xmax: grid.xmax,
     scale: gridScale(grid.xmax, grid.signed, bits),
   };
+}
+
+/** The grid of one output channel as {@link gridCodes} reads it. */
+export interface ChannelCodeGrid {
+  /** The grid's width, for error messages. */
+  readonly bits: number;
+  /** The step between levels. */
+  readonly scale: number;
+  /** The lowest code. */
+  readonly codeMin: number;
+  /** The highest code. */
+  readonly codeMax: number;
+  /** Whether every value must be a grid level (checked to 1e-3 of a step). */
+  readonly exact: boolean;
+}
+
+/**
+ * Integer codes of the kept output channels of quantized weights `xq`
+ * (host values, `row` elements per channel): `clamp(round(xq / scale))` on
+ * each channel's grid, ties to even.
+ *
+ * @param where The tensor, for error messages.
+ * @param xq The quantized weights, output channels on axis 0.
+ * @param kept The output channels to encode, in order.
+ * @param row Elements per output channel.
+ * @param gridOf The grid of an output channel.
+ * @returns The codes, `kept.length * row` of them.
+ * @throws {Error} When an `exact` grid's value is not one of its levels.
+ */
+export function gridCodes(
+  where: string,
+  xq: Float32Array,
+  kept: readonly number[],
+  row: number,
+  gridOf: (channel: number) => ChannelCodeGrid,
+): Int32Array {
+  const codes = new Int32Array(kept.length * row);
+  kept.forEach((c, r) => {
+    const { bits, scale, codeMin, codeMax, exact } = gridOf(c);
+    for (let j = 0; j < row; j++) {
+      const v = xq[c * row + j] / scale;
+      const k = Math.min(codeMax, Math.max(codeMin, roundHalfEven(v)));
+      if (exact && Math.abs(v - k) > 1e-3) {
+        throw new Error(
+          `Cannot export ${where}: element ${c * row + j} (${
+            xq[c * row + j]
+          }) is not on the ${bits}-bit grid of step ${scale}`,
+        );
+      }
+      codes[r * row + j] = k;
+    }
+  });
+  return codes;
 }
 
 /**
@@ -75,25 +138,15 @@ function codesOf(
   kept: readonly number[],
   row: number,
 ): Int32Array | Uint32Array {
-  const codes = grid.signed
-    ? new Int32Array(kept.length * row)
-    : new Uint32Array(kept.length * row);
-  const [lo, hi] = codeRange(grid.bits, grid.signed);
-  kept.forEach((c, r) => {
-    for (let j = 0; j < row; j++) {
-      const v = xq[c * row + j] / grid.scale;
-      const k = Math.min(hi, Math.max(lo, roundHalfEven(v)));
-      if (grid.bits <= 8 && Math.abs(v - k) > 1e-3) {
-        throw new Error(
-          `Cannot export ${where}: element ${c * row + j} (${
-            xq[c * row + j]
-          }) is not on the ${grid.bits}-bit grid of step ${grid.scale}`,
-        );
-      }
-      codes[r * row + j] = k;
-    }
-  });
-  return codes;
+  const [codeMin, codeMax] = codeRange(grid.bits, grid.signed);
+  const codes = gridCodes(where, xq, kept, row, () => ({
+    bits: grid.bits,
+    scale: grid.scale,
+    codeMin,
+    codeMax,
+    exact: grid.bits <= 8,
+  }));
+  return grid.signed ? codes : Uint32Array.from(codes);
 }
 
 /** One conv/dense layer of a frozen model, exported from its plan. */
@@ -320,7 +373,9 @@ function forwardQuantized(
  * @param model The exported model.
  * @param x A batch `[N, C, H, W]`.
  * @returns The logits `[N, classes]`, on `x`'s device.
- * @throws {RangeError} On an inconsistent model or a batch of the wrong shape.
+ * @throws {RangeError} On an inconsistent model, a batch of the wrong shape,
+ *   or a batch holding NaN or an infinity (checked where the host sees the
+ *   batch: the reference and WASM devices).
  *
  * @example
  * ```ts
@@ -337,6 +392,17 @@ function forwardQuantized(
 export function runQuantized(model: QuantizedModel, x: Tensor): Tensor {
   checkQuantizedModel(model);
   const dev = x.device;
+  if (dev.kind !== "webgpu") {
+    const values = hostF32(x);
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new RangeError(
+        `Cannot run the exported model on a batch with ${
+          values[bad]
+        } at element ${bad} (inputs must be finite)`,
+      );
+    }
+  }
   return dev.scope(() =>
     forwardQuantized(
       model,

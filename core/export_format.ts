@@ -8,8 +8,9 @@
  * @module
  */
 
+import { checkModelBudget } from "./size_budget.ts";
 import { analyzeGraph, type LayerInfo, type ModelGraph } from "./graph.ts";
-import { quantizerConstants } from "./reference/quantizer.ts";
+import { quantizerConstants, scaleProblem } from "./reference/quantizer.ts";
 import type { Shape } from "./tensor.ts";
 
 /** The `schema` of a {@link QuantizedModel}. */
@@ -155,7 +156,9 @@ function checkHeader(model: QuantizedModel): readonly LayerInfo[] {
   }
   let graphLayers: readonly LayerInfo[] = [];
   try {
-    graphLayers = analyzeGraph(model.graph).layers;
+    const info = analyzeGraph(model.graph);
+    checkModelBudget(info);
+    graphLayers = info.layers;
   } catch (e) {
     fail(`graph: ${(e as Error).message}`);
   }
@@ -177,6 +180,13 @@ function checkGrid(where: string, g: QuantizedGrid): void {
   }
   if (!(Number.isFinite(g.xmax) && g.xmax > 0)) {
     fail(`${where}: range ${g.xmax} is not finite and positive`);
+  }
+  const problem = scaleProblem(
+    quantizerConstants(g.xmax, g.signed, [1, 1, 1, 1]),
+    GRID_BITS.indexOf(g.bits) + 1,
+  );
+  if (problem !== null) {
+    fail(`${where}: the grid is not representable: ${problem}`);
   }
   const expected = gridScale(g.xmax, g.signed, g.bits);
   if (g.scale !== expected) {

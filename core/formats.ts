@@ -16,3 +16,5 @@
 
 export * from "./safetensors.ts";
 export * from "./idx.ts";
+export * from "./schema.ts";
+export * from "./graph_schema.ts";

@@ -1,207 +1,26 @@
 /**
  * What every frozen model shares, whichever method produced it: its BOPs
- * from the plan ({@link planBops}, spec section 4) and its test accuracy
+ * from the plan (`planBops`, spec section 4, in `core/plan_bops.ts`) and its test accuracy
  * ({@link evaluateFrozen}), activations quantized on the plan's grids.
  *
  * @module
  */
 
-import { layerBops } from "./bops.ts";
 import { batches, type Dataset } from "./data.ts";
-import {
-  analyzeGraph,
-  type GraphNode,
-  type LayerInfo,
-  type ModelGraph,
-  runGraph,
-  type RunOptions,
-} from "./graph.ts";
+import { runGraph, type RunOptions } from "./graph.ts";
 import type { Device } from "./device.ts";
-import type {
-  ChannelGrid,
-  Frozen,
-  LayerPlan,
-  QuantizationPlan,
-  ResidualGrid,
-  UniformGrid,
-} from "./method.ts";
+import type { Frozen, LayerPlan, ResidualGrid, UniformGrid } from "./method.ts";
 import { gridGates, quantizeActivationForInference } from "./ops/grid.ts";
 import type { ParamRecord } from "./loop.ts";
 import type { Tensor } from "./tensor.ts";
 
-/** One layer's cost under a plan. */
-export interface PlanLayerCost {
-  /** The layer. */
-  readonly layer: LayerInfo;
-  /**
-   * Weight bits of the kept channels (32 in full precision; with a width
-   * per channel, the widest).
-   */
-  readonly weightBits: number;
-  /** Output activation bits, or `null` when not quantized. */
-  readonly activationBits: number | null;
-  /** Input bits as counted (network input: the plan's; unquantized input: 32). */
-  readonly inputBits: number;
-  /** Kept output channels. */
-  readonly keptChannels: number;
-  /** Kept fraction of the input channels. */
-  readonly keptInputFraction: number;
-  /** BOPs per sample. */
-  readonly bops: number;
-}
-
-/** BOPs of a planned model. */
-export interface PlanCost {
-  /** Per conv/dense layer, in execution order. */
-  readonly layers: PlanLayerCost[];
-  /** BOPs per sample. */
-  readonly bops: number;
-  /** BOPs per sample at 32 x 32 bits, nothing pruned. */
-  readonly baselineBops: number;
-  /** `100 * bops / baselineBops`, in percent. */
-  readonly relativeGbops: number;
-}
-
-/**
- * Follows a node's input back through pools and flattens to the node
- * producing it (a layer, or an add), or `null` for the network input.
- *
- * @param nodes The graph's nodes by name.
- * @param input A node's input name.
- * @returns The producing node, or `null`.
- */
-export function producerOf(
-  nodes: ReadonlyMap<string, GraphNode>,
-  input: string,
-): GraphNode | null {
-  let name = input;
-  for (;;) {
-    if (name === "input") return null;
-    const node = nodes.get(name)!;
-    if (
-      node.op === "maxpool" || node.op === "avgpool" || node.op === "flatten"
-    ) {
-      name = node.input;
-      continue;
-    }
-    return node;
-  }
-}
-
-/** Input bits and kept input fraction of a layer, from what produced its input. */
-function inputOf(
-  nodes: ReadonlyMap<string, GraphNode>,
-  node: Extract<GraphNode, { input: string }>,
-  costs: ReadonlyMap<string, PlanLayerCost>,
-  inputBits: number,
-): { inputBits: number; keptInputFraction: number } {
-  const producer = producerOf(nodes, node.input);
-  if (!producer) return { inputBits, keptInputFraction: 1 };
-  const before = costs.get(producer.name);
-  if (!before) return { inputBits: 32, keptInputFraction: 1 };
-  return {
-    inputBits: before.activationBits ?? 32,
-    keptInputFraction: before.keptChannels / before.layer.outChannels,
-  };
-}
-
-/**
- * BOPs of a layer with a width per output channel (FracBits' kernel-wise
- * widths, spec fracbits.md section 7): `(MACs / C_out) * ba * ki * sum of
- * the kept channels' widths`.
- */
-function channelBops(
-  layer: LayerInfo,
-  channels: readonly ChannelGrid[],
-  kept: readonly number[],
-  input: { inputBits: number; keptInputFraction: number },
-): number {
-  if (channels.length !== layer.outChannels) {
-    throw new RangeError(
-      `Invalid plan for layer "${layer.name}": ${channels.length} channel grids for ${layer.outChannels} output channels`,
-    );
-  }
-  let bops = 0;
-  for (const c of kept) {
-    bops += layerBops({
-      name: layer.name,
-      macs: layer.macs / layer.outChannels,
-      weightBits: channels[c].bits,
-      inputBits: input.inputBits,
-      keptInput: input.keptInputFraction,
-    });
-  }
-  return bops;
-}
-
-/**
- * BOPs per layer and in total of a model under a plan (spec section 4): a
- * layer's input bits are those of the activation grid that feeds it (the
- * network input counts as `plan.inputBits`, an unquantized activation as
- * 32), and pruned channels leave both their layer and the next one. A
- * weight grid with a width per output channel costs each kept channel at
- * its own width.
- *
- * @param model The graph that runs.
- * @param plan Grids and kept channels per layer.
- * @returns The per-layer costs, the total, the 32-bit baseline and the ratio.
- *
- * @example A float LeNet-5 costs 100 % of itself
- * ```ts
- * import { lenet5, planBops } from "@bbits/core";
- * import { analyzeGraph } from "@bbits/core/training";
- * import assert from "node:assert/strict";
- *
- * const model = lenet5();
- * const layers = analyzeGraph(model).layers.map((l) => ({
- *   name: l.name, weight: null, activation: null, details: {},
- *   keptChannels: Array.from({ length: l.outChannels }, (_, i) => i),
- * }));
- * const cost = planBops(model, { method: "float", inputBits: 32, layers });
- * assert.equal(cost.relativeGbops, 100);
- * ```
- */
-export function planBops(model: ModelGraph, plan: QuantizationPlan): PlanCost {
-  const nodes = new Map(model.nodes.map((n) => [n.name, n]));
-  const planOf = new Map(plan.layers.map((l) => [l.name, l]));
-  const costs = new Map<string, PlanLayerCost>();
-  let bops = 0;
-  let baselineBops = 0;
-  for (const layer of analyzeGraph(model).layers) {
-    const node = nodes.get(layer.name) as Extract<GraphNode, { input: string }>;
-    const p = planOf.get(layer.name);
-    const weightBits = p?.weight?.bits ?? 32;
-    const kept = p ? p.keptChannels.length : layer.outChannels;
-    const input = inputOf(nodes, node, costs, plan.inputBits);
-    const channels = p?.weight?.kind === "uniform" ? p.weight.channels : null;
-    const layerCost = channels
-      ? channelBops(layer, channels, p!.keptChannels, input)
-      : layerBops({
-        name: layer.name,
-        macs: layer.macs,
-        weightBits,
-        inputBits: input.inputBits,
-        keptOutput: kept / layer.outChannels,
-        keptInput: input.keptInputFraction,
-      });
-    bops += layerCost;
-    baselineBops += layer.macs * 32 * 32;
-    costs.set(layer.name, {
-      layer,
-      weightBits,
-      activationBits: p?.activation?.bits ?? null,
-      ...input,
-      keptChannels: kept,
-      bops: layerCost,
-    });
-  }
-  return {
-    layers: [...costs.values()],
-    bops,
-    baselineBops,
-    relativeGbops: (100 * bops) / baselineBops,
-  };
-}
+export {
+  executableBits,
+  planBops,
+  type PlanCost,
+  type PlanLayerCost,
+  producerOf,
+} from "./plan_bops.ts";
 
 /** A plan's activation grid as tensors on a device. */
 type GridTensors =
@@ -290,7 +109,7 @@ function frozenHooks(
  * @param batchSize Images per batch.
  * @param forward The logits `[N, K]` of a batch `[N, ...shape]`.
  * @returns The accuracy in [0, 1].
- * @throws {RangeError} On an empty dataset.
+ * @throws {RangeError} On an empty dataset or an image that is not finite.
  */
 export async function accuracyOn(
   dev: Device,
@@ -302,7 +121,10 @@ export async function accuracyOn(
     throw new RangeError("Cannot evaluate on an empty dataset");
   }
   let correct = 0;
+  let first = 0;
   for (const batch of batches(data, batchSize)) {
+    checkFiniteImages(batch.images, first, data);
+    first += batch.size;
     const count = dev.scope(() => {
       const x = dev.upload(batch.images, [batch.size, ...data.shape]);
       const labels = dev.upload(batch.labels, [batch.size], "int32");
@@ -312,6 +134,27 @@ export async function accuracyOn(
     dev.free(count);
   }
   return correct / data.count;
+}
+
+/**
+ * Throws unless every pixel of a batch is finite, as training requires
+ * (a NaN image would otherwise count as a wrong answer, silently).
+ */
+function checkFiniteImages(
+  images: Float32Array,
+  first: number,
+  data: Dataset,
+): void {
+  for (let i = 0; i < images.length; i++) {
+    if (!Number.isFinite(images[i])) {
+      const size = data.shape[0] * data.shape[1] * data.shape[2];
+      throw new RangeError(
+        `Cannot evaluate: image ${first + Math.floor(i / size)} has ${
+          images[i]
+        } at element ${i % size} (images must be finite)`,
+      );
+    }
+  }
 }
 
 /**
@@ -375,6 +218,37 @@ export async function evaluateFrozen(
       options.batchSize ?? 1000,
       (x) => runGraph(frozen.model, frozen.params, x, hooks).output,
     );
+  } finally {
+    freeGrids(dev, grids);
+  }
+}
+
+/**
+ * The logits of a frozen model for a batch, on the batch's device: weights
+ * as frozen, activations quantized on the plan's grids (as
+ * {@link evaluateFrozen} runs it). The parameters must live on the batch's
+ * device.
+ *
+ * @param frozen The frozen model.
+ * @param x A batch `[N, C, H, W]`.
+ * @returns The logits `[N, classes]`.
+ *
+ * @example
+ * ```ts
+ * import { floatMethod, initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
+ * import { runFrozen } from "./frozen.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const frozen = floatMethod().freeze(lenet5(), initGraph(lenet5(), randomKey(0)));
+ * assert.deepEqual(runFrozen(frozen, Tensor.zeros([3, 1, 28, 28])).shape, [3, 10]);
+ * ```
+ */
+export function runFrozen(frozen: Frozen, x: Tensor): Tensor {
+  const dev = x.device;
+  const grids = gridTensors(dev, frozen.plan.layers);
+  try {
+    return runGraph(frozen.model, frozen.params, x, frozenHooks(frozen, grids))
+      .output;
   } finally {
     freeGrids(dev, grids);
   }

@@ -83,6 +83,13 @@ const DTYPES: readonly DtypeInfo[] = [
   { dtype: "float64", code: 0x0e, bytes: 8, min: -Infinity, max: Infinity },
 ];
 
+/** A shape for a message: its sizes, the first few only when long. */
+function shapeText(shape: readonly number[]): string {
+  return shape.length > 8
+    ? `[${shape.slice(0, 8).join(", ")}, ...] (${shape.length} dimensions)`
+    : `[${shape.join(", ")}]`;
+}
+
 const hex = (byte: number) => `0x${byte.toString(16).padStart(2, "0")}`;
 
 /**
@@ -164,23 +171,24 @@ export function parseIdx(
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const shape: number[] = [];
-  let count = 1;
-  for (let d = 0; d < rank; d++) {
-    const size = view.getUint32(4 + 4 * d, false);
-    shape.push(size);
-    count *= size;
-  }
-  const expectedBytes = headerBytes + count * info.bytes;
-  if (bytes.length !== expectedBytes) {
-    const problem = bytes.length < expectedBytes
+  for (let d = 0; d < rank; d++) shape.push(view.getUint32(4 + 4 * d, false));
+  // A zero anywhere makes the array empty, however large the other sizes
+  // (their product alone could overflow to Infinity, and Infinity * 0 is NaN).
+  const count = shape.includes(0) ? 0 : shape.reduce((a, b) => a * b, 1);
+  const payloadBytes = count * info.bytes;
+  if (bytes.length - headerBytes !== payloadBytes) {
+    const problem = bytes.length - headerBytes < payloadBytes
       ? "truncated"
-      : `${bytes.length - expectedBytes} trailing bytes`;
+      : `${bytes.length - headerBytes - payloadBytes} trailing bytes`;
+    const needs = Number.isSafeInteger(payloadBytes)
+      ? `${
+        headerBytes + payloadBytes
+      } bytes (${headerBytes} header + ${payloadBytes} payload)`
+      : `more than 2^53 bytes`;
     throw new RangeError(
-      `Cannot parse ${source}: ${problem}; shape [${
-        shape.join(", ")
-      }] of ${info.dtype} needs ${expectedBytes} bytes (${headerBytes} header + ${
-        count * info.bytes
-      } payload), got ${bytes.length}`,
+      `Cannot parse ${source}: ${problem}; shape ${
+        shapeText(shape)
+      } of ${info.dtype} needs ${needs}, got ${bytes.length}`,
     );
   }
   return readPayload(info.dtype, shape, view, headerBytes, count);
@@ -276,6 +284,7 @@ export function encodeIdx(array: IdxInput): Uint8Array {
     }
     count *= size;
   }
+  if (shape.includes(0)) count = 0; // even when the other sizes overflow
   if (data.length !== count) {
     throw new RangeError(
       `Cannot encode IDX: shape [${

@@ -16,6 +16,14 @@ import type { Optimizer, OptimizerState } from "./optim.ts";
 import { foldIn, type RandomKey } from "./rng.ts";
 import type { Tensor } from "./tensor.ts";
 
+/**
+ * How often (ms) a long epoch gives the event loop a turn, so that signal
+ * handlers (Ctrl-C releasing a run directory), timers and I/O callbacks run
+ * during training: a step's awaits alone settle as microtasks and never let
+ * them in. A turn costs about a millisecond.
+ */
+const TURN_EVERY_MS = 200;
+
 /** Parameters by name. */
 export type ParamRecord = Readonly<Record<string, Tensor>>;
 
@@ -54,6 +62,22 @@ export interface LoopSpec<S> {
     carry: S,
     test: Dataset,
   ) => Promise<number>;
+  /**
+   * Called after each epoch's steps, before its evaluation, with the
+   * 1-based epoch: the parameters and carried state it returns continue
+   * the run (e.g. a method's hard assignment).
+   */
+  readonly afterEpoch?: (
+    params: ParamRecord,
+    carry: S,
+    epoch: number,
+  ) => { readonly params: ParamRecord; readonly carry: S };
+  /**
+   * Makes what `measure`, `fallback` and `evaluate` read on the host
+   * readable (a WebGPU device reads its small tensors back); awaited before
+   * them.
+   */
+  readonly prepare?: (params: ParamRecord) => Promise<void>;
   /** Values for progress lines and epoch records from the parameters alone. */
   readonly measure?: (params: ParamRecord) => Readonly<Record<string, number>>;
   /** Host values of the named metrics the loss omitted, from the parameters. */
@@ -161,6 +185,16 @@ export function progressRate(
   return { samplesPerSecond, etaSeconds: remaining / samplesPerSecond };
 }
 
+/** A step whose scalars are not read yet. */
+interface PendingStep {
+  /** Its batch size. */
+  readonly size: number;
+  /** Its loss and metrics, on the device. */
+  readonly scalars: Record<string, Tensor>;
+  /** Host values of the metrics its loss omitted. */
+  readonly fallback: Record<string, number>;
+}
+
 /** Sums of one epoch so far. */
 class EpochSums {
   loss = 0;
@@ -239,6 +273,16 @@ export async function trainLoop<S>(
     const epochStart = options.now();
     const sums = await run.epoch(epoch, epochStart);
     const seconds = (options.now() - epochStart) / 1000;
+    if (spec.afterEpoch) {
+      // A method's end of epoch may read its parameters on the host.
+      await spec.prepare?.(run.params);
+      ({ params: run.params, carry: run.carry } = spec.afterEpoch(
+        run.params,
+        run.carry,
+        epoch,
+      ));
+    }
+    await spec.prepare?.(run.params);
     run.history.push({
       epoch,
       loss: sums.loss / sums.seen,
@@ -299,35 +343,60 @@ class Run<S> {
     return { params, carry, optimizerState, epoch, history: [...this.history] };
   }
 
-  /** The training steps of one epoch. */
+  /**
+   * The training steps of one epoch. A step's scalars (loss, metrics) stay
+   * on the device until a progress line or the epoch's end needs them: a
+   * GPU is never made to wait in between.
+   */
   async epoch(epoch: number, epochStart: number): Promise<EpochSums> {
     const { spec, options } = this;
     const sums = new EpochSums();
     const order = batches(this.data.train, options.batchSize, {
       key: foldIn(options.shuffleKey, epoch),
     });
+    let lastTurn = performance.now();
+    const pending: PendingStep[] = [];
     for (const batch of order) {
-      const values = await this.step(batch);
+      const scalars = this.step(batch);
+      if (performance.now() - lastTurn >= TURN_EVERY_MS) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        lastTurn = performance.now();
+      }
       const missing = new Set(
-        Object.keys(spec.metrics).filter((n) => !(n in values)),
+        Object.keys(spec.metrics).filter((n) => !(n in scalars)),
       );
-      const metrics = {
-        ...(missing.size > 0 ? spec.fallback?.(this.params, missing) : {}),
-        ...values,
-      };
-      delete metrics.loss;
-      sums.add(batch.size, values.loss, metrics, spec as LoopSpec<unknown>);
-      const step = sums.steps;
+      let fallback: Record<string, number> = {};
+      if (missing.size > 0 && spec.fallback) {
+        await spec.prepare?.(this.params);
+        fallback = { ...spec.fallback(this.params, missing) };
+      }
+      pending.push({ size: batch.size, scalars, fallback });
+      const step = sums.steps + pending.length;
       const due = step % options.progressEvery === 0 || step === this.#steps;
-      if (options.onProgress && due) {
+      if (!due) continue;
+      await this.drain(pending, sums);
+      if (options.onProgress) {
+        await spec.prepare?.(this.params);
         this.progress(epoch, epochStart, sums);
       }
     }
+    await this.drain(pending, sums);
     return sums;
   }
 
+  /** Reads the pending steps' scalars in order into the sums, and frees them. */
+  async drain(pending: PendingStep[], sums: EpochSums): Promise<void> {
+    for (const p of pending.splice(0)) {
+      const values = await readScalars(p.scalars);
+      this.#dev.free(...Object.values(p.scalars));
+      const metrics = { ...p.fallback, ...values };
+      delete metrics.loss;
+      sums.add(p.size, values.loss, metrics, this.spec as LoopSpec<unknown>);
+    }
+  }
+
   /** One step; frees the state it supersedes; returns the step's scalars. */
-  async step(batch: Batch): Promise<Record<string, number>> {
+  step(batch: Batch): Record<string, Tensor> {
     const dev = this.#dev;
     const before = stateTensors(this.params, this.optimizerState);
     const result = runStep(
@@ -342,15 +411,13 @@ class Run<S> {
     this.params = result.params;
     this.carry = result.carry;
     this.optimizerState = result.optimizerState;
-    const values = await readScalars(result.scalars);
-    dev.free(...Object.values(result.scalars));
     const now = new Set(stateTensors(this.params, this.optimizerState));
     for (const t of before) if (this.owned.has(t) && !now.has(t)) dev.free(t);
     const old = new Set(before);
     this.owned = new Set(
       [...now].filter((t) => !old.has(t) || this.owned.has(t)),
     );
-    return values;
+    return result.scalars;
   }
 
   progress(epoch: number, epochStart: number, sums: EpochSums): void {

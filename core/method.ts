@@ -189,8 +189,12 @@ export interface QuantizationMethod<Q, S extends MethodState> {
     state: S,
     names?: ReadonlySet<string>,
   ): Readonly<Record<string, number>>;
-  /** Called after each epoch (e.g. a re-quantization); default: nothing. */
-  afterEpoch?(q: Q, state: S): S;
+  /**
+   * Called after each epoch's training steps, before its evaluation (e.g. a
+   * re-quantization, a hard assignment), with the 1-based epoch of the run;
+   * the state it returns continues the run. Default: nothing.
+   */
+  afterEpoch?(q: Q, state: S, epoch: number): S;
   /** The trained model on its grids, and its plan. */
   freeze(q: Q, state: S): Frozen;
 }

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { planBops } from "./frozen.ts";
+import { planBops } from "./plan_bops.ts";
 import type { EpochStats } from "./loop.ts";
 import type { Frozen, LayerPlan } from "./method.ts";
 
@@ -85,6 +85,18 @@ export interface LayerReport {
   readonly activationGates?: GateProbabilities | null;
 }
 
+/** What a plan costs in the conventions beside Bayesian Bits' (see `planBops`). */
+export interface ReportCosts {
+  /** Relative GBOPs in percent as `MACs * bw * ba` (no input-channel discount). */
+  readonly macsBitsRelativeGbops: number;
+  /** Relative GBOPs in percent with every width rounded up to 2, 4, 8, 16 or 32. */
+  readonly executableRelativeGbops: number;
+  /** Bytes of the kept weights at their widths. */
+  readonly weightBytes: number;
+  /** Bytes of every weight in float32. */
+  readonly floatWeightBytes: number;
+}
+
 /** One epoch of a run's history. */
 export interface HistoryEntry {
   /** 1-based epoch (counted over the whole run, phases included). */
@@ -128,6 +140,11 @@ export interface QuantizationReport {
   readonly gbops: number;
   /** GBOPs per sample of the all-32-bit baseline. */
   readonly baselineGbops: number;
+  /**
+   * The cost in the other conventions (absent in reports written before
+   * they were counted).
+   */
+  readonly costs?: ReportCosts;
   /** Per-layer details in execution order. */
   readonly layers: readonly LayerReport[];
   /** Per-epoch history (empty for a model that was not trained here). */
@@ -247,6 +264,12 @@ export function frozenReport(
     relativeGbops: cost.relativeGbops,
     gbops: cost.bops / 1e9,
     baselineGbops: cost.baselineBops / 1e9,
+    costs: {
+      macsBitsRelativeGbops: cost.macsBitsRelativeGbops,
+      executableRelativeGbops: cost.executableRelativeGbops,
+      weightBytes: cost.weightBytes,
+      floatWeightBytes: cost.floatWeightBytes,
+    },
     layers,
     history: [...(facts.history ?? [])],
     run: { ...(facts.run ?? {}) },

@@ -18,7 +18,8 @@
  * overlaps, no holes, no trailing bytes.
  *
  * Supported dtypes: `F32` (Float32Array), `I32`, `U32`, `I16`, `U16`, `I8`
- * and `U8` (the typed array of that name). Elements are copied bit for bit
+ * and `U8` (the typed array of that name), and `F16` / `BF16` as their
+ * bit patterns in a Uint16Array (`io/import.ts` reads their values). Elements are copied bit for bit
  * (NaN payloads, `-0` included). This module is pure (no file access): `io/checkpoint.ts` reads
  * and writes files.
  *
@@ -33,7 +34,9 @@ export type SafetensorsDtype =
   | "I16"
   | "U16"
   | "I8"
-  | "U8";
+  | "U8"
+  | "F16"
+  | "BF16";
 
 /** The typed array of each dtype. */
 export interface SafetensorsArrays {
@@ -51,50 +54,52 @@ export interface SafetensorsArrays {
   I8: Int8Array;
   /** Unsigned bytes. */
   U8: Uint8Array;
+  /** IEEE half-precision floats, as their bit patterns. */
+  F16: Uint16Array;
+  /** bfloat16 floats (the top half of a float32), as their bit patterns. */
+  BF16: Uint16Array;
+}
+
+import { describeValue, quote } from "./schema.ts";
+import {
+  checkMetadata,
+  elementCount,
+  parseHeader,
+  shapeText,
+} from "./safetensors_header.ts";
+
+/** A dtype's item size and typed array. */
+interface DtypeInfo<A> {
+  readonly size: 1 | 2 | 4;
+  readonly make: (buffer: ArrayBuffer) => A;
+  /** Whether encoding picks this dtype for `data` (F16/BF16: only when asked). */
+  readonly is: (data: unknown) => boolean;
+}
+
+function info<A>(
+  size: 1 | 2 | 4,
+  Array: new (buffer: ArrayBuffer) => A,
+  encodes = true,
+): DtypeInfo<A> {
+  return {
+    size,
+    make: (b) => new Array(b),
+    is: (d) => encodes && d instanceof Array,
+  };
 }
 
 const DTYPES: {
-  readonly [D in SafetensorsDtype]: {
-    readonly size: 1 | 2 | 4;
-    readonly make: (buffer: ArrayBuffer) => SafetensorsArrays[D];
-    readonly is: (data: unknown) => boolean;
-  };
+  readonly [D in SafetensorsDtype]: DtypeInfo<SafetensorsArrays[D]>;
 } = {
-  F32: {
-    size: 4,
-    make: (b) => new Float32Array(b),
-    is: (d) => d instanceof Float32Array,
-  },
-  I32: {
-    size: 4,
-    make: (b) => new Int32Array(b),
-    is: (d) => d instanceof Int32Array,
-  },
-  U32: {
-    size: 4,
-    make: (b) => new Uint32Array(b),
-    is: (d) => d instanceof Uint32Array,
-  },
-  I16: {
-    size: 2,
-    make: (b) => new Int16Array(b),
-    is: (d) => d instanceof Int16Array,
-  },
-  U16: {
-    size: 2,
-    make: (b) => new Uint16Array(b),
-    is: (d) => d instanceof Uint16Array,
-  },
-  I8: {
-    size: 1,
-    make: (b) => new Int8Array(b),
-    is: (d) => d instanceof Int8Array,
-  },
-  U8: {
-    size: 1,
-    make: (b) => new Uint8Array(b),
-    is: (d) => d instanceof Uint8Array,
-  },
+  F32: info(4, Float32Array),
+  I32: info(4, Int32Array),
+  U32: info(4, Uint32Array),
+  I16: info(2, Int16Array),
+  U16: info(2, Uint16Array),
+  I8: info(1, Int8Array),
+  U8: info(1, Uint8Array),
+  F16: info(2, Uint16Array, false),
+  BF16: info(2, Uint16Array, false),
 };
 const DTYPE_NAMES = Object.keys(DTYPES) as SafetensorsDtype[];
 
@@ -108,6 +113,11 @@ export interface SafetensorsInput {
    * product of `shape`.
    */
   readonly data: SafetensorsArrays[SafetensorsDtype];
+  /**
+   * The dtype when the class does not say it: `"F16"` or `"BF16"` writes a
+   * Uint16Array of bit patterns as such; any other must match the class.
+   */
+  readonly dtype?: SafetensorsDtype;
 }
 
 /**
@@ -182,8 +192,8 @@ export function encodeSafetensors(
   let offset = 0;
   for (const name of names) {
     checkTensorName(name);
-    const { shape, data } = tensors[name];
-    const dtype = checkTensorInput(name, shape, data);
+    const { shape, data, dtype: half } = tensors[name];
+    const dtype = checkTensorInput(name, shape, data, half);
     const begin = offset;
     offset += data.length * DTYPES[dtype].size;
     header.push([name, {
@@ -212,7 +222,9 @@ function checkMetadataInput(metadata: Readonly<Record<string, string>>): void {
   for (const [key, value] of Object.entries(metadata)) {
     if (typeof value !== "string") {
       throw new TypeError(
-        `Cannot encode safetensors metadata "${key}": values must be strings, got ${typeof value}`,
+        `Cannot encode safetensors metadata ${
+          quote(key)
+        }: values must be strings, got ${typeof value}`,
       );
     }
   }
@@ -221,9 +233,7 @@ function checkMetadataInput(metadata: Readonly<Record<string, string>>): void {
 function checkTensorName(name: string): void {
   if (name === "" || name === METADATA_KEY) {
     throw new RangeError(
-      `Cannot encode tensor ${
-        JSON.stringify(name)
-      }: the name is reserved or empty`,
+      `Cannot encode tensor ${quote(name)}: the name is reserved or empty`,
     );
   }
 }
@@ -233,14 +243,23 @@ function checkTensorInput(
   name: string,
   shape: readonly number[],
   data: SafetensorsArrays[SafetensorsDtype],
+  asked?: SafetensorsDtype,
 ): SafetensorsDtype {
-  const dtype = dtypeOf(name, data);
-  const count = elementCount(`tensor "${name}"`, shape);
+  const half = asked === "F16" || asked === "BF16";
+  const dtype = half ? asked : dtypeOf(name, data);
+  if ((half && !(data instanceof Uint16Array)) || (asked && asked !== dtype)) {
+    throw new TypeError(
+      `Cannot encode tensor ${quote(name)} as ${asked}: got a ${
+        Object.prototype.toString.call(data)
+      }`,
+    );
+  }
+  const count = elementCount(`tensor ${quote(name)}`, shape);
   if (data.length !== count) {
     throw new RangeError(
-      `Cannot encode tensor "${name}": shape [${
-        shape.join(", ")
-      }] needs ${count} elements, got ${data.length}`,
+      `Cannot encode tensor ${quote(name)}: shape ${
+        shapeText(shape)
+      } needs ${count} elements, got ${data.length}`,
     );
   }
   return dtype;
@@ -375,12 +394,18 @@ function checkCoverage(
   for (const entry of byOffset) {
     if (entry.begin < covered) {
       throw new RangeError(
-        `Cannot decode safetensors: tensor "${entry.name}" data_offsets [${entry.begin}, ${entry.end}] overlap tensor "${previous?.name}" [${previous?.begin}, ${previous?.end}]`,
+        `Cannot decode safetensors: tensor ${
+          quote(entry.name)
+        } data_offsets [${entry.begin}, ${entry.end}] overlap tensor ${
+          quote(previous?.name ?? "")
+        } [${previous?.begin}, ${previous?.end}]`,
       );
     }
     if (entry.begin > covered) {
       throw new RangeError(
-        `Cannot decode safetensors: bytes [${covered}, ${entry.begin}) of the data section before tensor "${entry.name}" belong to no tensor`,
+        `Cannot decode safetensors: bytes [${covered}, ${entry.begin}) of the data section before tensor ${
+          quote(entry.name)
+        } belong to no tensor`,
       );
     }
     covered = entry.end;
@@ -440,87 +465,12 @@ function dtypeOf(name: string, data: unknown): SafetensorsDtype {
   const dtype = DTYPE_NAMES.find((d) => DTYPES[d].is(data));
   if (dtype) return dtype;
   throw new TypeError(
-    `Cannot encode tensor "${name}": data must be a Float32Array, Int32Array, Uint32Array, Int16Array, Uint16Array, Int8Array or Uint8Array, got ${
+    `Cannot encode tensor ${
+      quote(name)
+    }: data must be a Float32Array, Int32Array, Uint32Array, Int16Array, Uint16Array, Int8Array or Uint8Array, got ${
       Object.prototype.toString.call(data)
     }`,
   );
-}
-
-/** The product of `shape`, after checking it is a list of sizes. */
-function elementCount(what: string, shape: unknown): number {
-  if (!Array.isArray(shape)) {
-    throw new RangeError(
-      `Bad shape for ${what}: expected an array, got ${JSON.stringify(shape)}`,
-    );
-  }
-  let count = 1;
-  for (const size of shape) {
-    if (!Number.isSafeInteger(size) || size < 0) {
-      throw new RangeError(
-        `Bad shape for ${what}: [${
-          shape.join(", ")
-        }] has ${size}, sizes must be non-negative integers`,
-      );
-    }
-    count *= size;
-  }
-  if (!Number.isSafeInteger(count * 4)) { // the largest item size
-    throw new RangeError(
-      `Bad shape for ${what}: [${shape.join(", ")}] is too large`,
-    );
-  }
-  return count;
-}
-
-function parseHeader(headerBytes: Uint8Array): Record<string, unknown> {
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
-  } catch (error) {
-    throw new RangeError(
-      `Cannot decode safetensors: the ${headerBytes.length}-byte header is not valid UTF-8`,
-      { cause: error },
-    );
-  }
-  let header: unknown;
-  try {
-    header = JSON.parse(text);
-  } catch (error) {
-    throw new RangeError(
-      `Cannot decode safetensors: the header is not valid JSON (${
-        (error as Error).message
-      }); it starts ${JSON.stringify(text.slice(0, 40))}`,
-      { cause: error },
-    );
-  }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) {
-    throw new RangeError(
-      `Cannot decode safetensors: the header must be a JSON object, got ${
-        JSON.stringify(text.slice(0, 40))
-      }`,
-    );
-  }
-  return header as Record<string, unknown>;
-}
-
-function checkMetadata(value: unknown): Record<string, string> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new RangeError(
-      `Cannot decode safetensors: "__metadata__" must be an object, got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  for (const [key, item] of Object.entries(value)) {
-    if (typeof item !== "string") {
-      throw new RangeError(
-        `Cannot decode safetensors: metadata "${key}" must be a string, got ${
-          JSON.stringify(item)
-        }`,
-      );
-    }
-  }
-  return value as Record<string, string>;
 }
 
 function checkEntry(
@@ -528,10 +478,10 @@ function checkEntry(
   value: unknown,
   dataLength: number,
 ): TensorEntry {
-  const where = `Cannot decode safetensors tensor "${name}"`;
+  const where = `Cannot decode safetensors tensor ${quote(name)}`;
   if (typeof value !== "object" || value === null) {
     throw new RangeError(
-      `${where}: the entry must be an object, got ${JSON.stringify(value)}`,
+      `${where}: the entry must be an object, got ${describeValue(value)}`,
     );
   }
   const { dtype, shape, data_offsets: offsets } = value as Record<
@@ -540,20 +490,22 @@ function checkEntry(
   >;
   if (!DTYPE_NAMES.includes(dtype as SafetensorsDtype)) {
     throw new RangeError(
-      `${where}: unknown dtype ${JSON.stringify(dtype)}, supported are ${
-        DTYPE_NAMES.map((d) => `"${d}"`).join(", ")
-      }`,
+      `${where}: unknown dtype ${
+        typeof dtype === "string" ? quote(dtype) : describeValue(dtype)
+      }, supported are ${DTYPE_NAMES.map((d) => `"${d}"`).join(", ")}`,
     );
   }
   const itemSize = DTYPES[dtype as SafetensorsDtype].size;
-  const count = elementCount(`safetensors tensor "${name}"`, shape);
+  const count = elementCount(`safetensors tensor ${quote(name)}`, shape);
   if (
     !Array.isArray(offsets) || offsets.length !== 2 ||
     !offsets.every((x) => Number.isSafeInteger(x) && x >= 0)
   ) {
     throw new RangeError(
       `${where}: data_offsets must be two non-negative integers, got ${
-        JSON.stringify(offsets)
+        Array.isArray(offsets) && offsets.length <= 4
+          ? `[${offsets.map(describeValue).join(", ")}]`
+          : describeValue(offsets)
       }`,
     );
   }
@@ -567,7 +519,7 @@ function checkEntry(
     throw new RangeError(
       `${where}: data_offsets [${begin}, ${end}] span ${
         end - begin
-      } bytes but ${dtype} shape [${(shape as number[]).join(", ")}] needs ${
+      } bytes but ${dtype} shape ${shapeText(shape as number[])} needs ${
         count * itemSize
       }`,
     );

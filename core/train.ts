@@ -150,13 +150,13 @@ export interface TrainRun<S extends MethodState> {
 function methodSpec<Q, S extends MethodState>(
   method: QuantizationMethod<Q, S>,
   q: Q,
-  base: S,
+  current: { state: S },
   groups: ReadonlySet<string>,
   options: { epochs: number; steps: number; evalBatchSize: number },
 ): LoopSpec<StatsRecord> {
   const model = method.model(q);
   const at = (params: ParamRecord, stats: StatsRecord) =>
-    method.withParams(q, base, params, stats);
+    method.withParams(q, current.state, params, stats);
   return {
     optimizer: method.optimizer(q, options),
     trainable: (name) => groups.has(method.group(q, name)),
@@ -178,12 +178,34 @@ function methodSpec<Q, S extends MethodState>(
         carry: run.stats,
       };
     },
+    prepare: readSmallTensors,
     fallback: (params, names) =>
-      method.measure(q, at(params, base.stats ?? {}), names),
-    measure: (params) => method.measure(q, at(params, base.stats ?? {})),
+      method.measure(q, at(params, current.state.stats ?? {}), names),
+    measure: (params) =>
+      method.measure(q, at(params, current.state.stats ?? {})),
+    afterEpoch: method.afterEpoch && ((params, stats, epoch) => {
+      current.state = method.afterEpoch!(q, at(params, stats), epoch);
+      return { params: current.state.params, carry: current.state.stats ?? {} };
+    }),
     evaluate: (params, stats, test) =>
       evaluateState(method, q, at(params, stats), test, options.evalBatchSize),
   };
+}
+
+/**
+ * Reads back the small parameters (logits, ranges, biases) of a device
+ * whose memory the host cannot see (WebGPU keeps a host copy of a small
+ * tensor once read), so that the methods' host-side code (plans, BOPs,
+ * priors) can use them; other devices need nothing.
+ *
+ * @param params The parameters.
+ */
+export async function readSmallTensors(params: ParamRecord): Promise<void> {
+  await Promise.all(
+    Object.values(params)
+      .filter((t) => t.device.kind === "webgpu" && t.size <= 65536)
+      .map((t) => t.read()),
+  );
 }
 
 /**
@@ -266,8 +288,9 @@ export async function train<Q, S extends MethodState>(
   checkImageShape(method.model(q), "test", data.test);
   const steps = batchCount(data.train.count, batchSize);
   const groups = new Set(trainable);
-  const base = options.resume?.state ?? init;
-  const spec = methodSpec(method, q, base, groups, {
+  // The method's state between epochs: `afterEpoch` may replace it.
+  const current = { state: options.resume?.state ?? init };
+  const spec = methodSpec(method, q, current, groups, {
     epochs: options.epochs,
     steps,
     evalBatchSize: options.evalBatchSize ?? 1000,
@@ -281,7 +304,7 @@ export async function train<Q, S extends MethodState>(
     phase,
     epoch: s.epoch,
     epochs: options.epochs,
-    state: method.withParams(q, base, s.params, s.carry),
+    state: method.withParams(q, current.state, s.params, s.carry),
     optimizerState: s.optimizerState,
     history: s.history,
   });

@@ -26,5 +26,7 @@ export * from "./schedules.ts";
 export * from "./data.ts";
 export * from "./rng.ts";
 export * from "./graph.ts";
+export * from "./size_budget.ts";
 export * from "./models.ts";
 export * from "./methods/float.ts";
+export * from "./budget.ts";

@@ -6,7 +6,9 @@
  * tensor is read, when a device scope ends, or every few hundred commands;
  * nothing is read back in the middle of a step. Reading ({@link
  * GpuDevice.read}) maps a staging buffer: the one await. The host cannot
- * see the buffers, so `tensor.get()` and `tensor.toFloat32Array()` throw.
+ * see the buffers, so `tensor.get()` and `tensor.toFloat32Array()` throw,
+ * except on a tensor of at most {@link HOST_COPY_LIMIT} elements that was
+ * read before (it keeps a host copy: tensors never change).
  *
  * @module
  */
@@ -16,6 +18,12 @@ import type { Kernels } from "../core/kernels.ts";
 import type { DType } from "../core/tensor.ts";
 import { gpuKernels } from "./kernels.ts";
 import { CommandQueue } from "./queue.ts";
+
+/**
+ * Tensors of at most this many elements keep a host copy once read, which
+ * `tensor.get()` and the host-side code of the methods (plans, BOPs) use.
+ */
+export const HOST_COPY_LIMIT = 65536;
 
 /** Thrown when WebGPU, or a usable adapter, is not available. */
 export class GpuUnavailableError extends Error {
@@ -111,11 +119,13 @@ export class GpuDevice extends BaseDevice {
   readonly kind = "webgpu" as const;
   /** `"webgpu (<adapter description>)"`. */
   readonly name: string;
-  /** Every kernel; those without a WGSL version throw `UnsupportedKernelError`. */
+  /** Every kernel, in WGSL (see `gpu/kernels.ts`). */
   readonly kernels: Kernels;
   /** The adapter this device runs on. */
   readonly adapterInfo: GpuAdapterSummary;
   readonly #queue: CommandQueue;
+  /** Host copies of small tensors already read (a tensor never changes). */
+  readonly #copies = new WeakMap<Storage, Float32Array | Int32Array>();
 
   /**
    * Use {@link createGpuDevice}.
@@ -128,6 +138,15 @@ export class GpuDevice extends BaseDevice {
     this.adapterInfo = summarize(queue.gpu);
     this.name = `webgpu (${this.adapterInfo.description || "unnamed adapter"})`;
     this.kernels = kernels(this);
+  }
+
+  /**
+   * The underlying WebGPU device (for tests and diagnostics).
+   *
+   * @ignore
+   */
+  get gpuDevice(): GPUDevice {
+    return this.#queue.gpu;
   }
 
   /**
@@ -174,13 +193,19 @@ export class GpuDevice extends BaseDevice {
   protected async readHandle(
     storage: Storage,
   ): Promise<Float32Array | Int32Array> {
+    const copy = this.#copies.get(storage);
+    if (copy) return copy.slice();
     const bytes = await this.#queue.read(
       storage.handle as GPUBuffer,
       storage.length * 4,
     );
-    return storage.dtype === "int32"
+    const values = storage.dtype === "int32"
       ? new Int32Array(bytes)
       : new Float32Array(bytes);
+    if (storage.length <= HOST_COPY_LIMIT) {
+      this.#copies.set(storage, values.slice());
+    }
+    return values;
   }
 
   /**
@@ -199,7 +224,9 @@ export class GpuDevice extends BaseDevice {
    * @throws {TypeError} Always.
    * @ignore
    */
-  hostView(_storage: Storage): Float32Array | Int32Array {
+  hostView(storage: Storage): Float32Array | Int32Array {
+    const copy = this.#copies.get(storage);
+    if (copy) return copy;
     throw new TypeError(
       `The ${this.name} device keeps tensors in GPU memory, which the host cannot see: read them with await tensor.read()`,
     );

@@ -1,18 +1,19 @@
 /**
  * # @bbits/core/gpu — the WebGPU device
  *
- * Tensors live in GPU storage buffers and kernels run in WGSL; a tensor is
- * read back only when asked (`await tensor.read()`). The residual quantizer
- * (forward, straight-through backward, and the fused max-pool of the
- * forward pass) and the Threefry uniform generator run on the GPU; the
- * quantizer derives its scales and clip bounds on the device from the
- * `xmax` and `gates` tensors, so a step never waits for the host. On an
- * IEEE-exact adapter (llvmpipe in CI) the forward output and `dx` are the
- * reference device's bits; the gradient reductions are float32 tree sums
- * that agree with the reference's float64 sums to about 1e-6 of the sum of
- * their terms' magnitudes. Every other kernel throws
- * `UnsupportedKernelError` (nothing falls back to another device): run those
- * on the `"wasm"` or `"reference"` device.
+ * Tensors live in GPU storage buffers and every kernel of `Kernels` runs
+ * in WGSL (`gpu/kernels/`, one family a file): GEMM tiled in workgroup
+ * memory with register tiles (split-K for long reductions), convolution as
+ * implicit GEMMs, pooling, batch norm, softmax cross-entropy, the residual
+ * quantizer, hard-concrete gates and their prior (from the same Threefry
+ * stream as the CPU), Adam and SGD. A tensor is read back only when asked
+ * (`await tensor.read()`); a device scope records its kernels into one
+ * command encoder and submits it when it ends; released buffers are pooled.
+ * WGSL has no float64: where the reference computes in float64 the device
+ * uses double-float arithmetic or float32 within stated bounds (see the
+ * module documentation of `core/kernels.ts`). A lost device or an
+ * out-of-memory allocation makes the next read throw, naming the last
+ * kernel recorded and its sizes.
  *
  * This subpath is separate so that importing `@bbits/core` never loads GPU
  * code; `device("webgpu")` from `@bbits/core` opens the same device.

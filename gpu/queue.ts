@@ -120,8 +120,36 @@ export class CommandQueue {
     );
     this.maxGroups = maxGroups;
     gpu.addEventListener("uncapturederror", (event) => {
-      this.#error ??= (event as GPUUncapturedErrorEvent).error as Error;
+      const error = (event as GPUUncapturedErrorEvent).error;
+      this.#fail(
+        `${error.message} (the last kernel recorded: ${this.#context})`,
+        error,
+      );
     });
+    gpu.lost.then((info) => {
+      if (this.#destroyed) return;
+      this.#fail(
+        `the device was lost (${info.reason}: ${
+          info.message || "no message"
+        }); the last kernel recorded: ${this.#context}`,
+      );
+    });
+  }
+
+  /** What the next commands and allocations belong to, for error messages. */
+  #context = "none yet";
+
+  /**
+   * Names the kernel being recorded (with its sizes) in later errors.
+   *
+   * @param context E.g. `gemm(A [128, 400], B [120, 400], {"m":128,...})`.
+   */
+  setContext(context: string): void {
+    this.#context = context;
+  }
+
+  #fail(message: string, cause?: unknown): void {
+    this.#error ??= new Error(message, { cause });
   }
 
   /**
@@ -135,7 +163,18 @@ export class CommandQueue {
       this.#pooledBytes -= size;
       return pooled;
     }
-    return this.gpu.createBuffer({ label, size, usage: STORAGE_USAGE });
+    const context = this.#context;
+    this.gpu.pushErrorScope("out-of-memory");
+    const buffer = this.gpu.createBuffer({ label, size, usage: STORAGE_USAGE });
+    this.gpu.popErrorScope().then((error) => {
+      if (error) {
+        this.#fail(
+          `out of GPU memory allocating ${size} bytes for ${context}: ${error.message}`,
+          error,
+        );
+      }
+    });
+    return buffer;
   }
 
   /** Returns a storage buffer; pending commands may still use it. */
@@ -222,16 +261,31 @@ export class CommandQueue {
     buffers: readonly GPUBuffer[],
     [x, y]: readonly [number, number],
   ): void {
+    this.dispatchRaw(pipeline.pipeline, buffers, [x, y], "", pipeline.layout);
+  }
+
+  /**
+   * Records one dispatch of a compute pipeline (its bind group 0 from
+   * `layout`, or the pipeline's own) with `buffers[i]` at binding `i`.
+   */
+  dispatchRaw(
+    pipeline: GPUComputePipeline,
+    buffers: readonly GPUBuffer[],
+    [x, y]: readonly [number, number],
+    label: string,
+    layout: GPUBindGroupLayout = pipeline.getBindGroupLayout(0),
+  ): void {
     if (x === 0 || y === 0) return;
     const bindGroup = this.gpu.createBindGroup({
-      layout: pipeline.layout,
+      label,
+      layout,
       entries: buffers.map((buffer, binding) => ({
         binding,
         resource: { buffer },
       })),
     });
-    const pass = this.#pending().beginComputePass();
-    pass.setPipeline(pipeline.pipeline);
+    const pass = this.#pending().beginComputePass({ label });
+    pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y);
     pass.end();
@@ -272,7 +326,23 @@ export class CommandQueue {
       const encoder = this.gpu.createCommandEncoder({ label: "bbits read" });
       encoder.copyBufferToBuffer(buffer, 0, staging, 0, bytes);
       this.gpu.queue.submit([encoder.finish()]);
-      await staging.mapAsync(GPUMapMode.READ);
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+      } catch (cause) {
+        // A lost device rejects the mapping before its lost promise runs.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          this.gpu.lost,
+          new Promise((resolve) => timer = setTimeout(resolve, 100)),
+        ]);
+        clearTimeout(timer);
+        await Promise.resolve();
+        this.#check();
+        throw new Error(
+          `Cannot read back a tensor from the WebGPU device (the last kernel recorded: ${this.#context})`,
+          { cause },
+        );
+      }
       this.#check();
       return staging.getMappedRange().slice(0);
     } finally {

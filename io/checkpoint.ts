@@ -40,9 +40,11 @@ import {
   type SafetensorsTensor,
 } from "../core/safetensors.ts";
 import type { Device } from "../core/device.ts";
+import { parseJson, quote } from "../core/schema.ts";
 import type { OptimizerState } from "../core/optim.ts";
 import { referenceDevice } from "../core/reference/device.ts";
 import { Tensor } from "../core/tensor.ts";
+import { writeFileAtomic } from "./atomic.ts";
 
 // Re-exported so that this module documents on its own as an entry point.
 export type { Device } from "../core/device.ts";
@@ -57,6 +59,9 @@ export type {
 
 /** The format version {@link saveCheckpoint} writes and {@link loadCheckpoint} reads. */
 export const CHECKPOINT_VERSION = "1";
+
+/** The largest checkpoint file {@link loadCheckpoint} reads: 4 GiB. */
+export const MAX_CHECKPOINT_BYTES = 2 ** 32;
 
 /** The `__metadata__` keys of a checkpoint file. */
 export const CHECKPOINT_KEYS: {
@@ -129,6 +134,8 @@ export interface LoadedCheckpoint {
  * @throws {Deno.errors.NotFound} If the directory of `path` does not exist.
  * @throws {Deno.errors.PermissionDenied} Without `--allow-read` and
  *   `--allow-write`.
+ * @throws {Error} On any other file error (a full disk...); like the two
+ *   above, its message names `path` (`Cannot write "<path>": ...`).
  *
  * @example
  * ```ts
@@ -158,42 +165,53 @@ export async function saveCheckpoint(
   checkpoint: Checkpoint,
 ): Promise<void> {
   // Everything that can fail on the inputs fails here, before any file exists.
-  const stateJson = JSON.stringify(checkpoint.state);
-  if (stateJson === undefined) {
+  if (JSON.stringify(checkpoint.state) === undefined) {
     throw new TypeError(
       `Cannot save checkpoint "${path}": the state is not JSON-serialisable (got ${typeof checkpoint
         .state})`,
     );
   }
   const tensors = await hostTensors(checkpoint.tensors);
-  const sha256 = checksum(encodeSafetensors(tensors), stateJson);
-  const bytes = encodeSafetensors(tensors, {
+  const bytes = encodeCheckpoint(tensors, checkpoint.state);
+  await writeFileAtomic(path, bytes);
+}
+
+/**
+ * The bytes of a checkpoint file, in memory: what {@link saveCheckpoint}
+ * writes for host tensors and a state.
+ *
+ * @param tensors Host tensors by name.
+ * @param state The JSON state.
+ * @returns The file's bytes.
+ * @throws {TypeError} If `state` is not JSON-serialisable or a tensor's
+ *   data is not a safetensors array.
+ * @throws {RangeError} On a bad tensor shape or name.
+ *
+ * @example
+ * ```ts
+ * import { encodeCheckpoint } from "./checkpoint.ts";
+ * import { decodeSafetensors } from "../core/safetensors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeCheckpoint({ w: { shape: [1], data: new Float32Array([2]) } }, { epoch: 1 });
+ * assert.equal(decodeSafetensors(bytes).metadata["bbits.state"], '{"epoch":1}');
+ * ```
+ */
+export function encodeCheckpoint(
+  tensors: Readonly<Record<string, SafetensorsInput>>,
+  state: unknown,
+): Uint8Array {
+  const stateJson = JSON.stringify(state);
+  if (stateJson === undefined) {
+    throw new TypeError(
+      `Cannot encode a checkpoint: the state is not JSON-serialisable (got ${typeof state})`,
+    );
+  }
+  return encodeSafetensors(tensors, {
     [CHECKPOINT_KEYS.version]: CHECKPOINT_VERSION,
     [CHECKPOINT_KEYS.state]: stateJson,
-    [CHECKPOINT_KEYS.sha256]: sha256,
+    [CHECKPOINT_KEYS.sha256]: checksum(encodeSafetensors(tensors), stateJson),
   });
-
-  const tempPath = `${path}.tmp-${crypto.randomUUID()}`;
-  let file: Deno.FsFile | undefined;
-  try {
-    file = await Deno.open(tempPath, { write: true, createNew: true });
-    let written = 0;
-    while (written < bytes.length) {
-      written += await file.write(bytes.subarray(written));
-    }
-    await file.sync();
-    file.close();
-    file = undefined;
-    await Deno.rename(tempPath, path);
-  } catch (error) {
-    file?.close();
-    try {
-      await Deno.remove(tempPath);
-    } catch {
-      // Not created, or already gone: nothing to clean up.
-    }
-    throw error;
-  }
 }
 
 /** The checkpoint's tensors with every `Tensor` read back to the host. */
@@ -224,7 +242,8 @@ async function hostTensors(
  * @returns The tensors (fresh arrays, with dtypes) and the parsed state.
  * @throws {Deno.errors.NotFound} If there is no file at `path`; the message
  *   names it.
- * @throws {RangeError} If the file is not a valid safetensors file
+ * @throws {RangeError} If `path` is not a regular file or is larger than
+ *   {@link MAX_CHECKPOINT_BYTES}; if the file is not a valid safetensors file
  *   (truncated, bad header length, bad JSON...), lacks the checkpoint
  *   metadata, has an unknown `"bbits.version"`, or its contents do not
  *   match `"bbits.sha256"` (corruption); every message names `path`.
@@ -245,6 +264,17 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const where = `Cannot load checkpoint "${path}"`;
   let bytes: Uint8Array;
   try {
+    // A FIFO or device would block or never end; a huge file would be read
+    // whole: both are refused before reading.
+    const info = await Deno.stat(path);
+    if (!info.isFile) {
+      throw new RangeError(`${where}: it is not a regular file`);
+    }
+    if (info.size > MAX_CHECKPOINT_BYTES) {
+      throw new RangeError(
+        `${where}: it has ${info.size} bytes, more than the ${MAX_CHECKPOINT_BYTES} a checkpoint may have`,
+      );
+    }
     bytes = await Deno.readFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
@@ -270,7 +300,7 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
       version === undefined
         ? `${where}: it has no "${CHECKPOINT_KEYS.version}" metadata; it is not a bbits checkpoint`
         : `${where}: unknown version ${
-          JSON.stringify(version)
+          quote(version)
         }, this library reads version "${CHECKPOINT_VERSION}"`,
     );
   }
@@ -284,11 +314,19 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const actual = checksum(encodeSafetensors(tensors), stateJson);
   if (actual !== expected) {
     throw new RangeError(
-      `${where}: checksum mismatch, the file is corrupt: "${CHECKPOINT_KEYS.sha256}" is ${expected} but the contents hash to ${actual}`,
+      `${where}: checksum mismatch, the file is corrupt: "${CHECKPOINT_KEYS.sha256}" is ${
+        quote(expected)
+      } but the contents hash to ${actual}`,
     );
   }
-  // The checksum passed, so the JSON is what saveCheckpoint wrote.
-  return { tensors, state: JSON.parse(stateJson) };
+  // The checksum passed, so the JSON is what saveCheckpoint wrote, or what
+  // someone who recomputed the checksum did: its shape is still checked.
+  return {
+    tensors,
+    state: parseJson(stateJson, {
+      where: `${where}: "${CHECKPOINT_KEYS.state}"`,
+    }),
+  };
 }
 
 /**

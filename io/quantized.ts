@@ -17,7 +17,6 @@
 import {
   checkQuantizedModel,
   type FloatWeights,
-  type QuantizedGrid,
   type QuantizedLayer,
   type QuantizedModel,
   type QuantizedWeights,
@@ -27,7 +26,11 @@ import type {
   SafetensorsInput,
   SafetensorsTensor,
 } from "../core/safetensors.ts";
+import { checkModelBudget } from "../core/size_budget.ts";
+import { analyzeGraph } from "../core/graph.ts";
+import { describeValue, own, quote, validate } from "../core/schema.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { quantizedStateSchema } from "./quantized_schema.ts";
 
 export * from "../core/export.ts";
 
@@ -147,61 +150,57 @@ export async function saveQuantized(
 export async function loadQuantized(path: string): Promise<QuantizedModel> {
   const { tensors, state } = await loadCheckpoint(path);
   const where = `Cannot load "${path}" as an exported model`;
-  const s = state as Record<string, unknown> | null;
-  if (!s || s.kind !== QUANTIZED_KIND) {
+  const kind = typeof state === "object" && state !== null
+    ? own(state, "kind")
+    : undefined;
+  if (kind !== QUANTIZED_KIND) {
     throw new RangeError(
       `${where}: its state kind is ${
-        JSON.stringify(s?.kind)
+        typeof kind === "string" ? quote(kind) : describeValue(kind)
       }, expected "${QUANTIZED_KIND}"`,
     );
   }
-  if (!Array.isArray(s.layers)) throw new RangeError(`${where}: no layers`);
+  // Types and ranges first, then the graph's size against the budget, and
+  // only then anything sized by the file's numbers.
+  const s = validate(quantizedStateSchema, state, where, "state");
+  try {
+    checkModelBudget(analyzeGraph(s.graph));
+  } catch (error) {
+    throw new RangeError(`${where}: state.graph: ${(error as Error).message}`);
+  }
   const tensor = (name: string, dtype: SafetensorsTensor["dtype"]) => {
-    const t = tensors[name];
+    const t = own(tensors, name) as SafetensorsTensor | undefined;
     if (!t || t.dtype !== dtype) {
-      throw new RangeError(`${where}: missing ${dtype} tensor "${name}"`);
+      throw new RangeError(`${where}: missing ${dtype} tensor ${quote(name)}`);
     }
     return t.data;
   };
-  const layers = (s.layers as Record<string, unknown>[]).map(
-    (l): QuantizedLayer => {
-      const name = String(l.name);
-      const w = (l.weight ?? {}) as Record<string, unknown>;
-      const bias = tensor(`${name}.bias`, "F32") as Float32Array;
-      let weight: QuantizedWeights | FloatWeights;
-      if (w.bits === "float") {
-        weight = {
-          bits: "float",
-          shape: w.shape as number[],
-          values: tensor(`${name}.weight`, "F32") as Float32Array,
-        };
-      } else {
-        const codes = tensor(
-          `${name}.codes`,
-          codeDtype(Number(w.bits), Boolean(w.signed)),
-        );
-        weight = {
-          ...(w as unknown as QuantizedGrid),
-          shape: w.shape as number[],
-          kept: w.kept as number[],
-          codes: w.signed ? Int32Array.from(codes) : Uint32Array.from(codes),
-        };
-      }
-      return {
-        name,
-        kind: l.kind as QuantizedLayer["kind"],
-        weight,
-        bias,
-        activation: (l.activation ?? null) as QuantizedGrid | null,
+  const layers = s.layers.map((l): QuantizedLayer => {
+    const w = l.weight;
+    const bias = tensor(`${l.name}.bias`, "F32") as Float32Array;
+    let weight: QuantizedWeights | FloatWeights;
+    if (w.bits === "float") {
+      weight = {
+        bits: "float",
+        shape: w.shape,
+        values: tensor(`${l.name}.weight`, "F32") as Float32Array,
       };
-    },
-  );
-  const model = {
-    schema: s.schema,
-    graph: s.graph,
-    inputBits: s.inputBits,
-    layers,
-  } as QuantizedModel;
+    } else {
+      const codes = tensor(`${l.name}.codes`, codeDtype(w.bits, w.signed));
+      weight = {
+        ...w,
+        codes: w.signed ? Int32Array.from(codes) : Uint32Array.from(codes),
+      };
+    }
+    return {
+      name: l.name,
+      kind: l.kind,
+      weight,
+      bias,
+      activation: l.activation,
+    };
+  });
+  const model = { ...s, layers } as unknown as QuantizedModel;
   try {
     return checkQuantizedModel(model);
   } catch (e) {

@@ -25,7 +25,7 @@ export * from "./report_json.ts";
 // one-line summary: one definition per column, so the three never diverge.
 
 /** Horizontal alignment of a column. */
-type Align = "left" | "right";
+export type Align = "left" | "right";
 
 /** One column of a rendered table: its header and how a row becomes text. */
 interface Column<Row> {
@@ -312,6 +312,7 @@ export function formatReportTable(
     "",
     ...textTable(layerColumns(report), report.layers, bold),
     ...(hasGates(report) ? [dim(GATES_LEGEND)] : []),
+    ...costsLine(report),
     "",
     ...historyLines(report.history, bold, dim),
   ].join("\n");
@@ -388,6 +389,44 @@ function markdownTable<Row>(
   ];
 }
 
+/** Bytes as KiB with one decimal. */
+function kib(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** The summary rows of a report's costs in the other conventions, if any. */
+function costRows(report: QuantizationReport): [string, string][] {
+  const c = report.costs;
+  if (!c) return [];
+  return [
+    [
+      "relative GBOPs, MACs x bw x ba",
+      relativeGbopsText(c.macsBitsRelativeGbops),
+    ],
+    [
+      "relative GBOPs, executable widths",
+      relativeGbopsText(c.executableRelativeGbops),
+    ],
+    ["weights", `${kib(c.weightBytes)} (float32: ${kib(c.floatWeightBytes)})`],
+  ];
+}
+
+/**
+ * The line under a report's headline: its costs in the other conventions,
+ * or nothing for a report without them.
+ */
+function costsLine(report: QuantizationReport): string[] {
+  const c = report.costs;
+  if (!c) return [];
+  return [
+    `relative GBOPs as MACs x bw x ba ${
+      relativeGbopsText(c.macsBitsRelativeGbops)
+    }, with executable widths (2/4/8/16/32) ${
+      relativeGbopsText(c.executableRelativeGbops)
+    }; weights ${kib(c.weightBytes)} of ${kib(c.floatWeightBytes)} in float32`,
+  ];
+}
+
 /** The summary table's rows: figures, the method's options, the run. */
 function summaryRows(report: QuantizationReport): [string, string][] {
   const entries = (record: Readonly<Record<string, unknown>>) =>
@@ -402,6 +441,7 @@ function summaryRows(report: QuantizationReport): [string, string][] {
     ["baseline GBOPs", formatGbops(report.baselineGbops)],
     ...entries(report.methodOptions),
     ...entries(report.run),
+    ...costRows(report),
   ];
 }
 
@@ -470,4 +510,49 @@ export function formatReportMarkdown(report: QuantizationReport): string {
       : markdownTable(historyColumns(report.history), report.history)),
   ];
   return lines.join("\n") + "\n";
+}
+
+/** One table of {@link reportTables}: header, alignment and text cells. */
+export interface ReportTable {
+  /** Column headers. */
+  readonly header: readonly string[];
+  /** Per column, `"left"` or `"right"`. */
+  readonly align: readonly Align[];
+  /** Rows of text cells. */
+  readonly rows: readonly (readonly string[])[];
+}
+
+/**
+ * A report's three tables as text cells, for any renderer (the notebook's
+ * HTML): the summary (quantity, value), the layers (gate columns only for
+ * a method with gates) and the history; the cells read as in
+ * {@link formatReportMarkdown}.
+ *
+ * @param report The report.
+ * @returns The tables and the gates' legend (or `null` without gates).
+ */
+export function reportTables(report: QuantizationReport): {
+  readonly summary: ReportTable;
+  readonly layers: ReportTable;
+  readonly history: ReportTable;
+  readonly legend: string | null;
+} {
+  const table = <Row>(
+    columns: readonly Column<Row>[],
+    rows: readonly Row[],
+  ) => ({
+    header: columns.map((c) => c.header),
+    align: columns.map((c) => c.align),
+    rows: rows.map((row) => columns.map((c) => c.cell(row))),
+  });
+  return {
+    summary: {
+      header: ["quantity", "value"],
+      align: ["left", "left"],
+      rows: summaryRows(report),
+    },
+    layers: table(layerColumns(report), report.layers),
+    history: table(historyColumns(report.history), report.history),
+    legend: hasGates(report) ? GATES_LEGEND : null,
+  };
 }

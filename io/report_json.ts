@@ -15,8 +15,11 @@ import {
   type QuantizationReport,
   REPORT_SCHEMA,
   REPORT_SCHEMA_V1,
+  type ReportCosts,
   type ReportValue,
 } from "../core/report.ts";
+import { checkMethodBits } from "../core/bit_widths.ts";
+import { describeValue, keyPath, parseJson } from "../core/schema.ts";
 
 /**
  * The method of every version 1 report: version 0.1.0 trained Bayesian Bits
@@ -24,32 +27,17 @@ import {
  */
 const V1_METHOD = "bayesian-bits";
 
-/** A short description of an offending value for error messages. */
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return `an array of length ${value.length}`;
-  switch (typeof value) {
-    case "string": {
-      const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value;
-      return `string ${JSON.stringify(shown)}`;
-    }
-    case "number":
-      return String(value);
-    case "boolean":
-      return `boolean ${value}`;
-    case "object":
-      return "an object";
-    default:
-      return typeof value;
-  }
-}
+const describe = describeValue;
 
-/** `run.seed`, or `run["wall time"]` for a key that is not an identifier. */
-function keyPath(path: string, key: string): string {
-  return /^[A-Za-z_$][\w$]*$/.test(key)
-    ? `${path}.${key}`
-    : `${path}[${JSON.stringify(key)}]`;
-}
+/**
+ * Bounds of the method options a method's reports may carry, by method:
+ * Bayesian Bits' `mu` weighs a penalty, so it is not negative.
+ */
+const OPTION_MINIMA: Readonly<
+  Record<string, Readonly<Record<string, number>>>
+> = {
+  "bayesian-bits": { mu: 0 },
+};
 
 /** Checks plain JSON values; `context` opens every message. */
 class ValueChecker {
@@ -99,6 +87,22 @@ class ValueChecker {
     return value;
   }
 
+  /** The costs in the other conventions: four non-negative numbers. */
+  costs(value: unknown): ReportCosts {
+    const o = this.object(value, "costs");
+    const get = (key: keyof ReportCosts) => {
+      const n = this.number(o[key], `costs.${key}`);
+      if (n < 0) throw this.rangeError(`costs.${key}`, "non-negative", n);
+      return n;
+    };
+    return {
+      macsBitsRelativeGbops: get("macsBitsRelativeGbops"),
+      executableRelativeGbops: get("executableRelativeGbops"),
+      weightBytes: get("weightBytes"),
+      floatWeightBytes: get("floatWeightBytes"),
+    };
+  }
+
   /** A finite number (JSON.parse turns `1e999` into Infinity, JSON.stringify NaN into null). */
   number(value: unknown, path: string): number {
     if (typeof value !== "number") {
@@ -114,6 +118,19 @@ class ValueChecker {
     const n = this.number(value, path);
     if (!Number.isInteger(n) || n < 0) {
       throw this.rangeError(path, "a non-negative integer", n);
+    }
+    return n;
+  }
+
+  /** A finite number at least `min` (and at most `max` when given). */
+  atLeast(value: unknown, path: string, min: number, max?: number): number {
+    const n = this.number(value, path);
+    if (n < min || (max !== undefined && n > max)) {
+      throw this.rangeError(
+        path,
+        max === undefined ? `>= ${min}` : `in [${min}, ${max}]`,
+        n,
+      );
     }
     return n;
   }
@@ -159,9 +176,38 @@ class ValueChecker {
  * known fields only, in declaration order (schema first).
  */
 class ReportChecker extends ValueChecker {
-  /** The bit width `null` (not quantized) or a finite number. */
-  bitsOrNull(value: unknown, path: string): number | null {
-    return value === null ? null : this.number(value, path);
+  /** A bit width of `method`'s set (0, pruned, only when `pruned`). */
+  methodBits(
+    value: unknown,
+    path: string,
+    method: string,
+    pruned = true,
+  ): number {
+    const bits = this.number(value, path);
+    try {
+      return checkMethodBits(method, bits, path, { pruned });
+    } catch (error) {
+      throw new RangeError(`${this.context}: ${(error as Error).message}`);
+    }
+  }
+
+  /** An output activation's width: `null` (not quantized) or one of the method's. */
+  activationBits(value: unknown, path: string, method: string): number | null {
+    return value === null ? null : this.methodBits(value, path, method, false);
+  }
+
+  /** The method's options: a record, with the method's bounds on known keys. */
+  methodOptions(value: unknown, method: string): Record<string, ReportValue> {
+    const options = this.record(value, "methodOptions");
+    const minima = Object.hasOwn(OPTION_MINIMA, method)
+      ? OPTION_MINIMA[method]
+      : {};
+    for (const [key, min] of Object.entries(minima)) {
+      if (Object.hasOwn(options, key)) {
+        this.atLeast(options[key], keyPath("methodOptions", key), min);
+      }
+    }
+    return options;
   }
 
   gates(value: unknown, path: string): GateProbabilities | null {
@@ -207,7 +253,12 @@ class ReportChecker extends ValueChecker {
     return fields;
   }
 
-  layer(value: unknown, path: string, v1: boolean): LayerReport {
+  layer(
+    value: unknown,
+    path: string,
+    v1: boolean,
+    method: string,
+  ): LayerReport {
     const o = this.object(value, path);
     const kind = this.string(o.kind, `${path}.kind`);
     if (kind !== "conv" && kind !== "dense") {
@@ -226,18 +277,22 @@ class ReportChecker extends ValueChecker {
     return {
       name: this.string(o.name, at("name")),
       kind,
-      macs: this.number(o.macs, at("macs")),
-      weightBits: this.number(o.weightBits, at("weightBits")),
+      macs: this.count(o.macs, at("macs")),
+      weightBits: this.methodBits(o.weightBits, at("weightBits"), method),
       weightQuantized: this.boolean(o.weightQuantized, at("weightQuantized")),
-      activationBits: this.bitsOrNull(o.activationBits, at("activationBits")),
-      inputBits: this.number(o.inputBits, at("inputBits")),
+      activationBits: this.activationBits(
+        o.activationBits,
+        at("activationBits"),
+        method,
+      ),
+      inputBits: this.atLeast(o.inputBits, at("inputBits"), 1, 32),
       keptChannels,
       totalChannels,
-      keptInputFraction: this.number(
+      keptInputFraction: this.probability(
         o.keptInputFraction,
         at("keptInputFraction"),
       ),
-      gbops: this.number(o.gbops, at("gbops")),
+      gbops: this.atLeast(o.gbops, at("gbops"), 0),
       ...this.gateFields(o, path, v1),
     };
   }
@@ -256,14 +311,20 @@ class ReportChecker extends ValueChecker {
       epoch: this.count(o.epoch, at("epoch")),
       phase: this.string(o.phase, at("phase")),
       loss: this.number(o.loss, at("loss")),
-      crossEntropy: this.number(o.crossEntropy, at("crossEntropy")),
+      crossEntropy: this.atLeast(o.crossEntropy, at("crossEntropy"), 0),
       metrics,
       testAccuracy: this.probability(o.testAccuracy, at("testAccuracy")),
-      relativeGbops: this.number(o.relativeGbops, at("relativeGbops")),
-      seconds: this.number(o.seconds, at("seconds")),
-      samplesPerSecond: this.number(
+      relativeGbops: this.atLeast(
+        o.relativeGbops,
+        at("relativeGbops"),
+        0,
+        100,
+      ),
+      seconds: this.atLeast(o.seconds, at("seconds"), 0),
+      samplesPerSecond: this.atLeast(
         o.samplesPerSecond,
         at("samplesPerSecond"),
+        0,
       ),
     };
   }
@@ -288,19 +349,22 @@ class ReportChecker extends ValueChecker {
       );
     }
     const v1 = schema === REPORT_SCHEMA_V1;
+    const model = this.string(o.model, "model");
+    const method = v1 ? V1_METHOD : this.string(o.method, "method");
     return {
       schema: REPORT_SCHEMA,
-      model: this.string(o.model, "model"),
-      method: v1 ? V1_METHOD : this.string(o.method, "method"),
+      model,
+      method,
       methodOptions: v1
-        ? { mu: this.number(o.mu, "mu") }
-        : this.record(o.methodOptions, "methodOptions"),
+        ? { mu: this.atLeast(o.mu, "mu", 0) }
+        : this.methodOptions(o.methodOptions, method),
       testAccuracy: this.probability(o.testAccuracy, "testAccuracy"),
-      relativeGbops: this.number(o.relativeGbops, "relativeGbops"),
-      gbops: this.number(o.gbops, "gbops"),
-      baselineGbops: this.number(o.baselineGbops, "baselineGbops"),
+      relativeGbops: this.atLeast(o.relativeGbops, "relativeGbops", 0, 100),
+      gbops: this.atLeast(o.gbops, "gbops", 0),
+      baselineGbops: this.atLeast(o.baselineGbops, "baselineGbops", 0),
+      ...(o.costs === undefined ? {} : { costs: this.costs(o.costs) }),
       layers: this.array(o.layers, "layers").map((l, i) =>
-        this.layer(l, `layers[${i}]`, v1)
+        this.layer(l, `layers[${i}]`, v1, method)
       ),
       history: this.history(o.history, "history"),
       run: this.record(o.run, "run"),
@@ -404,7 +468,8 @@ export function reportToJson(report: QuantizationReport): string {
  * ```
  */
 export function parseReport(json: string): QuantizationReport {
-  return new ReportChecker("Invalid report").report(JSON.parse(json));
+  const where = "Invalid report";
+  return new ReportChecker(where).report(parseJson(json, { where }));
 }
 
 /**
@@ -414,6 +479,7 @@ export function parseReport(json: string): QuantizationReport {
  *
  * @param value The parsed history (an array of entries).
  * @param where Opens error messages (e.g. the file it came from).
+ * @param path The history's own path in messages (default `"history"`).
  * @returns Fresh version 2 entries.
  * @throws {TypeError | RangeError} As {@link parseReport} does, naming the
  *   entry (`history[1].loss must be a number, got string "0.25"`).
@@ -430,6 +496,10 @@ export function parseReport(json: string): QuantizationReport {
  * assert.deepEqual(entry.metrics, { prior: 25 });
  * ```
  */
-export function parseHistory(value: unknown, where: string): HistoryEntry[] {
-  return new ReportChecker(where).history(value, "history");
+export function parseHistory(
+  value: unknown,
+  where: string,
+  path = "history",
+): HistoryEntry[] {
+  return new ReportChecker(where).history(value, path);
 }

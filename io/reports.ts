@@ -16,3 +16,5 @@
 export * from "../core/report.ts";
 export * from "./report.ts";
 export * from "./report_json.ts";
+export * from "../core/bit_widths.ts";
+export * from "./pareto.ts";

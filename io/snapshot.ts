@@ -35,6 +35,15 @@ import {
   unflattenOptimizerState,
 } from "./checkpoint.ts";
 import { paramsFromTensors, paramsToTensors } from "./params.ts";
+import {
+  describeValue,
+  int,
+  object,
+  own,
+  quote,
+  string,
+  validate,
+} from "../core/schema.ts";
 import { parseHistory } from "./report_json.ts";
 
 // Re-exported so that this module documents on its own as an entry point.
@@ -151,7 +160,7 @@ function jsonFields(state: MethodState): Record<string, unknown> {
  * const dir = await Deno.makeTempDir();
  * await saveSnapshot(`${dir}/run.safetensors`, {
  *   snapshot: {
- *     method: "bayesian-bits", phase: "bayesian-bits", epoch: 1, epochs: 3, history: [],
+ *     method: "bayesian-bits", phase: "bayesian-bits", epoch: 0, epochs: 3, history: [],
  *     state: { params: { "fc.weight": Tensor.from([0.5, -1]) }, signed: { "fc.weight": true } },
  *     optimizerState: { step: 10, slots: { "fc.weight": { m: Tensor.zeros([2]), v: Tensor.zeros([2]) } } },
  *   },
@@ -236,43 +245,100 @@ export async function loadSnapshot(
 ): Promise<StoredSnapshot> {
   const { tensors, state } = await loadCheckpoint(path);
   const where = `Cannot load "${path}" as a training snapshot`;
-  const s = state as Record<string, unknown> | null;
-  const v1 = s?.kind === SNAPSHOT_KIND_V1;
-  if (!s || (s.kind !== SNAPSHOT_KIND && !v1)) {
+  const kind = typeof state === "object" && state !== null
+    ? own(state, "kind")
+    : undefined;
+  const v1 = kind === SNAPSHOT_KIND_V1;
+  if (kind !== SNAPSHOT_KIND && !v1) {
     throw new RangeError(
       `${where}: its state kind is ${
-        JSON.stringify(s?.kind)
+        typeof kind === "string" ? quote(kind) : describeValue(kind)
       }, expected "${SNAPSHOT_KIND}"`,
     );
   }
-  const method = v1 ? V1_METHOD : s.method;
-  if (typeof method !== "string") {
-    throw new RangeError(`${where}: it names no method`);
-  }
+  const s = v1
+    ? { ...validate(snapshotStateV1, state, where, "state"), method: V1_METHOD }
+    : validate(snapshotState, state, where, "state");
+  const method = s.method;
+  const history = parseHistory(
+    own(state as object, "history"),
+    where,
+    "state.history",
+  );
+  checkProgress(s, history, where);
   const params = paramsFromTensors(tensors, `Cannot load "${path}"`, options);
   const stats = statsOf(tensors, where, options);
-  const optimizerState = slotsShapedLike(
-    params,
-    unflattenOptimizerState(tensors, s.step as number, {
+  let slots: OptimizerState;
+  try {
+    slots = unflattenOptimizerState(tensors, s.step, {
       prefix: OPT,
       device: options.device,
-    }),
-  );
+    });
+  } catch (error) {
+    throw new RangeError(`${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const optimizerState = slotsShapedLike(params, slots);
   const fields = Object.fromEntries(
-    Object.entries(s).filter(([key]) => !RESERVED.has(key)),
+    Object.entries(state as object).filter(([key]) => !RESERVED.has(key)),
   );
   return {
     snapshot: {
       method,
-      phase: s.phase as string,
-      epoch: s.epoch as number,
-      epochs: s.epochs as number,
+      phase: s.phase,
+      epoch: s.epoch,
+      epochs: s.epochs,
       state: { ...fields, params, ...(stats ? { stats } : {}) },
       optimizerState,
-      history: parseHistory(s.history, where),
+      history,
     },
-    run: s.run,
+    run: own(state as object, "run"),
   };
+}
+
+const snapshotFields = {
+  phase: string({ maxLength: 256 }),
+  epoch: int({ min: 0 }),
+  epochs: int({ min: 1 }),
+  step: int({ min: 0 }),
+};
+/** The format's own fields of a snapshot's state (the method's are its reader's). */
+const snapshotState = object({
+  ...snapshotFields,
+  method: string({ maxLength: 256 }),
+});
+/** Version 0.1.0's: no method. */
+const snapshotStateV1 = object(snapshotFields);
+
+/**
+ * Cross-field checks: the epoch within the run's epochs, one history entry
+ * per completed epoch, numbered 1, 2, ...
+ */
+function checkProgress(
+  s: { epoch: number; epochs: number },
+  history: readonly HistoryEntry[],
+  where: string,
+): void {
+  if (s.epoch > s.epochs) {
+    throw new RangeError(
+      `${where}: state.epoch must be at most state.epochs (${s.epochs}), got ${s.epoch}`,
+    );
+  }
+  if (history.length !== s.epoch) {
+    throw new RangeError(
+      `${where}: state.history must hold one entry per completed epoch (${s.epoch}), got ${history.length}`,
+    );
+  }
+  history.forEach((entry, i) => {
+    if (entry.epoch !== i + 1) {
+      throw new RangeError(
+        `${where}: state.history[${i}].epoch must be ${
+          i + 1
+        }, got ${entry.epoch}`,
+      );
+    }
+  });
 }
 
 /** The batch-norm statistics of a loaded snapshot, or undefined without any. */
@@ -284,10 +350,17 @@ function statsOf(
   if (!Object.keys(tensors).some((name) => name.startsWith(STATS))) {
     return undefined;
   }
-  const { slots } = unflattenOptimizerState(tensors, 0, {
-    prefix: STATS,
-    device: options.device,
-  });
+  let slots: OptimizerState["slots"];
+  try {
+    ({ slots } = unflattenOptimizerState(tensors, 0, {
+      prefix: STATS,
+      device: options.device,
+    }));
+  } catch (error) {
+    throw new RangeError(`${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
   for (const [layer, fields] of Object.entries(slots)) {
     if (!fields.mean || !fields.variance) {
       throw new RangeError(

@@ -66,7 +66,10 @@ Deno.test("the penalty is alpha R, R as the host computes it; afterEpoch re-quan
     randomValues(9, pos.size, 0, 2),
     pos.shape,
   );
-  const after = bsqMethod({ alpha: 0.3 }).afterEpoch!(q, { ...state, params });
+  const method = bsqMethod({ alpha: 0.3, requantizeAfter: 2 });
+  const perturbed = { ...state, params };
+  assert.equal(method.afterEpoch!(q, perturbed, 1), perturbed); // not yet
+  const after = method.afterEpoch!(q, perturbed, 2);
   for (const name of ["fc1.weight.pos", "fc1.weight.neg"]) {
     const planes = hostF32(after.params[name]);
     assert.ok(planes.every((v) => v === 0 || v === 1), name);

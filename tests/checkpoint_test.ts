@@ -201,8 +201,8 @@ const MALFORMED: [string, Uint8Array, RegExp][] = [
   ],
   [
     "an unknown dtype",
-    handBuilt(entry("F16", "[2]", "[0,4]"), [0, 0, 0, 0]),
-    /tensor "a": unknown dtype "F16"/,
+    handBuilt(entry("F64", "[2]", "[0,4]"), [0, 0, 0, 0]),
+    /tensor "a": unknown dtype "F64"/,
   ],
   [
     "a negative shape",

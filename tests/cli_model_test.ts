@@ -79,7 +79,7 @@ Deno.test("--model: lenet5 by default, every zoo name accepted and listed in --h
   }
 });
 
-Deno.test("--model whose input shape is not the images' is refused before a file is touched; exit 1 from the shell", async () => {
+Deno.test("--model whose input shape is not the images' is refused before a file is touched; exit 2 (a usage error) from the shell", async () => {
   await withTempDir(async (dir) => {
     // In process: --replace does not remove the earlier run when refused.
     await Deno.mkdir(`${dir}/run`);
@@ -107,7 +107,7 @@ Deno.test("--model whose input shape is not the images' is refused before a file
         stderr: "piped",
       }).output();
       const stderr = new TextDecoder().decode(run.stderr);
-      assert.equal(run.code, 1, `${command}: ${stderr}`);
+      assert.equal(run.code, 2, `${command}: ${stderr}`);
       assert.equal(stderr, `error: ${MISFIT}\n`, command);
     }
     assert.deepEqual(

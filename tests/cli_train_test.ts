@@ -332,11 +332,69 @@ Deno.test("--device rejects an unknown device kind, naming it, in train and floa
       stderr: "piped",
     }).output();
     const stderr = new TextDecoder().decode(run.stderr);
-    assert.equal(run.code, 1, `${command}: ${stderr}`);
+    assert.equal(run.code, 2, `${command}: ${stderr}`);
     assert.equal(
       stderr,
       'error: --device must be wasm, reference or webgpu, got "bogus"\n',
       command,
     );
   }
+});
+
+Deno.test("--device webgpu trains end to end: checkpoint, report, export, resume; losses within 1e-4 of the same run on WASM", async () => {
+  // The software adapter (llvmpipe) runs a LeNet-5 step at a few samples
+  // a second: 16 images in batches of 8 keep this test short.
+  const dir = await Deno.makeTempDir();
+  const args = (device: string) => [
+    "--device",
+    device,
+    "--epochs",
+    "1",
+    "--limit",
+    "16",
+    "--batch-size",
+    "8",
+    "--threads",
+    "1",
+    "--out",
+    `${dir}/${device}`,
+  ];
+  const gpu = await quietly(() => trainCommand(args("webgpu")));
+  assert.equal(gpu.value, 0);
+  assert.match(gpu.err, /on webgpu \(/);
+  assert.match(gpu.err, /\[bayesian-bits\] epoch 1\/1 step 2\/2 loss/);
+  assert.match(gpu.out, /its test accuracy run from the file's contents/);
+  const out = `${dir}/webgpu`;
+  const report = parseReport(await Deno.readTextFile(`${out}/report.json`));
+  assert.equal(report.history.length, 1);
+  assert.equal(report.layers.length, 4);
+  const { snapshot } = await loadSnapshot(`${out}/checkpoint.safetensors`);
+  assert.equal(snapshot.optimizerState.step, 2);
+  assert.ok((await Deno.stat(`${out}/quantized.safetensors`)).size > 0);
+  // Resuming the finished run on the GPU re-reports the same history.
+  const again = await quietly(() =>
+    trainCommand(["--resume", "--out", out, "--device", "webgpu"])
+  );
+  assert.equal(again.value, 0);
+  assert.deepEqual(
+    parseReport(await Deno.readTextFile(`${out}/report.json`)).history,
+    report.history,
+  );
+  const wasm = await quietly(() => trainCommand(args("wasm")));
+  assert.equal(wasm.value, 0);
+  const w = parseReport(await Deno.readTextFile(`${dir}/wasm/report.json`))
+    .history[0];
+  const g = report.history[0];
+  // Same init, batches and gate noise; float32 sums in other orders.
+  for (
+    const [a, b, what] of [
+      [g.loss, w.loss, "loss"],
+      [g.crossEntropy, w.crossEntropy, "cross-entropy"],
+      [g.metrics.prior, w.metrics.prior, "prior"],
+    ] as const
+  ) {
+    assert.ok(Math.abs(a - b) <= 1e-4 * Math.abs(b), `${what}: ${a} vs ${b}`);
+  }
+  assert.equal(g.relativeGbops, w.relativeGbops);
+  await Deno.remove(dir, { recursive: true });
 });

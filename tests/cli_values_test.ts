@@ -175,6 +175,10 @@ Deno.test("--init-logits refuses an empty or bad logit and an unknown bit width"
     /--init-logits must look like/,
   );
   await assert.rejects(
+    parseTrainArgs(["--init-logits", "2=6,4=1,2=5"]),
+    /--init-logits gives the logit for 2 bits twice, in "2=6,4=1,2=5"/,
+  );
+  await assert.rejects(
     parseTrainArgs(["--init-logits", "3=6"]),
     /--init-logits: unknown bit width "3" \(gates exist for 2, 4, 8, 16, 32\)/,
   );
@@ -375,5 +379,39 @@ Deno.test("--from must be a regular file: a missing file, a directory or a FIFO 
       exportCommand(["--from", `${dir}/adir`]),
       /--from .*adir\/checkpoint\.safetensors: no such file/,
     );
+  });
+});
+
+Deno.test("cheap checks come first: --resume of a missing run and an unknown --full-precision layer are refused before any data is loaded or --out created", async () => {
+  await withTempDir(async (dir) => {
+    const cases: [string[], RegExp][] = [
+      [
+        ["--resume"],
+        /--resume: .*\/new holds no run to continue$/,
+      ],
+      [["--full-precision", "conv1,nosuch"], /nosuch/],
+    ];
+    for (const [flags, message] of cases) {
+      const log = console.error;
+      let err = "";
+      console.error = (...a: unknown[]) => (err += a.join(" ") + "\n");
+      try {
+        await assert.rejects(
+          trainCommand([...flags, "--threads", "1", "--out", `${dir}/new`]),
+          message,
+        );
+      } finally {
+        console.error = log;
+      }
+      assert.equal(err, "", flags.join(" "));
+      await assert.rejects(Deno.stat(`${dir}/new`), Deno.errors.NotFound);
+    }
+    // A directory without a run: refused once locked, left as it was.
+    await Deno.mkdir(`${dir}/empty`);
+    await assert.rejects(
+      trainCommand(["--resume", "--threads", "1", "--out", `${dir}/empty`]),
+      /--resume .*\/empty\/checkpoint\.safetensors: no such file/,
+    );
+    assert.deepEqual([...Deno.readDirSync(`${dir}/empty`)], []);
   });
 });

@@ -7,6 +7,7 @@ import {
   MNIST_MEAN,
   MNIST_STD,
   normalizePixels,
+  pixelStatistics,
   shuffledIndices,
 } from "../core/data.ts";
 import { randomKey, splitKey } from "../core/rng.ts";
@@ -184,5 +185,27 @@ Deno.test("batches() and makeDataset() reject bad batch sizes and inconsistent d
         [1, 2, 3],
       ),
     TypeError,
+  );
+});
+
+Deno.test("normalizePixels() with a data set's own statistics, and pixelStatistics() by hand", () => {
+  const pixels = new Uint8Array([0, 51, 102, 255]);
+  // Mean (0 + 51 + 102 + 255) / 4 = 102; squares 102^2 + 51^2 + 153^2
+  // + 0 = 36,414 / 4 = 9,103.5: std 95.412...; on the 0..1 scale / 255.
+  const stats = pixelStatistics(pixels);
+  assert.equal(stats.mean, 102 / 255);
+  assert.ok(Math.abs(stats.std - Math.sqrt(9_103.5) / 255) < 1e-15);
+  const own = normalizePixels(pixels, stats);
+  assert.deepEqual(
+    [...own],
+    [...pixels].map((x) => Math.fround((x / 255 - stats.mean) / stats.std)),
+  );
+  assert.throws(
+    () => normalizePixels(pixels, { mean: 0, std: 0 }),
+    /Invalid normalization \{ mean: 0, std: 0 \}/,
+  );
+  assert.throws(
+    () => pixelStatistics(new Uint8Array([7, 7])),
+    /deviation is 0/,
   );
 });

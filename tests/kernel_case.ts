@@ -51,6 +51,22 @@ export interface KernelCase {
   readonly tolerance: Readonly<Record<string, Tolerance>>;
   /** Hand-computed values of some outputs (checked to {@link HAND}). */
   readonly expected?: Readonly<Record<string, readonly number[]>>;
+  /**
+   * Tolerances on a device without float64 arithmetic (WebGPU), where they
+   * differ from {@link KernelCase.tolerance}: the kernel's contract says
+   * how far its float32 or double-float arithmetic may be from the
+   * reference's float64.
+   */
+  readonly float32?: Readonly<Record<string, Tolerance>>;
+}
+
+/** The tolerance of output `name` of `c` on a device with or without float64. */
+export function toleranceOf(
+  c: KernelCase,
+  name: string,
+  float64: boolean,
+): Tolerance {
+  return (float64 ? undefined : c.float32?.[name]) ?? c.tolerance[name];
 }
 
 /** Bit for bit, NaN equal to NaN, `-0` different from `+0`. */
@@ -59,6 +75,11 @@ export const EXACT: Tolerance = "exact";
 export const GEMM: Tolerance = { rtol: 1e-5, atol: 1e-5 };
 /** A float64 reduction rounded to float32, possibly split over threads. */
 export const REDUCTION: Tolerance = { rtol: 1e-6, atol: 1e-7 };
+/**
+ * A few float32 roundings where the reference rounds float64 once: four
+ * units in the last place.
+ */
+export const FLOAT32_ULPS: Tolerance = { rtol: 4 * 2 ** -24, atol: 0 };
 /** What hand-computed expectations are checked to (written in decimal). */
 export const HAND: Tolerance = { rtol: 1e-6, atol: 1e-7 };
 
@@ -70,6 +91,7 @@ export function kernelCase<I extends Inputs>(spec: {
   readonly call: (kernels: Kernels, t: { [K in keyof I]: Tensor }) => Outputs;
   readonly tolerance: Readonly<Record<string, Tolerance>>;
   readonly expected?: Readonly<Record<string, readonly number[]>>;
+  readonly float32?: Readonly<Record<string, Tolerance>>;
 }): KernelCase {
   const call = spec.call as KernelCase["call"];
   return {

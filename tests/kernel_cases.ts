@@ -30,11 +30,13 @@ import {
   poolCases,
 } from "./kernel_cases_layers.ts";
 import { bitPlaneCases } from "./kernel_cases_bsq.ts";
+import { emptyCases } from "./kernel_cases_empty.ts";
 import {
   gateCases,
   optimizerCases,
   quantizerCases,
 } from "./kernel_cases_bayesian.ts";
+import { fracBitsCases } from "./kernel_cases_fracbits.ts";
 
 const ELEMENTWISE_COUNTS = [0, 1, 5, 4099];
 
@@ -160,6 +162,8 @@ const GEMMS: [number, number, number, boolean, boolean][] = [
   [33, 17, 45, false, true],
   [5, 3, 70, true, true],
   [61, 19, 1, false, false],
+  [9, 11, 4133, true, false], // few output tiles, a long K: split-K
+  [130, 70, 20, false, true], // several 64 x 64 tiles with ragged edges
 ];
 
 function matrixCases(): KernelCase[] {
@@ -337,6 +341,8 @@ export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...bitPlaneCases(),
   ...uniformGridCases(),
   ...gateCases(),
+  ...fracBitsCases(),
   ...uniformCases(),
   ...optimizerCases(),
+  ...emptyCases(),
 ]);

@@ -240,6 +240,25 @@ function handQuantizerCases(): KernelCase[] {
   ];
 }
 
+/**
+ * Gates in float32 (WebGPU): WGSL's \`log\` is within 3 units in the last
+ * place of a log-odds term of at most 16 (or 2^-21 absolute near 1), divided
+ * by beta = 2/3, through a slope of at most 1.2 / 4: about 2e-6 absolute on
+ * a sample or on a gradient of at most unit scale.
+ */
+const GATES_FLOAT32 = { rtol: 1e-6, atol: 2e-6 };
+/**
+ * The prior in float32: positive terms, each a few units in the last place
+ * (about 2.4e-7 relative), their sums and products: 1e-6 relative.
+ */
+const PRIOR_FLOAT32 = { rtol: 1e-6, atol: 1e-9 };
+/**
+ * Optimizer updates in float32 (WebGPU): a few units in the last place of
+ * the result, or of the update where the result cancels (updates here are
+ * below 0.015: 4 units of 2^-24 of it is below 4e-9).
+ */
+const OPTIMIZER_FLOAT32 = { rtol: 4 * 2 ** -24, atol: 4e-9 };
+
 const GATE_VARIANTS: [Gates, number][] = [
   // chain logits [g4, g8, g16, g32], pruning channels (0: none)
   [[0.5, -0.3, 1.2, 2], 0],
@@ -281,6 +300,7 @@ export function gateCases(): KernelCase[] {
         call: (k, t) =>
           k.hardConcreteSample(t.logits, prune ? t.prune : null, t.noise),
         tolerance: { chain: EXACT, z2: EXACT },
+        float32: { chain: GATES_FLOAT32, z2: GATES_FLOAT32 },
       }),
       kernelCase({
         name: `hardConcreteChainBackward, ${label}`,
@@ -290,6 +310,7 @@ export function gateCases(): KernelCase[] {
           dlogits: k.hardConcreteChainBackward(t.logits, t.noise, t.dchain),
         }),
         tolerance: { dlogits: EXACT },
+        float32: { dlogits: GATES_FLOAT32 },
       }),
       kernelCase({
         name: `hardConcreteGates, ${label}`,
@@ -306,6 +327,7 @@ export function gateCases(): KernelCase[] {
           r: k.gatePrior(t.logits, prune ? t.prune : null, options),
         }),
         tolerance: { r: EXACT },
+        float32: { r: PRIOR_FLOAT32 },
       }),
       kernelCase({
         name: `gatePriorBackward ${options.mode}, ${label}`,
@@ -314,6 +336,7 @@ export function gateCases(): KernelCase[] {
         call: (k, t) =>
           k.gatePriorBackward(t.logits, prune ? t.prune : null, options, t.dr),
         tolerance: { dlogits: EXACT, dprune: EXACT },
+        float32: { dlogits: PRIOR_FLOAT32, dprune: PRIOR_FLOAT32 },
       }),
     );
     if (prune) {
@@ -325,6 +348,7 @@ export function gateCases(): KernelCase[] {
           dprune: k.hardConcretePruneBackward(t.prune, t.noise, t.dz2),
         }),
         tolerance: { dprune: EXACT },
+        float32: { dprune: GATES_FLOAT32 },
       }));
     }
   });
@@ -358,6 +382,12 @@ function handGateCases(): KernelCase[] {
         dprune: k.hardConcretePruneBackward(t.prune, t.noise, t.dz2),
       }),
       tolerance: { chain: EXACT, z2: EXACT, dlogits: EXACT, dprune: EXACT },
+      float32: {
+        chain: GATES_FLOAT32,
+        z2: GATES_FLOAT32,
+        dlogits: GATES_FLOAT32,
+        dprune: GATES_FLOAT32,
+      },
       expected: {
         chain: [0.5, 1.2 * s8 - 0.1, 1, 0],
         z2: [1.2 * s2 - 0.1],
@@ -403,6 +433,12 @@ function handGateCases(): KernelCase[] {
         }, t.dr).dlogits,
       }),
       tolerance: { off: EXACT, on8: EXACT, half: EXACT, dhalf: EXACT },
+      float32: {
+        off: PRIOR_FLOAT32,
+        on8: PRIOR_FLOAT32,
+        half: PRIOR_FLOAT32,
+        dhalf: PRIOR_FLOAT32,
+      },
       expected: { off: [1], on8: [1.4], half: [2], dhalf: [1, 0, 0, 0] },
     }),
   ];
@@ -432,6 +468,11 @@ export function optimizerCases(): KernelCase[] {
           sqrtCorrection2: Math.sqrt(1 - 0.999 ** 3),
         }),
       tolerance: { theta: EXACT, m: EXACT, v: EXACT },
+      float32: {
+        theta: OPTIMIZER_FLOAT32,
+        m: OPTIMIZER_FLOAT32,
+        v: OPTIMIZER_FLOAT32,
+      },
     }));
   });
   return [...cases, ...sgdCases(), ...handOptimizerCases()];
@@ -465,6 +506,7 @@ function sgdCases(): KernelCase[] {
           weightDecay,
         }),
       tolerance: { theta: EXACT, momentum: EXACT },
+      float32: { theta: OPTIMIZER_FLOAT32, momentum: OPTIMIZER_FLOAT32 },
     }));
   });
   return cases;
@@ -492,6 +534,11 @@ function handOptimizerCases(): KernelCase[] {
           sqrtCorrection2: Math.sqrt(1 - 0.999),
         }),
       tolerance: { theta: EXACT, m: EXACT, v: EXACT },
+      float32: {
+        theta: OPTIMIZER_FLOAT32,
+        m: OPTIMIZER_FLOAT32,
+        v: OPTIMIZER_FLOAT32,
+      },
       expected: { theta: [0.9, -0.9], m: [0.3, -0.05], v: [0.009, 0.00025] },
     }),
     // Nesterov: b = 0.9 * 0 + 2; theta = 1 - 0.5 (2 + 0.9 * 2). Plain with
@@ -521,6 +568,11 @@ function handOptimizerCases(): KernelCase[] {
         };
       },
       tolerance: { theta: EXACT, momentum: EXACT, plain: EXACT },
+      float32: {
+        theta: OPTIMIZER_FLOAT32,
+        momentum: OPTIMIZER_FLOAT32,
+        plain: OPTIMIZER_FLOAT32,
+      },
       expected: { theta: [-0.9], momentum: [2], plain: [1.8] },
     }),
   ];

@@ -12,6 +12,7 @@ import type { Shape } from "../core/tensor.ts";
 import { awkwardValues, randomValues } from "./helpers.ts";
 import {
   EXACT,
+  FLOAT32_ULPS,
   floats,
   GEMM,
   given,
@@ -215,6 +216,18 @@ const LAYOUTS: [number, number, number][] = [
   [16, 6, 64],
 ];
 
+/**
+ * Batch norm in float32 (WebGPU): `invStd` within a few units in the last
+ * place, so `xhat` too (relative), and `y = gamma xhat + beta` within
+ * `gamma` times that of `|xhat| <= 3` with `gamma <= 2`: 4 units of 2^-24
+ * of 8 absolute.
+ */
+const BATCH_NORM_FLOAT32 = {
+  invStd: FLOAT32_ULPS,
+  xhat: { rtol: 1e-6, atol: 1e-7 },
+  y: { rtol: 1e-6, atol: 4 * 2 ** -24 * 8 },
+};
+
 /** Cases of the batchNorm family. */
 export function batchNormCases(): KernelCase[] {
   const cases: KernelCase[] = [];
@@ -262,6 +275,7 @@ export function batchNormCases(): KernelCase[] {
             runningMean: REDUCTION,
             runningVariance: REDUCTION,
           },
+          float32: BATCH_NORM_FLOAT32,
         }),
         kernelCase({
           name: `batchNorm backward, ${mode}, ${JSON.stringify(layout)}`,

@@ -197,3 +197,46 @@ Deno.test("withFrozen frees what freezing made, after a sync body or a settled p
   );
   assert.equal(w.get(0), 1);
 });
+
+Deno.test("train() reads a step's loss back only when a progress line or the epoch's end needs it", async () => {
+  const data = rowSumData(24, 4);
+  const { params } = initGraph(TINY_3X3, randomKey(0));
+  const dev = params["fc1.weight"].device;
+  const spied = dev as unknown as {
+    read: typeof dev.read;
+    scope: typeof dev.scope;
+  };
+  let reads = 0;
+  const readsAtStep: number[] = [];
+  const progress: number[] = [];
+  spied.read = (t) => {
+    reads++;
+    return Object.getPrototypeOf(dev).read.call(dev, t);
+  };
+  spied.scope = (body) => {
+    readsAtStep.push(reads);
+    return Object.getPrototypeOf(dev).scope.call(dev, body);
+  };
+  try {
+    await train(floatMethod(), TINY_3X3, { params }, {
+      train: data,
+      test: data,
+    }, {
+      epochs: 1,
+      batchSize: 4,
+      key: randomKey(1),
+      progressEvery: 3,
+      onProgress: (p) => progress.push(p.loss),
+    });
+  } finally {
+    delete (spied as { read?: unknown }).read;
+    delete (spied as { scope?: unknown }).scope;
+  }
+  // Six steps, progress after the third and the sixth: nothing is read
+  // during steps 1-3 and 4-6, and each progress line has every loss.
+  assert.equal(progress.length, 2);
+  const [s1, s2, s3, s4, s5, s6] = readsAtStep;
+  assert.ok(s1 === s2 && s2 === s3, `reads before steps 1-3: ${readsAtStep}`);
+  assert.ok(s4 > s3 && s4 === s5 && s5 === s6, `before 4-6: ${readsAtStep}`);
+  assert.ok(progress.every((v) => Number.isFinite(v) && v > 0));
+});

@@ -172,3 +172,39 @@ Deno.test("evaluateFrozen quantizes activations on uniform grids, the same on ev
   // The grid bites: with activations this coarse, some predictions change.
   assert.ok(correct > 0 && correct < data.count);
 });
+
+Deno.test("planBops' other conventions: MACs x bw x ba without the input-channel discount, executable widths, weight bytes", () => {
+  const cost = planBops(lenet5(), {
+    method: "test",
+    inputBits: 8,
+    layers: lenetPlan([5, 3, 2, 8], [4, 3, 2, null]),
+  });
+  // Nothing pruned: the two conventions agree.
+  assert.equal(cost.macsBitsRelativeGbops, cost.relativeGbops);
+  // Widths up to 2, 4, 8, 16, 32: bw [8, 4, 2, 8], inputs [8, 4, 4, 2].
+  const executable = 460_800 * 8 * 8 + 3_276_800 * 4 * 4 + 524_288 * 4 * 2 +
+    5_120 * 2 * 8;
+  assert.equal(executable, 86_196_224);
+  assert.equal(
+    cost.executableRelativeGbops,
+    (100 * executable) / cost.baselineBops,
+  );
+  // Weights [32, 1, 5, 5], [64, 32, 5, 5], [512, 1024], [10, 512].
+  assert.equal(
+    cost.weightBytes,
+    (800 * 5 + 51_200 * 3 + 524_288 * 2 + 5_120 * 8) / 8,
+  );
+  assert.equal(cost.floatWeightBytes, 4 * (800 + 51_200 + 524_288 + 5_120));
+  // conv2 keeps 48 of 64 channels: fc1 sees 3/4 of its inputs in Bayesian
+  // Bits' convention and all of them in the other.
+  const layers = lenetPlan([8, 8, 8, 8], [4, 4, 4, null]);
+  const pruned = planBops(lenet5(), {
+    method: "test",
+    inputBits: 8,
+    layers: layers.map((l, i) => i === 1 ? { ...l, keptChannels: all(48) } : l),
+  });
+  assert.equal(pruned.layers[2].bops, 524_288 * 4 * 8 * 0.75);
+  assert.equal(pruned.layers[2].macsBitsBops, 524_288 * 4 * 8);
+  assert.equal(pruned.layers[1].macsBitsBops, 3_276_800 * 4 * 8 * 0.75);
+  assert.equal(pruned.layers[1].weightBytes, (48 * 800 * 8) / 8);
+});

@@ -279,3 +279,34 @@ Deno.test("parseHistory() reads entries of both versions and names a bad one", (
     new TypeError('run.json: history[0].loss must be a number, got string "x"'),
   );
 });
+
+Deno.test("a report states its cost in the other conventions, renders them, and round-trips them through JSON", () => {
+  const report = floatReport();
+  // A float model: every convention at 100 %, the weights at 4 bytes.
+  const weights = 800 + 51_200 + 524_288 + 5_120;
+  assert.deepEqual(report.costs, {
+    macsBitsRelativeGbops: 100,
+    executableRelativeGbops: 100,
+    weightBytes: 4 * weights,
+    floatWeightBytes: 4 * weights,
+  });
+  assert.ok(
+    formatReportTable(report).includes(
+      "relative GBOPs as MACs x bw x ba 100.000 %, with executable widths (2/4/8/16/32) 100.000 %; weights 2271.1 KiB of 2271.1 KiB in float32",
+    ),
+  );
+  assert.ok(
+    formatReportMarkdown(report).includes(
+      "| relative GBOPs, executable widths | 100.000 % |",
+    ),
+  );
+  assert.deepEqual(parseReport(reportToJson(report)), report);
+  const json = JSON.parse(reportToJson(report));
+  json.costs.weightBytes = -1;
+  assert.throws(
+    () => parseReport(JSON.stringify(json)),
+    /costs\.weightBytes must be non-negative, got -1/,
+  );
+  delete json.costs;
+  assert.equal(parseReport(JSON.stringify(json)).costs, undefined);
+});

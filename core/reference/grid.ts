@@ -42,18 +42,18 @@ export function uniformQuantizeReference(
  * @param what The kernel, for the message.
  * @param codeMin The lowest code.
  * @param codeMax The highest code.
- * @throws {RangeError} Unless both are integers within ±2^31 and
- *   `codeMin <= codeMax`.
+ * @throws {RangeError} Unless both are integers within ±2^24 (exact in
+ *   float32, so every device clamps alike) and `codeMin <= codeMax`.
  */
 export function checkCodeRange(
   what: string,
   codeMin: number,
   codeMax: number,
 ): void {
-  const code = (c: number) => Number.isInteger(c) && Math.abs(c) <= 2 ** 31;
+  const code = (c: number) => Number.isInteger(c) && Math.abs(c) <= 2 ** 24;
   if (!code(codeMin) || !code(codeMax) || codeMin > codeMax) {
     throw new RangeError(
-      `${what}: codes [${codeMin}, ${codeMax}] are not integers within ±2^31 with min <= max`,
+      `${what}: codes [${codeMin}, ${codeMax}] are not integers within ±2^24 with min <= max`,
     );
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The reference device's kernel table: every kernel of `Kernels` on host
  * typed arrays, built from one part per family (elementwise, matrix, conv,
- * pool, batch norm, loss, quantizer, gates, prior, random numbers,
+ * pool, batch norm, loss, quantizer, gates, prior, FracBits, random numbers,
  * optimizers), each a thin adapter over the TypeScript of its family's file
  * beside this one.
  *
@@ -67,6 +67,7 @@ import {
   maxPool2dBackwardReference,
   maxPool2dReference,
 } from "./pool.ts";
+import { fracBitsKernels } from "./fracbits.ts";
 import { checkCodeRange, uniformQuantizeReference } from "./grid.ts";
 import { prior } from "./prior.ts";
 import {
@@ -130,6 +131,7 @@ export function referenceKernelTable(host: HostAccess): Kernels {
     ...bitPlaneKernels(host),
     ...gateKernels(host),
     ...priorKernels(host),
+    ...fracBitsKernels(host),
     ...randomKernels(host),
     ...optimizerKernels(host),
   };

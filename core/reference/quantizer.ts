@@ -142,6 +142,52 @@ export function quantizerConstants(
   return deriveConstants(xmax, signed, gates, Math.fround);
 }
 
+/** The smallest normal float32, 2^-126: a grid step below it has lost precision, or is 0. */
+export const MIN_NORMAL_F32: number = 2 ** -126;
+
+/**
+ * What is wrong with a range's grid steps, or `null`: the first of the
+ * first `levels` scales (`s2`, `s4`, ...) that overflows float32 (a signed
+ * range above about 1.7e38 makes `2 xmax` infinite) or underflows it (below
+ * {@link MIN_NORMAL_F32}: a tiny range at a high width), either of which
+ * would quantize to NaN or to a distorted grid.
+ *
+ * @param c The constants of the range.
+ * @param levels How many levels the pass computes (1 to 5).
+ * @returns A description such as `"its 32-bit step 4.6e-48 underflows
+ *   float32"`, or `null` when every step is a normal float32.
+ *
+ * @example
+ * ```ts
+ * import { quantizerConstants, scaleProblem } from "./quantizer.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(scaleProblem(quantizerConstants(1, true, [1, 1, 1, 1]), 5), null);
+ * assert.match(scaleProblem(quantizerConstants(3e38, true, [1, 1, 0, 0]), 3)!, /2-bit step overflows/);
+ * assert.match(scaleProblem(quantizerConstants(1e-30, false, [1, 1, 1, 1]), 5)!, /32-bit step .* underflows/);
+ * ```
+ */
+export function scaleProblem(
+  c: QuantizerConstants,
+  levels: number,
+): string | null {
+  const bits = [2, 4, 8, 16, 32];
+  for (let l = 0; l < levels; l++) {
+    const s = c.scales[l];
+    if (!Number.isFinite(s)) {
+      return `its ${
+        bits[l]
+      }-bit step overflows float32 (xmax ${c.xmax} is too large)`;
+    }
+    if (!(s >= MIN_NORMAL_F32)) {
+      return `its ${
+        bits[l]
+      }-bit step ${s} underflows float32 (xmax ${c.xmax} is too small)`;
+    }
+  }
+  return null;
+}
+
 /**
  * {@link quantizerConstants} with a chosen rounding of each operation:
  * `Math.fround` (float32, what every device uses) or the identity (float64,
@@ -207,11 +253,32 @@ export function quantizerPass(
 ): QuantizerPass {
   const tuple = [gates[0], gates[1], gates[2], gates[3]] as const;
   return {
-    channels: z2 ? Math.max(z2.length, 1) : 1,
+    channels: z2 ? z2.length : 1,
     z2,
     gates: tuple,
     constants: quantizerConstants(xmax, signed, tuple),
   };
+}
+
+/**
+ * Elements per channel of a pass over `length` elements, after checking the
+ * length splits into the pass's channels: a multiple of them, and 0 when
+ * there are none (an empty tensor with an empty `z2`). Every device applies
+ * this one rule.
+ *
+ * @param length The flat length of `x`.
+ * @param pass The pass.
+ * @returns `length / channels` (0 without channels).
+ * @throws {RangeError} If the length does not split.
+ */
+export function perChannel(length: number, pass: QuantizerPass): number {
+  const { channels } = pass;
+  if (channels === 0 ? length !== 0 : length % channels !== 0) {
+    throw new RangeError(
+      `Cannot quantize ${length} elements in ${channels} channels: the length must be a multiple of the channel count (0 only for 0 channels)`,
+    );
+  }
+  return channels === 0 ? 0 : length / channels;
 }
 
 type Rounding = (v: number) => number;
@@ -282,7 +349,7 @@ function forward(
   pass: QuantizerPass,
 ): Float32Array {
   const out = new Float32Array(x.length);
-  const per = x.length / pass.channels;
+  const per = perChannel(x.length, pass);
   const d = newDecomposition();
   for (let ch = 0; ch < pass.channels; ch++) {
     const z2 = pass.z2 ? pass.z2[ch] : 1;
@@ -305,7 +372,7 @@ function backward(
   const dz2 = pass.z2 ? new Float64Array(pass.channels) : null;
   const dgates = [0, 0, 0, 0];
   let dxmax = 0;
-  const per = x.length / pass.channels;
+  const per = perChannel(x.length, pass);
   const d = newDecomposition();
   const sums = new Float64Array(5);
   for (let ch = 0; ch < pass.channels; ch++) {

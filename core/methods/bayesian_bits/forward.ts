@@ -13,7 +13,7 @@ import { add } from "../../ops/elementwise.ts";
 import { softmaxCrossEntropy } from "../../ops/loss.ts";
 import type { RandomKey } from "../../rng.ts";
 import type { Tensor } from "../../tensor.ts";
-import { checkImageShape } from "../../train.ts";
+import { checkImageShape, readSmallTensors } from "../../train.ts";
 import { freezeGated, gatedHooks, gatedPenalty, gatesFor } from "./method.ts";
 import type { GatedModel, GatedState } from "./model.ts";
 
@@ -59,6 +59,7 @@ export async function evaluateGated(
     throw new RangeError("Cannot evaluate on an empty dataset");
   }
   checkImageShape(gated.model, "test", data);
+  await readSmallTensors(state.params);
   return await withFrozen(
     state.params,
     () => freezeGated(gated, state),

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { checkGatedState } from "./state_check.ts";
 import {
   checkHostVisible,
   exportFrozen,
@@ -263,14 +264,7 @@ export function exportQuantized(
 ): QuantizedModel {
   const dev = firstParam(state.params).device;
   checkHostVisible(dev);
-  for (const q of gated.quantizers) {
-    const weight = q.kind === "weight" ? `${q.layer}.weight` : undefined;
-    for (const name of [weight, q.xmaxParam, q.logitsParam, q.pruneParam]) {
-      if (name && !state.params[name]) {
-        throw new RangeError(`Cannot export: missing parameter "${name}"`);
-      }
-    }
-  }
+  checkGatedState(gated, state, "Cannot export");
   return withFrozen(
     state.params,
     () => freezeGated(gated, state),

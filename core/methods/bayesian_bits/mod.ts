@@ -27,6 +27,8 @@ export * from "./forward.ts";
 export * from "./cost.ts";
 export * from "./train.ts";
 export * from "./method.ts";
+export * from "./state_check.ts";
+export * from "./greedy.ts";
 export * from "../../reference/gates.ts";
 export * from "../../reference/prior.ts";
 export * from "../../reference/quantizer.ts";

@@ -17,6 +17,7 @@ import {
   type ModelGraph,
   runGraph,
 } from "../../graph.ts";
+import type { Device } from "../../device.ts";
 import { foldBatchNorm } from "../../ops/batchnorm.ts";
 import type { GateLogits } from "../../reference/gates.ts";
 import type { PriorMode } from "../../reference/prior.ts";
@@ -300,7 +301,8 @@ function quantizersOf(
  * @returns The gated model (no parameters yet: see {@link initGated}).
  * @throws {RangeError} On a negative or non-finite `mu`, an unknown gate bit
  *   width or non-finite logit, an unknown layer name in `fullPrecision`, a
- *   bad learning rate or prior mode, or a model that does not analyse.
+ *   bad learning rate or prior mode, a model that does not analyse, or a
+ *   model without any conv or dense layer.
  *
  * @example LeNet-5 gets 4 weight and 3 activation quantizers
  * ```ts
@@ -321,6 +323,11 @@ export function bayesianBits(
 ): GatedModel {
   const resolved = resolveOptions(options);
   const info = analyzeGraph(model);
+  if (info.layers.length === 0) {
+    throw new RangeError(
+      `Cannot gate ${model.name}: it has no conv or dense layer to quantize`,
+    );
+  }
   const layerNames = info.layers.map((l) => l.name);
   const fullPrecision = [...(options.fullPrecision ?? [])];
   for (const name of fullPrecision) {
@@ -449,6 +456,55 @@ async function foldedParams(
   return params;
 }
 
+/** Every tensor of a record, copied to `dev`. */
+async function recordTo(
+  record: Readonly<Record<string, Tensor>>,
+  dev: Device,
+): Promise<Record<string, Tensor>> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(record)) out[name] = await t.to(dev);
+  return out;
+}
+
+/**
+ * {@link initGated} for a device whose memory the host cannot see (WebGPU):
+ * the ranges come from the data, so the initialising pass runs on a WASM
+ * device (threads: all cores) and the result moves to the parameters'
+ * device.
+ */
+async function initOnHost(
+  gated: GatedModel,
+  float: {
+    readonly params: GatedParams;
+    readonly stats?: Readonly<
+      Record<string, { mean: Tensor; variance: Tensor }>
+    >;
+  },
+  firstBatch: Tensor,
+): Promise<GatedState> {
+  const dev = firstParam(float.params).device;
+  const { device } = await import("../../device.ts");
+  using host = await device("wasm");
+  let stats: Record<string, { mean: Tensor; variance: Tensor }> | undefined;
+  if (float.stats) {
+    stats = {};
+    for (const [name, s] of Object.entries(float.stats)) {
+      stats[name] = {
+        mean: await s.mean.to(host),
+        variance: await s.variance.to(host),
+      };
+    }
+  }
+  const state = await initGated(gated, {
+    params: await recordTo(float.params, host),
+    stats,
+  }, await firstBatch.to(host));
+  return {
+    params: Object.freeze(await recordTo(state.params, dev)),
+    signed: state.signed,
+  };
+}
+
 /**
  * Parameters of a gated model from a float model's: batch norm folded into
  * the convs (with the running statistics), gate logits from the options,
@@ -489,6 +545,7 @@ export async function initGated(
   firstBatch: Tensor,
 ): Promise<GatedState> {
   const dev = firstParam(float.params).device;
+  if (dev.kind === "webgpu") return await initOnHost(gated, float, firstBatch);
   const params = await foldedParams(gated, float);
   const init = gated.options.initialLogits;
   const signed: Record<string, boolean> = {};

@@ -18,6 +18,7 @@ import {
   BIT_WIDTHS,
   type GateValues,
   quantizerConstants,
+  scaleProblem,
 } from "../../reference/quantizer.ts";
 import { roundHalfEven } from "../../round.ts";
 import { hostF32, Tensor } from "../../tensor.ts";
@@ -135,6 +136,7 @@ function checkQuantizer(
   range: QuantizerRange,
   gates: GateValues,
   name?: string,
+  pass: "forward" | "backward" = "forward",
 ): Checked {
   if (!(x instanceof Tensor)) {
     throw new TypeError(
@@ -145,6 +147,14 @@ function checkQuantizer(
   const given = [gates?.z4, gates?.z8, gates?.z16, gates?.z32];
   ["z4", "z8", "z16", "z32"].forEach((g, i) => checkGate(given[i], g, name));
   const chain = given.map(Math.fround) as [number, number, number, number];
+  const constants = quantizerConstants(range.xmax, range.signed, chain);
+  const problem = scaleProblem(
+    constants,
+    pass === "forward" ? constants.levelsForward : constants.levelsBackward,
+  );
+  if (problem !== null) {
+    throw new RangeError(`Cannot quantize ${label(name)}: ${problem}`);
+  }
   let z2: Float32Array | null = null;
   if (gates.z2 !== undefined && gates.z2 !== null) {
     const channels = x.shape.length === 0 ? 1 : x.shape[0];
@@ -182,7 +192,9 @@ function quantizerTensors(x: Tensor, range: QuantizerRange, c: Checked) {
  * @param x The first data the quantizer sees (weights, or a first activation batch).
  * @param name Optional name for messages.
  * @returns The range.
- * @throws {RangeError} If `x` is empty, holds NaN/Inf, or has no positive value.
+ * @throws {RangeError} If `x` is empty, holds NaN/Inf, has no positive
+ *   value, or its largest value makes a grid step overflow or underflow
+ *   float32 (see `scaleProblem`).
  *
  * @example
  * ```ts
@@ -222,6 +234,16 @@ export function initRange(x: Tensor, name?: string): QuantizerRange {
       }: its largest value is ${max}, so xmax = max(max(x), 0) would be 0`,
     );
   }
+  // The range may be trained at any width: every step must be representable.
+  const problem = scaleProblem(
+    quantizerConstants(xmax, min < 0, [1, 1, 1, 1]),
+    5,
+  );
+  if (problem !== null) {
+    throw new RangeError(
+      `Cannot initialise the range of ${label(name)}: ${problem}`,
+    );
+  }
   return { xmax, signed: min < 0 };
 }
 
@@ -232,7 +254,8 @@ export function initRange(x: Tensor, name?: string): QuantizerRange {
  * @param channels Output channels; when given, `z2` is a vector of ones
  *   (zeros for `bits = 0`).
  * @returns Hard 0/1 gates.
- * @throws {RangeError} On an unsupported bit width, or `bits = 0` without channels.
+ * @throws {RangeError} On an unsupported bit width, a channel count that is
+ *   not a non-negative integer, or `bits = 0` without channels.
  *
  * @example
  * ```ts
@@ -248,6 +271,14 @@ export function gatesForBits(bits: number, channels?: number): GateValues {
       `Unsupported bit width ${bits}: bits must be one of ${
         BIT_WIDTHS.join(", ")
       }`,
+    );
+  }
+  if (
+    channels !== undefined &&
+    (!Number.isSafeInteger(channels) || channels < 0)
+  ) {
+    throw new RangeError(
+      `Invalid channel count ${channels} for the z2 gates: it must be a non-negative integer`,
     );
   }
   if (bits === 0 && channels === undefined) {
@@ -333,7 +364,7 @@ export function quantizeGrad(
   dy: Tensor,
   options: QuantizeOptions = {},
 ): QuantizeGradResult {
-  const c = checkQuantizer(x, range, gates, options.name);
+  const c = checkQuantizer(x, range, gates, options.name, "backward");
   if (
     !(dy instanceof Tensor) || dy.shape.join() !== x.shape.join() ||
     dy.size !== x.size

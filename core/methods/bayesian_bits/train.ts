@@ -7,6 +7,7 @@
  * @module
  */
 
+import { checkGatedState } from "./state_check.ts";
 import type { Dataset } from "../../data.ts";
 import type { OptimizerState } from "../../optim.ts";
 import { type HistoryEntry, historyEntry } from "../../report.ts";
@@ -329,18 +330,12 @@ function checkTrainOptions(
   }
   checkImageShape(gated.model, "training", data.train);
   checkImageShape(gated.model, "test", data.test);
-  for (const q of gated.quantizers) {
-    for (const name of [q.xmaxParam, q.logitsParam, q.pruneParam]) {
-      if (name && !init.params[name]) {
-        throw new RangeError(
-          `The state lacks "${name}": initialise it with initGated`,
-        );
-      }
-    }
-    if (typeof init.signed[q.name] !== "boolean") {
-      throw new RangeError(
-        `The state lacks the signedness of "${q.name}": initialise it with initGated`,
-      );
-    }
+  checkGatedState(
+    gated,
+    init,
+    "The initial state (initialise it with initGated)",
+  );
+  if (options.resume) {
+    checkGatedState(gated, options.resume.state, "Cannot resume the snapshot");
   }
 }

@@ -60,6 +60,14 @@ export interface BsqMethodOptions extends BsqOptions {
    * starts at epoch `firstEpoch` of it. Default: one run of its own
    * epochs (`firstEpoch` 0, `totalEpochs` the run's).
    */
+  /**
+   * The epoch of the run after which `afterEpoch` re-quantizes (spec
+   * section 4), or none (default). Re-quantizing changes the planes'
+   * shapes, so it must end the run: the next run starts a fresh optimizer,
+   * as the reference code rebuilds its optimizer (`trainBsq` runs the
+   * protocol this way).
+   */
+  readonly requantizeAfter?: number;
   readonly schedule?: {
     readonly totalEpochs: number;
     readonly firstEpoch: number;
@@ -251,7 +259,8 @@ export function bsqMethod(
       }
       return out;
     },
-    afterEpoch: requantizeState,
+    afterEpoch: (q, state, epoch) =>
+      epoch === options.requantizeAfter ? requantizeState(q, state) : state,
     freeze: freezeBsq,
   };
 }

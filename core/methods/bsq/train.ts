@@ -22,7 +22,6 @@ import {
   type BsqState,
   calibrateBsq,
   fixScheme,
-  requantizeState,
 } from "./model.ts";
 
 /** A progress report of {@link trainBsq}. */
@@ -65,7 +64,7 @@ export interface BsqSnapshot {
   readonly state: BsqState;
   /** The optimizer state of this run. */
   readonly optimizerState: OptimizerState;
-  /** This run's epochs. */
+  /** This run's epochs (counted from 1 within the run). */
   readonly history: readonly HistoryEntry[];
 }
 
@@ -185,8 +184,8 @@ export function bsqRuns(
   return runs;
 }
 
-/** A snapshot as the training loop's run (its history's epochs counted from `first`). */
-function runOf(s: BsqSnapshot, first: number): TrainRun<BsqState> {
+/** A snapshot as the training loop's run. */
+function runOf(s: BsqSnapshot): TrainRun<BsqState> {
   return {
     method: s.method,
     phase: s.phase,
@@ -195,7 +194,7 @@ function runOf(s: BsqSnapshot, first: number): TrainRun<BsqState> {
     state: s.state,
     optimizerState: s.optimizerState,
     history: s.history.map((h) => ({
-      epoch: h.epoch - first,
+      epoch: h.epoch,
       loss: h.loss,
       metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
       testAccuracy: h.testAccuracy,
@@ -217,18 +216,27 @@ function freeSuperseded(
   if (gone.length > 0) gone[0].device.free(...new Set(gone));
 }
 
-/** What happens at the end of run `index`: re-quantize, fix, calibrate. */
+/**
+ * What happens after a run (a planes run's last epoch re-quantized already,
+ * as its `afterEpoch`): the scheme fixed before fine-tuning or at the end,
+ * and the activation maxima calibrated.
+ */
 async function boundary(
   q: BsqModel,
   state: BsqState,
   after: BsqRunPlan | undefined,
   calibrate: (s: BsqState) => Promise<BsqState>,
 ): Promise<BsqState> {
-  let next = requantizeState(q, state);
-  if (after === undefined || after.phase === "fine-tune") {
-    next = fixScheme(q, next);
-  }
-  return await calibrate(next);
+  const fixed = after === undefined || after.phase === "fine-tune";
+  return await calibrate(fixed ? fixScheme(q, state) : state);
+}
+
+/** A run's history with its epochs counted over the whole protocol. */
+function global(
+  history: readonly HistoryEntry[],
+  run: BsqRunPlan,
+): HistoryEntry[] {
+  return history.map((h) => ({ ...h, epoch: run.first + h.epoch }));
 }
 
 /** The tensors of a loop state: parameters and optimizer slots. */
@@ -269,6 +277,7 @@ async function runOne(
     ...p.q.options,
     learningRate: options.learningRate,
     schedule: { totalEpochs: p.total, firstEpoch: run.first },
+    requantizeAfter: run.phase === "fine-tune" ? undefined : run.epochs,
   });
   const entries = (r: TrainRun<BsqState>) =>
     r.history.map((e) =>
@@ -281,7 +290,7 @@ async function runOne(
     epochs: r.epochs,
     state: r.state,
     optimizerState: r.optimizerState,
-    history: entries(r),
+    history: r.history.map((e) => historyEntry(run.phase, e)),
   });
   let previous: Tensor[] = [];
   const onProgress = options.onProgress;
@@ -293,7 +302,7 @@ async function runOne(
     trainable: run.phase === "fine-tune"
       ? ["weights", "scales", "float"]
       : ["planes", "scales", "float"],
-    resume: resume && runOf(resume, run.first),
+    resume: resume && runOf(resume),
     progressEvery: options.progressEvery,
     evalBatchSize: options.evalBatchSize,
     now: options.now,
@@ -427,7 +436,11 @@ export async function trainBsq(
     const before = Object.values(state.params);
     const snap = i === first ? resume : undefined;
     const end = snap && snap.epoch === snap.epochs
-      ? { state: snap.state, tensors: [], history: [...snap.history] }
+      ? {
+        state: snap.state,
+        tensors: [],
+        history: global(snap.history, runs[i]),
+      }
       : await runOne(p, runs[i], state, history, snap);
     history.push(...end.history);
     const next = await boundary(q, end.state, runs[i + 1], calibrate);
