@@ -11,7 +11,8 @@
  *
  * The rest (elementwise arithmetic, the accuracy count, grouped
  * convolution, the hard-concrete gates, the gate prior, FracBits' kernels
- * (`asm/kernels_fracbits.ts`) and SGD) run the
+ * (`asm/kernels_fracbits.ts`), the BSQ bit-plane kernels
+ * (`asm/kernels_bitplanes.ts`) and SGD) run the
  * reference device's TypeScript on zero-copy views of the memory
  * (`onReference` in `asm/reference_views.ts`), so they match the reference bit for bit; only
  * their (small or elementwise) results are written into the memory.
@@ -35,6 +36,7 @@ import {
 import { assertRandomKey, type RandomKey } from "../core/rng.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { WasmDevice } from "./device.ts";
+import { bitPlaneKernels } from "./kernels_bitplanes.ts";
 import { fracBitsKernels } from "./kernels_fracbits.ts";
 import { matrixKernels } from "./kernels_matrix.ts";
 import { quantizerKernels } from "./kernels_quantizer.ts";
@@ -544,6 +546,7 @@ export function wasmKernels(dev: WasmDevice): Kernels {
       ref((v, r) =>
         r.gatePriorBackward(v(logits), orNull(v, prune), options, v(dr))
       ),
+    ...bitPlaneKernels(ref),
     ...fracBitsKernels(dev),
     uniform: (key, count, offset) => uniform(dev, key, count, offset),
     adamUpdate: (theta, grad, m, v, hyper) =>

@@ -178,8 +178,8 @@ function constantsParams(signed: boolean): ArrayBuffer {
 
 /**
  * The kernels of the methods beside Bayesian Bits that have no WGSL version
- * yet (FracBits'): each throws `UnsupportedKernelError`, and the parity test
- * checks that they do.
+ * yet (FracBits' and BSQ's): each throws `UnsupportedKernelError`, and the
+ * parity test checks that they do.
  */
 export const PENDING_WGSL = Object.freeze(
   [
@@ -191,6 +191,14 @@ export const PENDING_WGSL = Object.freeze(
     "widthCostBackward",
     "targetPenalty",
     "targetPenaltyBackward",
+    "bitPlaneSum",
+    "bitPlaneSumBackward",
+    "unitQuantize",
+    "unitQuantizeBackward",
+    "bitGroupLasso",
+    "bitGroupLassoBackward",
+    "maxAbsQuantize",
+    "clip",
   ] as const,
 );
 

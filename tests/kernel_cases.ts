@@ -29,6 +29,7 @@ import {
   lossCases,
   poolCases,
 } from "./kernel_cases_layers.ts";
+import { bitPlaneCases } from "./kernel_cases_bsq.ts";
 import { emptyCases } from "./kernel_cases_empty.ts";
 import {
   gateCases,
@@ -337,6 +338,7 @@ export const KERNEL_CASES: readonly KernelCase[] = Object.freeze([
   ...batchNormCases(),
   ...lossCases(),
   ...quantizerCases(),
+  ...bitPlaneCases(),
   ...uniformGridCases(),
   ...gateCases(),
   ...fracBitsCases(),

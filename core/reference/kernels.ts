@@ -49,6 +49,7 @@ import {
   sampleGateGrad,
   sampleGates,
 } from "./gates.ts";
+import { bitPlaneKernels } from "./bitplanes.ts";
 import {
   countCorrectReference,
   softmaxCrossEntropyBackwardReference,
@@ -127,6 +128,7 @@ export function referenceKernelTable(host: HostAccess): Kernels {
     ...batchNormKernels(host),
     ...lossKernels(host),
     ...quantizerKernels(host),
+    ...bitPlaneKernels(host),
     ...gateKernels(host),
     ...priorKernels(host),
     ...fracBitsKernels(host),
