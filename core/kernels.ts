@@ -39,6 +39,16 @@
 
 import type { RandomKey } from "./rng.ts";
 import type { Shape, Tensor } from "./tensor.ts";
+import type { FracBitsKernels } from "./kernels_fracbits.ts";
+import type { BitPlaneKernels } from "./kernels_bitplanes.ts";
+
+export type {
+  FracActivationOptions,
+  FracWeightOptions,
+  WidthCostOptions,
+  WidthRange,
+} from "./kernels_fracbits.ts";
+export type { BitPlaneKernels, FracBitsKernels };
 
 /** Shape and layout of one GEMM `C[m x n] = op(A) op(B)`. */
 export interface GemmShape {
@@ -170,50 +180,11 @@ export interface GatePriorOptions {
   readonly mode: "bop" | "const";
 }
 
-/** A closed range of bit widths `[min, max]` (integers). */
-export interface WidthRange {
-  /** The smallest width. */
-  readonly min: number;
-  /** The largest width. */
-  readonly max: number;
-}
-
-/** Options of the FracBits weight kernels (spec `fracbits.md` sections 2, 3). */
-export interface FracWeightOptions {
-  /** The smallest width (0 allows 0-bit kernels). */
-  readonly minBits: number;
-  /** The largest width. */
-  readonly maxBits: number;
-  /**
-   * Rescale by `1 / (sqrt(fanOut) std)` (std unbiased, of the quantized
-   * weights, not differentiated); `null`: no rescale.
-   */
-  readonly fanOut: number | null;
-}
-
-/** Options of the FracBits activation kernels. */
-export interface FracActivationOptions {
-  /** The smallest width (at least 1). */
-  readonly minBits: number;
-  /** The largest width. */
-  readonly maxBits: number;
-}
-
-/** Options of the FracBits cost kernels (spec `fracbits.md` section 4). */
-export interface WidthCostOptions {
-  /** The weight widths' clamp range. */
-  readonly weightRange: WidthRange;
-  /** The input width's clamp range. */
-  readonly inputRange: WidthRange;
-  /** Multiplies the product (e.g. `1e-9 MACs / C_out`). */
-  readonly coefficient: number;
-}
-
 /** An elementwise activation. */
 export type ActivationKind = "relu" | "relu6";
 
 /** The closed kernel set; see the module documentation for the conventions. */
-export interface Kernels {
+export interface Kernels extends FracBitsKernels, BitPlaneKernels {
   // --- elementwise ---------------------------------------------------------
 
   /** `a + b`, same shapes, float32. */
@@ -378,64 +349,6 @@ export interface Kernels {
     g: PoolGeometry,
   ): Tensor;
 
-  // --- BSQ bit planes (spec bsq.md sections 1, 3, 4c and 5) ---------------
-
-  /**
-   * `[...pos.shape.slice(1)]`: `sum_b (pos[b] - neg[b]) 2^(N-1-b) / (2^N - 1)`
-   * over planes `pos`, `neg` `[N, ...]` (plane 0 the most significant), a
-   * float64 sum MSB first, divided, rounded once.
-   */
-  bitPlaneSum(pos: Tensor, neg: Tensor): Tensor;
-  /**
-   * `[planes, ...dy.shape]` each: `dpos[b, i] = dy[i] 2^(N-1-b) / (2^N - 1)`
-   * and `dneg = -dpos`, float64, rounded once.
-   */
-  bitPlaneSumBackward(
-    dy: Tensor,
-    planes: number,
-  ): { dpos: Tensor; dneg: Tensor };
-  /**
-   * `y = sign(x) fround(fround(scale / levels) k)`, `k = roundHalfEven(
-   * |clamp(x, -1, 1)| levels)` (float64 product): the symmetric grid of
-   * `2 levels + 1` values; `sign(0) = +0`; NaN gives NaN. `scale` `[1]`.
-   */
-  unitQuantize(x: Tensor, scale: Tensor, levels: number): Tensor;
-  /**
-   * Straight-through (round and clamp pass the gradient): `dx = dy scale`
-   * rounded once; `dscale` `[1]` the float64 sum of `dy_i k_i / levels`
-   * rounded once (a device splitting it over threads agrees to ~1e-6).
-   */
-  unitQuantizeBackward(
-    x: Tensor,
-    scale: Tensor,
-    levels: number,
-    dy: Tensor,
-  ): { dx: Tensor; dscale: Tensor };
-  /**
-   * `[1]`: `weight sum_b sqrt(1e-8 + sum_i pos[b, i]^2 + neg[b, i]^2)` over
-   * planes `[N, ...]`, float64 sums in element order, rounded once.
-   */
-  bitGroupLasso(pos: Tensor, neg: Tensor, weight: number): Tensor;
-  /**
-   * `dpos = dr[0] weight pos / norm_b`, `dneg` likewise, with `norm_b` the
-   * plane's float64 root of {@link Kernels.bitGroupLasso}; rounded once.
-   */
-  bitGroupLassoBackward(
-    pos: Tensor,
-    neg: Tensor,
-    weight: number,
-    dr: Tensor,
-  ): { dpos: Tensor; dneg: Tensor };
-  /**
-   * BSQ's activation quantizer: `maxAbs` `[1]` = `S = max |x|` over the
-   * whole tensor (NaN if any element is), `step = fround(S / levels)`,
-   * `y = sign(x) fround(step min(roundHalfEven(fround(|x| / step)),
-   * levels))`, `sign(0) = +0`; `S = 0` gives zeros.
-   */
-  maxAbsQuantize(x: Tensor, levels: number): { y: Tensor; maxAbs: Tensor };
-  /** `min(max(x, lo), hi)` elementwise (`lo`, `hi` float32 values); NaN stays NaN. */
-  clip(x: Tensor, lo: number, hi: number): Tensor;
-
   // --- uniform grid (every method's frozen plan) ----------------------------
 
   /**
@@ -502,86 +415,6 @@ export interface Kernels {
     options: GatePriorOptions,
     dr: Tensor,
   ): { dlogits: Tensor; dprune: Tensor | null };
-
-  // --- FracBits (spec fracbits.md sections 2 to 4) -------------------------
-
-  /**
-   * Blended DoReFa weights of `w` `[O, ...]` at the fractional widths
-   * `bits` (`[1]`, or `[O]` one per output channel), each clamped to
-   * `[minBits, maxBits]`: `t = tanh(w) / max|tanh(w)|` (float64), at `k >= 1`
-   * bits `fround(fround(c / (2^k - 1)) (2 round((2^k - 1)(t + 1) / 2) -
-   * (2^k - 1)))` (ties to even; `c` the rescale or 1), 0 at 0 bits, blended
-   * `fround(f w_hi + (1 - f) w_lo)` (`w_lo` itself at an integer width).
-   */
-  fracWeightQuantize(
-    w: Tensor,
-    bits: Tensor,
-    options: FracWeightOptions,
-  ): Tensor;
-  /**
-   * The straight-through gradients: `dw` through the tanh and its maximum
-   * (the first maximal element), `dbits` (shaped like `bits`) the float64
-   * sum of `dy (w_hi - w_lo)` over each width's elements, 0 at an integer
-   * or clamped width.
-   */
-  fracWeightQuantizeBackward(
-    w: Tensor,
-    bits: Tensor,
-    options: FracWeightOptions,
-    dy: Tensor,
-  ): { dw: Tensor; dbits: Tensor };
-  /**
-   * Blended PACT activations of `x` with `clip` `[1]` (`|clip| > 0`) at the
-   * width `bits` `[1]`: at `k >= 1` bits, `s = fround(|clip| / (2^k - 1))`,
-   * `fround(s clamp(round(fround(x / s)), 0, 2^k - 1))`, blended as above.
-   */
-  pactQuantize(
-    x: Tensor,
-    clip: Tensor,
-    bits: Tensor,
-    options: FracActivationOptions,
-  ): Tensor;
-  /**
-   * `dx = dy` where `0 < x < |clip|`; `dclip` `[1]` the float64 sum of `dy
-   * sign(clip)` where `x >= |clip|` and `dy sign(clip) (y / |clip| - u)`
-   * elsewhere; `dbits` `[1]` the sum of `dy (y_hi - y_lo)` (0 at an integer
-   * or clamped width).
-   */
-  pactQuantizeBackward(
-    x: Tensor,
-    clip: Tensor,
-    bits: Tensor,
-    options: FracActivationOptions,
-    dy: Tensor,
-  ): { dx: Tensor; dclip: Tensor; dbits: Tensor };
-  /**
-   * `[1]`: `coefficient * sum_o clamp(weightBits[o]) * clamp(inputBits)`
-   * (`inputBits` `[1]`, or null for 1), float64, rounded.
-   */
-  widthCost(
-    weightBits: Tensor,
-    inputBits: Tensor | null,
-    options: WidthCostOptions,
-  ): Tensor;
-  /**
-   * Its gradients times `dcost[0]`; a width outside its range (or in a
-   * range of one width) gets 0; `dinputBits` null when `inputBits` is.
-   */
-  widthCostBackward(
-    weightBits: Tensor,
-    inputBits: Tensor | null,
-    options: WidthCostOptions,
-    dcost: Tensor,
-  ): { dweightBits: Tensor; dinputBits: Tensor | null };
-  /** `[1]`: `kappa |cost[0] - target|`, float64, rounded. */
-  targetPenalty(cost: Tensor, target: number, kappa: number): Tensor;
-  /** `[1]`: `dpenalty[0] kappa sign(cost[0] - target)` (0 at the target). */
-  targetPenaltyBackward(
-    cost: Tensor,
-    target: number,
-    kappa: number,
-    dpenalty: Tensor,
-  ): Tensor;
 
   // --- random numbers ------------------------------------------------------
 

@@ -179,43 +179,49 @@ Deno.test("train --method fracbits killed after a checkpoint resumes to the file
   });
 });
 
-Deno.test("--from takes PyTorch-layout safetensors and ONNX float weights: post-training keeps them exactly", async () => {
+/**
+ * A float LeNet-5 trained one short epoch, written as PyTorch-layout
+ * safetensors and as a float ONNX file; its weights by PyTorch name.
+ */
+async function foreignFloatFiles(dir: string, tiny: string[]) {
   const { encodeSafetensors } = await import("../core/safetensors.ts");
   const { loadCheckpoint } = await import("../io/checkpoint.ts");
   const { exportOnnx } = await import("../io/onnx.ts");
   const { floatMethod } = await import("../core/methods/float.ts");
   const { referenceDevice } = await import("../core/reference/device.ts");
   const { lenet5 } = await import("../core/models.ts");
+  const float = await quietly(() =>
+    main(["float", "--epochs", "1", ...tiny, "--out", `${dir}/float`])
+  );
+  assert.equal(float.value, 0);
+  const { tensors } = await loadCheckpoint(`${dir}/float/float.safetensors`);
+  const weights = Object.fromEntries(
+    Object.entries(tensors)
+      .filter(([name]) => name.startsWith("param/"))
+      .map(([name, t]) => [name.slice("param/".length), t]),
+  );
+  // PyTorch's names, no bbits metadata.
+  await Deno.writeFile(`${dir}/model.safetensors`, encodeSafetensors(weights));
+  // ONNX: the float model's graph with its initializers.
+  const params = Object.fromEntries(
+    Object.entries(weights).map(([n, t]) => [
+      n,
+      referenceDevice.upload(t.data as Float32Array, t.shape),
+    ]),
+  );
+  const m = floatMethod();
+  const frozen = m.freeze(m.attach(lenet5()), { params });
+  await Deno.writeFile(
+    `${dir}/model.onnx`,
+    exportOnnx(frozen, { quantize: false }).bytes,
+  );
+  return { weights, encodeSafetensors };
+}
+
+Deno.test("--from takes PyTorch-layout safetensors and ONNX float weights: post-training keeps them exactly", async () => {
   await withTempDir(async (dir) => {
     const tiny = ["--limit", "128", "--threads", "1"];
-    const float = await quietly(() =>
-      main(["float", "--epochs", "1", ...tiny, "--out", `${dir}/float`])
-    );
-    assert.equal(float.value, 0);
-    const { tensors } = await loadCheckpoint(`${dir}/float/float.safetensors`);
-    const weights = Object.fromEntries(
-      Object.entries(tensors)
-        .filter(([name]) => name.startsWith("param/"))
-        .map(([name, t]) => [name.slice("param/".length), t]),
-    );
-    // PyTorch's names, no bbits metadata.
-    await Deno.writeFile(
-      `${dir}/model.safetensors`,
-      encodeSafetensors(weights),
-    );
-    // ONNX: the float model's graph with its initializers.
-    const params = Object.fromEntries(
-      Object.entries(weights).map(([n, t]) => [
-        n,
-        referenceDevice.upload(t.data as Float32Array, t.shape),
-      ]),
-    );
-    const m = floatMethod();
-    const frozen = m.freeze(m.attach(lenet5()), { params });
-    await Deno.writeFile(
-      `${dir}/model.onnx`,
-      exportOnnx(frozen, { quantize: false }).bytes,
-    );
+    const { weights, encodeSafetensors } = await foreignFloatFiles(dir, tiny);
     for (const file of ["model.safetensors", "model.onnx"]) {
       const out = `${dir}/post-${file}`;
       const run = await quietly(() =>
@@ -249,11 +255,7 @@ Deno.test("--from takes PyTorch-layout safetensors and ONNX float weights: post-
     // A file whose shapes do not fit is refused, naming the tensor.
     const wrong = {
       ...weights,
-      "fc2.bias": {
-        ...weights["fc2.bias"],
-        shape: [5],
-        data: new Float32Array(5),
-      },
+      "fc2.bias": { shape: [5], data: new Float32Array(5) },
     };
     await Deno.writeFile(`${dir}/wrong.safetensors`, encodeSafetensors(wrong));
     await assert.rejects(

@@ -72,7 +72,7 @@ function inputBits(q: BsqModel): Map<string, number> {
  * @example Spec section 10, case 10
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { bsq, bsqCost } from "./mod.ts";
+ * import { bsq, bsqCost } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const q = bsq(lenet5(), { activationBits: 4 });

@@ -222,7 +222,7 @@ export function freezeBsq(q: BsqModel, state: BsqState): Frozen {
  * @example
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { bsqMethod } from "./mod.ts";
+ * import { bsqMethod } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const method = bsqMethod({ alpha: 0.01 });

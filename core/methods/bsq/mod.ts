@@ -11,7 +11,7 @@
  * @example Convert LeNet-5 and count its cost
  * ```ts
  * import { initGraph, lenet5, randomKey, Tensor } from "@bbits/core";
- * import { bsq, bsqCost, initBsq } from "./mod.ts";
+ * import { bsq, bsqCost, initBsq } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const q = bsq(lenet5(), { alpha: 0.01, activationBits: 8 });

@@ -167,7 +167,7 @@ export function resolveBsqOptions(
  * @example LeNet-5: four layers, `TP` = 582 026 weights and biases
  * ```ts
  * import { lenet5 } from "@bbits/core";
- * import { bsq } from "./mod.ts";
+ * import { bsq } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const q = bsq(lenet5(), { alpha: 0.01, activationBits: 4 });

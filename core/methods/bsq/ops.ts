@@ -34,7 +34,7 @@ function checkLevels(what: string, levels: number): void {
  * @example Spec section 10, case 4
  * ```ts
  * import { Tensor } from "@bbits/core";
- * import { planeSumOp } from "./mod.ts";
+ * import { planeSumOp } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const wt = planeSumOp(Tensor.from([0.9, 0.4], [2, 1]), Tensor.from([0.1, 0], [2, 1]));

@@ -39,7 +39,7 @@ export interface LayerCodes {
  *
  * @example Spec section 10, case 2: ties go to even
  * ```ts
- * import { codesFromFloat } from "./mod.ts";
+ * import { codesFromFloat } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const r = codesFromFloat(new Float32Array([3, 2.5, 0.5, -1.5, 0, -3]), 2);
@@ -157,7 +157,7 @@ export function growOrSaturate(
  *
  * @example Spec section 10, case 6: both sides
  * ```ts
- * import { dropZeroPlanes } from "./mod.ts";
+ * import { dropZeroPlanes } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const r = dropZeroPlanes({ codes: new Int32Array([6, -2, 4, 0]), planes: 4, scale: 15 });

@@ -147,7 +147,7 @@ function checkCount(what: string, v: unknown, min: number): number {
  *
  * @example The protocol's 60 + 40 epochs
  * ```ts
- * import { bsqRuns } from "./mod.ts";
+ * import { bsqRuns } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(bsqRuns({}).map((r) => [r.phase, r.first, r.epochs]), [
@@ -379,7 +379,7 @@ function startOf(
  * @example Two tiny runs
  * ```ts
  * import { initGraph, makeDataset, type ModelGraph, randomKey, Tensor } from "@bbits/core";
- * import { bsq, initBsq, trainBsq } from "./mod.ts";
+ * import { bsq, initBsq, trainBsq } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const model: ModelGraph = {
@@ -491,7 +491,7 @@ export interface StoredBsqSnapshot {
  *
  * @example
  * ```ts
- * import { bsqSnapshot } from "./mod.ts";
+ * import { bsqSnapshot } from "@bbits/core/bsq";
  * import assert from "node:assert/strict";
  *
  * const stored = {
