@@ -55,12 +55,6 @@ export interface BsqMethodOptions extends BsqOptions {
   /** Adam's learning rate (default 1e-3). */
   readonly learningRate?: number;
   /**
-   * The protocol's schedule over the whole method (spec section 11):
-   * constant for two thirds of `totalEpochs`, then linear to 0; this run
-   * starts at epoch `firstEpoch` of it. Default: one run of its own
-   * epochs (`firstEpoch` 0, `totalEpochs` the run's).
-   */
-  /**
    * The epoch of the run after which `afterEpoch` re-quantizes (spec
    * section 4), or none (default). Re-quantizing changes the planes'
    * shapes, so it must end the run: the next run starts a fresh optimizer,
@@ -68,6 +62,12 @@ export interface BsqMethodOptions extends BsqOptions {
    * protocol this way).
    */
   readonly requantizeAfter?: number;
+  /**
+   * The protocol's schedule over the whole method (spec section 11):
+   * constant for two thirds of `totalEpochs`, then linear to 0; this run
+   * starts at epoch `firstEpoch` of it. Default: one run of its own
+   * epochs (`firstEpoch` 0, `totalEpochs` the run's).
+   */
   readonly schedule?: {
     readonly totalEpochs: number;
     readonly firstEpoch: number;
