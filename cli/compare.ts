@@ -31,7 +31,8 @@ same data and epoch budget, each at a few settings of its knob:
   bayesian-bits  mu                  0.01, 0.03, 0.1 (last tenth of the epochs: fixed gates;
                                      budgets of 10 epochs or less: gate learning rate 0.01)
   fracbits       target GBOPs %      1.7312, 1.0371, 0.5172 (uniform 4, 3, 2 bits; widths assigned after 80 %)
-  bsq            alpha               (when the method is available)
+  bsq            alpha               1e-3, 1e-2, 1e-1 (activations at 4 bits; the last 40 % of the
+                                     epochs with the scheme fixed; re-quantized every 20 %)
 Each point is a run in OUT/<method>,<knob>=<value> (resumable: run the command
 again to continue); then OUT/pareto.md and OUT/pareto.svg.
 
@@ -55,7 +56,7 @@ export const COMPARE_GRID: Readonly<
 > = {
   "bayesian-bits": { knob: "mu", values: ["0.01", "0.03", "0.1"] },
   fracbits: { knob: "target-gbops", values: ["1.7312", "1.0371", "0.5172"] },
-  bsq: { knob: "alpha", values: ["3e-3", "1e-2", "3e-2"] },
+  bsq: { knob: "alpha", values: ["1e-3", "1e-2", "1e-1"] },
 };
 
 /**
@@ -86,7 +87,15 @@ export function comparePoints(
       "--assign-after",
       `${Math.max(1, Math.min(epochs, Math.round(0.8 * epochs)))}`,
     ],
-    bsq: ["--epochs", `${epochs}`],
+    // The protocol's 60 + 40 epochs with a re-quantization every 20, scaled.
+    bsq: [
+      "--epochs",
+      `${epochs}`,
+      "--fine-tune-epochs",
+      `${Math.min(epochs - 1, Math.round(0.4 * epochs))}`,
+      "--requantize-every",
+      `${Math.max(1, Math.round(0.2 * epochs))}`,
+    ],
   };
   return methods.flatMap((method) => {
     const { knob, values } = COMPARE_GRID[method];

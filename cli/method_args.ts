@@ -14,6 +14,7 @@ import type { ModelGraph } from "../core/graph.ts";
 import type { randomKey } from "../core/rng.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { TrainingSnapshot } from "../io/snapshot.ts";
+import type { HistoryEntry } from "../core/report.ts";
 import { modelName, MODELS } from "./config.ts";
 import { parseFlags } from "./usage.ts";
 import {
@@ -59,15 +60,28 @@ export interface MethodProgress {
   readonly extra: Readonly<Record<string, number>>;
 }
 
+/**
+ * What a checkpoint holds: the running phase's snapshot and the history of
+ * the phases before it (a method of several runs, e.g. BSQ's).
+ */
+export interface MethodCheckpoint<S extends MethodState> {
+  /** The running phase's snapshot. */
+  readonly snapshot: TrainingSnapshot<S>;
+  /** The earlier phases' epochs. */
+  readonly earlierHistory: readonly HistoryEntry[];
+}
+
 /** What the runner passes to a method's training. */
 export interface MethodTrainOptions<S extends MethodState> {
+  /** The run's recipe (the method's options by config key). */
+  readonly recipe: Readonly<Record<string, unknown>>;
   readonly epochs: number;
   readonly batchSize: number;
   readonly key: ReturnType<typeof randomKey>;
-  readonly resume?: TrainingSnapshot<S>;
+  readonly resume?: MethodCheckpoint<S>;
   readonly progressEvery: number;
   readonly onProgress: (p: MethodProgress) => void;
-  readonly onEpoch: (snapshot: TrainingSnapshot<S>) => Promise<void>;
+  readonly onEpoch: (checkpoint: MethodCheckpoint<S>) => Promise<void>;
 }
 
 /** A method as the command line runs it. */
@@ -88,7 +102,7 @@ export interface CliMethod<M, S extends MethodState> {
     init: S,
     data: { readonly train: Dataset; readonly test: Dataset },
     options: MethodTrainOptions<S>,
-  ): Promise<TrainingSnapshot<S>>;
+  ): Promise<{ readonly state: S; readonly history: readonly HistoryEntry[] }>;
   /** A loaded snapshot as this method's (throws on another method's). */
   snapshot(stored: TrainingSnapshot): TrainingSnapshot<S>;
   /** The trained model frozen. */

@@ -31,15 +31,12 @@ import {
   summarizeLayerBits,
 } from "../io/report.ts";
 import { checkOutputPath, RunDirectory } from "../io/run_dir.ts";
-import {
-  loadSnapshot,
-  saveSnapshot,
-  type TrainingSnapshot,
-} from "../io/snapshot.ts";
+import { loadSnapshot, saveSnapshot } from "../io/snapshot.ts";
 import { checkModelFits, MODELS } from "./config.ts";
 import {
   type CliMethod,
   type MethodArgs,
+  type MethodCheckpoint,
   type MethodProgress,
   methodUsage,
   parseMethodArgs,
@@ -49,6 +46,7 @@ import {
 import { loadRunData, type RunData } from "./data.ts";
 import { loadFloat } from "./float_start.ts";
 import { formatSeconds } from "./format.ts";
+import { parseHistory } from "../io/report_json.ts";
 import { provenance, UsageError, usageStage } from "./usage.ts";
 import { checkRegularFile } from "./values.ts";
 
@@ -63,7 +61,7 @@ export type {
 /** Where a run stands: its recipe and, when resuming, the snapshot. */
 interface Start<S extends MethodState> {
   readonly recipe: Recipe;
-  readonly resume: TrainingSnapshot<S> | null;
+  readonly resume: MethodCheckpoint<S> | null;
   readonly wall: number;
 }
 
@@ -91,18 +89,18 @@ async function resumeStart<S extends MethodState>(
     }
   }
   const snapshot = method.snapshot(stored.snapshot);
-  if (snapshot.epochs !== recipe.epochs || snapshot.epoch > snapshot.epochs) {
-    throw new RangeError(
-      `checkpoint "${path}": epoch ${snapshot.epoch} of ${snapshot.epochs} does not fit the recipe's ${recipe.epochs} epochs`,
-    );
-  }
+  const earlierHistory = parseHistory(
+    (run as { earlierHistory?: unknown } | null)?.earlierHistory ?? [],
+    `checkpoint "${path}"`,
+    "run.earlierHistory",
+  );
   const wall = typeof run?.wallSeconds === "number" && run.wallSeconds >= 0
     ? run.wallSeconds
     : 0;
   console.error(
-    `Resuming ${path}: epoch ${snapshot.epoch}/${snapshot.epochs} done`,
+    `Resuming ${path}: ${snapshot.phase} epoch ${snapshot.epoch}/${snapshot.epochs} done`,
   );
-  return { recipe, resume: snapshot, wall };
+  return { recipe, resume: { snapshot, earlierHistory }, wall };
 }
 
 /** What one run needs while it trains. */
@@ -150,25 +148,21 @@ function reportOf<M, S extends MethodState>(
 /** After each epoch: the checkpoint, the reports, one line. */
 async function endOfEpoch<M, S extends MethodState>(
   run: Run<M, S>,
-  snapshot: TrainingSnapshot<S>,
+  { snapshot, earlierHistory }: MethodCheckpoint<S>,
 ): Promise<void> {
   const wallSeconds = run.wall + (performance.now() - run.started) / 1000;
   await saveSnapshot(`${run.out}/checkpoint.safetensors`, {
     snapshot,
-    run: { recipe: run.recipe, wallSeconds },
+    run: { recipe: run.recipe, wallSeconds, earlierHistory },
   });
   await run.dir.commit();
-  const last = snapshot.history[snapshot.history.length - 1];
-  const report = reportOf(
-    run,
-    snapshot.state,
-    snapshot.history,
-    last.testAccuracy,
-  );
+  const history = [...earlierHistory, ...snapshot.history];
+  const last = history[history.length - 1];
+  const report = reportOf(run, snapshot.state, history, last.testAccuracy);
   await writeFileAtomic(`${run.out}/report.json`, reportToJson(report) + "\n");
   await writeFileAtomic(`${run.out}/report.md`, formatReportMarkdown(report));
   console.error(
-    `[${run.method.name}] epoch ${last.epoch}/${snapshot.epochs}: test ${
+    `[${snapshot.phase}] epoch ${last.epoch}/${run.recipe.epochs}: test ${
       (100 * last.testAccuracy).toFixed(2)
     } %, ${report.relativeGbops.toFixed(3)} % GBOPs, ${
       summarizeLayerBits(report)
@@ -283,9 +277,10 @@ export async function methodTrainCommand<M, S extends MethodState>(
     started,
   };
   const [initKey, trainKey] = splitKey(randomKey(recipe.seed), 2);
-  const init = start.resume?.state ??
+  const init = start.resume?.snapshot.state ??
     await initialState(run, model, float, dev, initKey);
   const done = await method.train(run.m, init, data, {
+    recipe,
     epochs: recipe.epochs,
     batchSize: recipe.batchSize,
     key: trainKey,
@@ -314,7 +309,7 @@ async function freshStart<S extends MethodState>(
 /** The final report, printed, and the frozen model's accuracy checked. */
 async function finish<M, S extends MethodState>(
   run: Run<M, S>,
-  done: TrainingSnapshot<S>,
+  done: { readonly state: S; readonly history: readonly HistoryEntry[] },
 ): Promise<void> {
   const last = done.history.at(-1);
   const accuracy = last?.testAccuracy ??

@@ -19,7 +19,18 @@ import {
   trainFracBits,
 } from "../core/methods/fracbits/mod.ts";
 import type { TrainingSnapshot } from "../io/snapshot.ts";
-import type { CliMethod } from "./method_run.ts";
+import {
+  bsq,
+  type BsqCheckpoint,
+  type BsqModel,
+  bsqSnapshot,
+  type BsqState,
+  freezeBsq,
+  initBsq,
+  type StoredBsqSnapshot,
+  trainBsq,
+} from "../core/methods/bsq/mod.ts";
+import type { CliMethod, MethodCheckpoint } from "./method_args.ts";
 import { UsageError } from "./usage.ts";
 
 /** FracBits (spec fracbits.md): its options as flags and config keys. */
@@ -116,14 +127,18 @@ export const FRACBITS_CLI: CliMethod<FracBitsModel, FracBitsState> = {
       epochs: o.epochs,
       batchSize: o.batchSize,
       key: o.key,
-      resume: o.resume as FracBitsSnapshot | undefined,
+      resume: o.resume?.snapshot as FracBitsSnapshot | undefined,
       progressEvery: o.progressEvery,
       onProgress: (p) =>
         o.onProgress({
           ...p,
           extra: { ce: p.crossEntropy, penalty: p.penalty, cost: p.cost },
         }),
-      onEpoch: (s) => o.onEpoch(s as TrainingSnapshot<FracBitsState>),
+      onEpoch: (s) =>
+        o.onEpoch({
+          snapshot: s as TrainingSnapshot<FracBitsState>,
+          earlierHistory: [],
+        }),
     }),
   snapshot: (s) =>
     fracBitsSnapshot(
@@ -132,11 +147,112 @@ export const FRACBITS_CLI: CliMethod<FracBitsModel, FracBitsState> = {
   freeze: freezeFracBits,
 };
 
+/** BSQ (spec bsq.md): its options as flags and config keys. */
+export const BSQ_CLI: CliMethod<BsqModel, BsqState> = {
+  name: "bsq",
+  title: "BSQ (bit-plane weights, a bit-level group Lasso, re-quantization)",
+  options: [
+    {
+      key: "alpha",
+      flag: "alpha",
+      rule: "non-negative",
+      default: 0.01,
+      help: "strength of the memory-weighted bit-level group Lasso",
+    },
+    {
+      key: "activationBits",
+      flag: "activation-bits",
+      rule: "non-negative-integer",
+      default: 4,
+      help: "fixed width of every hidden activation (0: float)",
+    },
+    {
+      key: "initialBits",
+      flag: "initial-bits",
+      rule: "positive-integer",
+      default: 8,
+      help: "planes of the converted float model",
+    },
+    {
+      key: "maxBits",
+      flag: "max-bits",
+      rule: "positive-integer",
+      default: 8,
+      help: "the most planes a layer may grow to (1..16)",
+    },
+    {
+      key: "fineTuneEpochs",
+      flag: "fine-tune-epochs",
+      rule: "non-negative-integer",
+      default: 40,
+      help: "the last epochs, with the scheme fixed",
+    },
+    {
+      key: "requantizeEvery",
+      flag: "requantize-every",
+      rule: "positive-integer",
+      default: 20,
+      help: "epochs between re-quantizations (Prun_Int)",
+    },
+    {
+      key: "lr",
+      flag: "lr",
+      rule: "positive",
+      default: 1e-3,
+      help: "Adam learning rate",
+    },
+  ],
+  build: (model, o) => {
+    if ((o.fineTuneEpochs as number) > (o.epochs as number)) {
+      throw new RangeError(
+        `--fine-tune-epochs ${o.fineTuneEpochs} exceeds --epochs ${o.epochs}`,
+      );
+    }
+    return bsq(model, {
+      alpha: o.alpha as number,
+      activationBits: o.activationBits as number,
+      initialBits: o.initialBits as number,
+      maxBits: o.maxBits as number,
+    });
+  },
+  init: (q, float, first) => initBsq(q, float, first),
+  train: async (q, init, data, o) => {
+    const r = o.recipe as {
+      fineTuneEpochs: number;
+      requantizeEvery: number;
+      lr: number;
+    };
+    const result = await trainBsq(q, init, data, {
+      bsqEpochs: o.epochs - r.fineTuneEpochs,
+      fineTuneEpochs: r.fineTuneEpochs,
+      requantizeEvery: r.requantizeEvery,
+      learningRate: r.lr,
+      batchSize: o.batchSize,
+      key: o.key,
+      resume: o.resume as BsqCheckpoint | undefined,
+      progressEvery: o.progressEvery,
+      onProgress: (p) =>
+        o.onProgress({
+          ...p,
+          extra: { ce: p.crossEntropy, R: p.regularizer },
+        }),
+      onEpoch: (c) => o.onEpoch(c as unknown as MethodCheckpoint<BsqState>),
+    });
+    return { state: result.state, history: result.history };
+  },
+  snapshot: (s) =>
+    bsqSnapshot(s as StoredBsqSnapshot) as unknown as TrainingSnapshot<
+      BsqState
+    >,
+  freeze: freezeBsq,
+};
+
 /** The methods by `--method` name (Bayesian Bits and float are the `train` and `float` commands). */
 export const CLI_METHODS: Readonly<
   Record<string, CliMethod<unknown, MethodState>>
 > = {
   fracbits: FRACBITS_CLI as unknown as CliMethod<unknown, MethodState>,
+  bsq: BSQ_CLI as unknown as CliMethod<unknown, MethodState>,
 };
 
 /** The `--method` names `train` takes. */

@@ -154,7 +154,7 @@ Deno.test("train --method fracbits killed after a checkpoint resumes to the file
       ])
     );
     assert.equal(resumed.value, 0);
-    assert.match(resumed.err, /Resuming .*: epoch [12]\/3 done/);
+    assert.match(resumed.err, /Resuming .*: fracbits epoch [12]\/3 done/);
     const whole = `${dir}/whole`;
     assert.equal(
       (await quietly(() => main(["train", ...recipe, "--out", whole]))).value,
@@ -273,6 +273,70 @@ Deno.test("--from takes PyTorch-layout safetensors and ONNX float weights: post-
           ])
         ),
       /fc2\.bias/,
+    );
+  });
+});
+
+Deno.test("train --method bsq runs its planes phases and the fixed scheme, reports every phase, and refuses a resume with another alpha", async () => {
+  await withTempDir(async (dir) => {
+    const out = `${dir}/bsq`;
+    const args = [
+      "train",
+      "--method",
+      "bsq",
+      "--alpha",
+      "0.001",
+      "--epochs",
+      "2",
+      "--fine-tune-epochs",
+      "1",
+      "--requantize-every",
+      "1",
+      "--limit",
+      "128",
+      "--threads",
+      "1",
+      "--out",
+      out,
+    ];
+    const run = await quietly(() => main(args));
+    assert.equal(run.value, 0, run.err);
+    const r = parseReport(await Deno.readTextFile(`${out}/report.json`));
+    assert.equal(r.method, "bsq");
+    assert.deepEqual(r.history.map((h) => h.phase), ["bsq-1", "fine-tune"]);
+    assert.equal(r.methodOptions.alpha, 0.001);
+    // N = 8 planes count 9 bits (spec bsq.md section 7).
+    assert.ok(r.layers.every((l) => l.weightBits <= 9));
+    await assert.rejects(
+      () =>
+        quietly(() =>
+          main([
+            "train",
+            "--method",
+            "bsq",
+            "--resume",
+            "--alpha",
+            "0.1",
+            "--out",
+            out,
+          ])
+        ),
+      /Cannot resume with alpha = 0.1/,
+    );
+    await assert.rejects(
+      () =>
+        quietly(() =>
+          main([
+            ...args.slice(0, 5),
+            "--epochs",
+            "1",
+            "--fine-tune-epochs",
+            "2",
+            "--out",
+            `${dir}/x`,
+          ])
+        ),
+      /--fine-tune-epochs 2 exceeds --epochs 1/,
     );
   });
 });
