@@ -364,7 +364,6 @@ function handGateCases(): KernelCase[] {
   const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
   const s8 = sigmoid(1.5 * 0.4);
   const s2 = sigmoid(1.5 * (Math.log(9) - 1)); // g2 = -1, u = 0.9
-  const q0 = (2 / 3) * Math.log(0.1 / 1.1); // q(g) = 1/2 here
   return [
     kernelCase({
       name: "hard-concrete samples and their gradients by hand",
@@ -410,38 +409,45 @@ function handGateCases(): KernelCase[] {
       tolerance: { chain: EXACT, z2: EXACT, stopped: EXACT },
       expected: { chain: [1, 1, 0, 0], z2: [1, 0], stopped: [1, 0, 0, 0] },
     }),
-    // All far off: R = 1. An 8-bit quantizer far on at MAC ratio 0.1 pays
-    // 0.1 (2 + 4 + 8). With q4 = 1/2 and the rest far off, R = 1 + 4 r q4
-    // and dR/dg4 = 4 r q4 (1 - q4) = r.
-    kernelCase({
-      name: "gate prior and its gradient by hand",
-      kernel: "gatePrior",
-      inputs: () => ({
-        off: given([-50, -50, -50, -50]),
-        on8: given([50, 50, -50, -50]),
-        prune: given([50]),
-        half: given([q0, -50, -50, -50]),
-        dr: given([2]),
-      }),
-      call: (k, t) => ({
-        off: k.gatePrior(t.off, null, { macRatio: 1, mode: "bop" }),
-        on8: k.gatePrior(t.on8, t.prune, { macRatio: 0.1, mode: "bop" }),
-        half: k.gatePrior(t.half, null, { macRatio: 0.5, mode: "bop" }),
-        dhalf: k.gatePriorBackward(t.half, null, {
-          macRatio: 0.5,
-          mode: "bop",
-        }, t.dr).dlogits,
-      }),
-      tolerance: { off: EXACT, on8: EXACT, half: EXACT, dhalf: EXACT },
-      float32: {
-        off: PRIOR_FLOAT32,
-        on8: PRIOR_FLOAT32,
-        half: PRIOR_FLOAT32,
-        dhalf: PRIOR_FLOAT32,
-      },
-      expected: { off: [1], on8: [1.4], half: [2], dhalf: [1, 0, 0, 0] },
-    }),
+    handPriorCase(),
   ];
+}
+
+/**
+ * The gate prior by hand. All far off: R = 1. An 8-bit quantizer far on at MAC ratio 0.1 pays
+ * 0.1 (2 + 4 + 8). With q4 = 1/2 and the rest far off, R = 1 + 4 r q4
+ * and dR/dg4 = 4 r q4 (1 - q4) = r.
+ */
+function handPriorCase(): KernelCase {
+  const q0 = (2 / 3) * Math.log(0.1 / 1.1); // q(g) = 1/2 here
+  return kernelCase({
+    name: "gate prior and its gradient by hand",
+    kernel: "gatePrior",
+    inputs: () => ({
+      off: given([-50, -50, -50, -50]),
+      on8: given([50, 50, -50, -50]),
+      prune: given([50]),
+      half: given([q0, -50, -50, -50]),
+      dr: given([2]),
+    }),
+    call: (k, t) => ({
+      off: k.gatePrior(t.off, null, { macRatio: 1, mode: "bop" }),
+      on8: k.gatePrior(t.on8, t.prune, { macRatio: 0.1, mode: "bop" }),
+      half: k.gatePrior(t.half, null, { macRatio: 0.5, mode: "bop" }),
+      dhalf: k.gatePriorBackward(t.half, null, {
+        macRatio: 0.5,
+        mode: "bop",
+      }, t.dr).dlogits,
+    }),
+    tolerance: { off: EXACT, on8: EXACT, half: EXACT, dhalf: EXACT },
+    float32: {
+      off: PRIOR_FLOAT32,
+      on8: PRIOR_FLOAT32,
+      half: PRIOR_FLOAT32,
+      dhalf: PRIOR_FLOAT32,
+    },
+    expected: { off: [1], on8: [1.4], half: [2], dhalf: [1, 0, 0, 0] },
+  });
 }
 
 /** Cases of the Adam and SGD updates. */
