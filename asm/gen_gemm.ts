@@ -12,7 +12,7 @@
  *
  * `deno run --allow-read --allow-write asm/gen_gemm.ts` rewrites the code
  * between the generated-code markers of `asm/src/gemm.ts` (then run
- * `deno task build:asm`); `tests/asm_build_test.ts` fails when the
+ * `deno task build:asm`); `tests/devices/asm_build_test.ts` fails when the
  * committed code differs from {@link generateMicroKernels}.
  *
  * @module

@@ -14,7 +14,7 @@
  *
  * `deno run --allow-read --allow-write asm/gen_gemm_sparse.ts` rewrites the
  * code between the generated-code markers of `asm/src/gemm_sparse.ts` (then
- * run `deno task build:asm`); `tests/asm_build_test.ts` fails when the
+ * run `deno task build:asm`); `tests/devices/asm_build_test.ts` fails when the
  * committed code differs from {@link generateSparseKernels}.
  *
  * @module

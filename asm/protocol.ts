@@ -50,7 +50,7 @@ export const CONTROL_WORDS = 16;
  * Byte offset of the control block. The bytes below it belong to the
  * kernel module: its static data (the lookup tables of its `exp` and `log`,
  * at bytes 1024 to 7168 today), which every instantiation writes again.
- * `tests/asm_build_test.ts` checks that the data stays below this offset.
+ * `tests/devices/asm_build_test.ts` checks that the data stays below this offset.
  */
 export const HEADER_BASE = 16384;
 

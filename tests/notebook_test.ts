@@ -102,6 +102,43 @@ async function typeCheck(file: string): Promise<void> {
   );
 }
 
+/** The figures the small notebook run must reach. */
+function checkResults(result: NotebookResults): void {
+  assert.equal(result.run.phase, "post-training");
+  assert.equal(result.run.epoch, 6);
+  assert.equal(result.report.history.length, 6);
+  assert.deepEqual(
+    result.report.layers.map((l) => l.name),
+    ["conv1", "conv2", "fc1", "fc2"],
+  );
+  assert.equal(result.exportedAccuracy, result.accuracy);
+  // Even one float epoch on 1,024 images learns something (chance: 10 %).
+  assert.ok(result.floatAccuracy > 0.5, `float ${result.floatAccuracy}`);
+  assert.ok(result.accuracy > 0.5, `post-trained ${result.accuracy}`);
+  // 48 steps at the notebook's logit learning rate (0.1 from logits of 3)
+  // move gates below 8 bits.
+  assert.ok(
+    result.report.relativeGbops > 0 && result.report.relativeGbops < 6.25,
+    `relative GBOPs ${result.report.relativeGbops}`,
+  );
+  // One plot: the run, the sweep, the budget's run and the greedy path.
+  assert.deepEqual(
+    [...new Set(result.points.map((p) => p.method))],
+    ["bayesian-bits", "bayesian-bits, hard budget", "greedy"],
+  );
+  assert.ok(result.landed.relativeGbops <= 6.25);
+  // The greedy path starts at 8 bits everywhere: 8 x 8 of 32 x 32 bits.
+  assert.equal(
+    result.points.find((p) => p.method === "greedy")?.relativeGbops,
+    6.25,
+  );
+  // Codes of at most 8 bits take one byte where float32 takes four.
+  assert.ok(
+    result.quantizedBytes < result.floatBytes / 3,
+    `${result.quantizedBytes} bytes against ${result.floatBytes}`,
+  );
+}
+
 Deno.test("the post-training notebook type-checks and runs (small sizes)", async () => {
   const source = notebookModule(
     [
@@ -145,39 +182,7 @@ Deno.test("the post-training notebook type-checks and runs (small sizes)", async
       Deno.errors.NotFound,
       "the notebook removes its output folder",
     );
-    assert.equal(result.run.phase, "post-training");
-    assert.equal(result.run.epoch, 6);
-    assert.equal(result.report.history.length, 6);
-    assert.deepEqual(
-      result.report.layers.map((l) => l.name),
-      ["conv1", "conv2", "fc1", "fc2"],
-    );
-    assert.equal(result.exportedAccuracy, result.accuracy);
-    // Even one float epoch on 1,024 images learns something (chance: 10 %).
-    assert.ok(result.floatAccuracy > 0.5, `float ${result.floatAccuracy}`);
-    assert.ok(result.accuracy > 0.5, `post-trained ${result.accuracy}`);
-    // 48 steps at the notebook's logit learning rate (0.1 from logits of 3)
-    // move gates below 8 bits.
-    assert.ok(
-      result.report.relativeGbops > 0 && result.report.relativeGbops < 6.25,
-      `relative GBOPs ${result.report.relativeGbops}`,
-    );
-    // One plot: the run, the sweep, the budget's run and the greedy path.
-    assert.deepEqual(
-      [...new Set(result.points.map((p) => p.method))],
-      ["bayesian-bits", "bayesian-bits, hard budget", "greedy"],
-    );
-    assert.ok(result.landed.relativeGbops <= 6.25);
-    // The greedy path starts at 8 bits everywhere: 8 x 8 of 32 x 32 bits.
-    assert.equal(
-      result.points.find((p) => p.method === "greedy")?.relativeGbops,
-      6.25,
-    );
-    // Codes of at most 8 bits take one byte where float32 takes four.
-    assert.ok(
-      result.quantizedBytes < result.floatBytes / 3,
-      `${result.quantizedBytes} bytes against ${result.floatBytes}`,
-    );
+    checkResults(result);
   } finally {
     await Deno.remove(dir, { recursive: true });
     // The notebook removes its own output folder; only a failure leaves it.

@@ -36,7 +36,7 @@ import {
   fixedGatesLenet,
   frozenPredictions,
   onnxRuntimePredictions,
-} from "./onnx_helpers.ts";
+} from "./io/_onnx_helpers.ts";
 
 const data = await loadMnist();
 using wasm = await device("wasm", { threads: 2 });

@@ -1,5 +1,5 @@
 /**
- * Every kernel case (`kernel_cases.ts`) on every device against the
+ * Every kernel case (`_kernel_cases.ts`) on every device against the
  * reference device, within the case's tolerance; a kernel a device does not
  * have must throw `UnsupportedKernelError`. Also: the table covers every
  * kernel, the hand-computed values hold on the reference device, and no
@@ -19,8 +19,8 @@ import {
   readOutputs,
   toleranceOf,
   uploadInputs,
-} from "./kernel_case.ts";
-import { KERNEL_CASES } from "./kernel_cases.ts";
+} from "./_kernel_case.ts";
+import { KERNEL_CASES } from "./_kernel_cases.ts";
 import { PENDING_WGSL } from "../gpu/kernels.ts";
 
 /** A device under test: how to open it and which kernels it has. */

@@ -54,6 +54,19 @@ export interface GemmParts {
   readonly bJFast: string;
 }
 
+/** Writes one thread's row of four results, dropping those outside `[M x N]`. */
+const STORE_ROW_WGSL = /* wgsl */ `
+fn store_row(i: u32, j: u32, split: u32, v: vec4<f32>) {
+  let m = pu(2u);
+  let n = pu(3u);
+  if (i >= m) { return; }
+  if (j < n) { store(i, j, split, v.x); }
+  if (j + 1u < n) { store(i, j + 1u, split, v.y); }
+  if (j + 2u < n) { store(i, j + 2u, split, v.z); }
+  if (j + 3u < n) { store(i, j + 3u, split, v.w); }
+}
+`;
+
 /**
  * The tiled GEMM kernel of `parts`. Words: 2 M, 3 N, 4 K, 5 tiles per row
  * of tiles, 6 tiles, 7 K per split (a multiple of {@link TILE_K}); the
@@ -131,17 +144,7 @@ fn ${parts.name}(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_
   store_row(row0 + ty * 4u + 2u, col0 + tx * 4u, split, acc2);
   store_row(row0 + ty * 4u + 3u, col0 + tx * 4u, split, acc3);
 }
-
-fn store_row(i: u32, j: u32, split: u32, v: vec4<f32>) {
-  let m = pu(2u);
-  let n = pu(3u);
-  if (i >= m) { return; }
-  if (j < n) { store(i, j, split, v.x); }
-  if (j + 1u < n) { store(i, j + 1u, split, v.y); }
-  if (j + 2u < n) { store(i, j + 2u, split, v.z); }
-  if (j + 3u < n) { store(i, j + 3u, split, v.w); }
-}
-`,
+` + STORE_ROW_WGSL,
   };
 }
 
