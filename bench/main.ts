@@ -41,6 +41,7 @@ import {
 } from "./bayesian_bits.ts";
 import { benchKernels, type KernelRow } from "./kernels.ts";
 import { benchGpu } from "./gpu.ts";
+import { benchMethods, printMethodTable } from "./methods.ts";
 import { logLine } from "./timing.ts";
 import { type BenchArgs, benchArgsOrExit } from "./args.ts";
 import { referenceDevice } from "../core/reference/device.ts";
@@ -50,7 +51,9 @@ import { type Device, device } from "../core/device.ts";
 const WARM_AFTER_EPOCHS_SECONDS = 3;
 
 async function runEpochs(args: BenchArgs): Promise<EpochRow[]> {
-  const only = args.only.filter((s) => s !== "kernels" && s !== "gpu");
+  const only = args.only.filter((s) =>
+    s !== "kernels" && s !== "gpu" && s !== "methods"
+  );
   if (only.length === 0) return [];
   const data = await loadBenchData(args.limit);
   logLine(
@@ -89,7 +92,7 @@ async function runKernels(
 
 const args = benchArgsOrExit(Deno.args, {
   threads: "1,2",
-  sections: ["train", "eval", "kernels", "gpu"],
+  sections: ["train", "eval", "kernels", "gpu", "methods"],
 });
 const epochs = await runEpochs(args);
 const kernels = await runKernels(args, epochs.length > 0);
@@ -100,11 +103,15 @@ const gpu = args.only.includes("gpu")
     args.minSeconds,
   )
   : [];
+const methods = args.only.includes("methods")
+  ? await benchMethods(await loadBenchData(args.limit), args.threads)
+  : [];
+if (methods.length > 0) printMethodTable(methods);
 if (args.json) {
   await Deno.writeTextFile(
     args.json,
     JSON.stringify(
-      { args, epochs, kernels, gpu },
+      { args, epochs, kernels, gpu, methods },
       null,
       2,
     ),
