@@ -10,8 +10,9 @@
  * ```
  *
  * Each point is `deno run ... cli/main.ts train <flags after --> --<key>
- * <value> ... --out <out>/<key>=<value>,...`: a point whose report exists is
- * done, one with a checkpoint is resumed, any other starts. `--print` lists
+ * <value> ... --out <out>/<key>=<value>,...`: a point whose run finished
+ * (its `model.onnx` written) is done, one with a checkpoint is resumed, any
+ * other starts. `--print` lists
  * the commands instead of running them, so a job runner (GNU parallel, a
  * cluster scheduler) can fan the points out to many machines; `merge`
  * collects whatever reports the directories hold.
@@ -30,8 +31,8 @@ export const SWEEP_USAGE = `Usage:
   deno task sweep -- merge DIR
 
 Runs one \`train\` per point of the grid (the product of every --grid), each
-in its own directory DIR/KEY=V,..., as a separate process: a point with a
-report is skipped, one with a checkpoint resumed. Then merges the reports.
+in its own directory DIR/KEY=V,..., as a separate process: a finished point (its model.onnx
+written) is skipped, one with a checkpoint resumed. Then merges the reports.
 
 Options:
   --out DIR         the sweep's directory (required)
@@ -40,7 +41,7 @@ Options:
   --print           print each point's command instead of running it
   -h, --help        this text
 
-merge DIR: reads DIR/*/report.json, prints the Pareto table, and writes
+merge DIR: reads the finished points' DIR/*/report.json, prints the Pareto table, and writes
 DIR/pareto.md and DIR/pareto.svg (accuracy against relative GBOPs).`;
 
 /** One point of a sweep: its directory name and its train flags. */
@@ -107,14 +108,15 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * A point's state: `done` with a report, `resume` with a checkpoint, else
- * `start`.
+ * A point's state: `done` once its run finished (it wrote `model.onnx`, the
+ * last file a run writes; `report.json` is rewritten every epoch),
+ * `resume` with a checkpoint, else `start`.
  *
  * @param dir The point's directory.
  * @returns Its state.
  */
 export async function pointState(dir: string): Promise<PointState> {
-  if (await exists(`${dir}/report.json`)) return "done";
+  if (await exists(`${dir}/model.onnx`)) return "done";
   if (await exists(`${dir}/checkpoint.safetensors`)) return "resume";
   return "start";
 }
@@ -304,9 +306,14 @@ export async function mergeSweep(
   for await (const e of Deno.readDir(dir)) {
     if (e.isDirectory) entries.push(e.name);
   }
+  const unfinished: string[] = [];
   for (const name of entries.sort()) {
     const path = `${dir}/${name}/report.json`;
     if (!(await exists(path))) continue;
+    if ((await pointState(`${dir}/${name}`)) !== "done") {
+      unfinished.push(name);
+      continue;
+    }
     let report;
     try {
       report = parseReport(await Deno.readTextFile(path));
@@ -317,8 +324,15 @@ export async function mergeSweep(
     }
     points.push(pointOf(report, name));
   }
+  if (unfinished.length > 0) {
+    console.error(
+      `Not merged (their runs have not finished): ${unfinished.join(", ")}`,
+    );
+  }
   if (points.length === 0) {
-    throw new RangeError(`No report to merge: no ${dir}/*/report.json`);
+    throw new RangeError(
+      `No report to merge: no finished run in ${dir}/*/ (a finished run has model.onnx)`,
+    );
   }
   console.log(formatParetoTable(points).trimEnd());
   await Deno.writeTextFile(

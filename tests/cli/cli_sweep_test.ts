@@ -114,6 +114,16 @@ Deno.test("a sweep runs each point as a process, skips finished points, and merg
   // Again: both points are done; nothing runs.
   const again = await quietly(() => sweepCommand(args));
   assert.match(again.err, /point 1\/2 mu=0\.5: already done/);
+  // A point whose run has not finished (no model.onnx yet: report.json is
+  // rewritten every epoch) is resumed, not taken as done, and not merged.
+  await Deno.remove(`${dir}/mu=0.05/model.onnx`);
+  assert.equal(await pointState(`${dir}/mu=0.05`), "resume");
+  const partial = await quietly(() => mergeSweep(dir));
+  assert.equal(partial.value, 1);
+  assert.match(
+    partial.err,
+    /Not merged \(their runs have not finished\): mu=0\.05/,
+  );
   // A damaged report is named by merge.
   await Deno.writeTextFile(`${dir}/mu=0.5/report.json`, "{}");
   await assert.rejects(() => mergeSweep(dir), /mu=0\.5\/report\.json: /);
