@@ -34,6 +34,7 @@ import { softmaxCrossEntropy } from "./ops/loss.ts";
 import type { OptimizerState } from "./optim.ts";
 import { type RandomKey, splitKey } from "./rng.ts";
 import type { Tensor } from "./tensor.ts";
+import type { HistoryEntry } from "./report.ts";
 
 export { progressRate } from "./loop.ts";
 
@@ -144,6 +145,50 @@ export interface TrainRun<S extends MethodState> {
   readonly optimizerState: OptimizerState;
   /** One record per completed epoch. */
   readonly history: readonly EpochStats[];
+}
+
+/**
+ * A saved snapshot (its history as report entries) as the training loop's
+ * run, to resume it: each entry's cross-entropy and metrics become the
+ * epoch's metrics, its relative GBOPs (and, unless `metricsMeasured` is
+ * false, its metrics) the epoch's measures.
+ *
+ * @param s The snapshot: method, phase, epochs, state, optimizer state, history.
+ * @param metricsMeasured Whether the method's metrics were measures too
+ *   (default true).
+ * @returns The run.
+ */
+export function trainRunOf<S extends MethodState>(
+  s: {
+    readonly method: string;
+    readonly phase: string;
+    readonly epoch: number;
+    readonly epochs: number;
+    readonly state: S;
+    readonly optimizerState: OptimizerState;
+    readonly history: readonly HistoryEntry[];
+  },
+  metricsMeasured = true,
+): TrainRun<S> {
+  return {
+    method: s.method,
+    phase: s.phase,
+    epoch: s.epoch,
+    epochs: s.epochs,
+    state: s.state,
+    optimizerState: s.optimizerState,
+    history: s.history.map((h) => ({
+      epoch: h.epoch,
+      loss: h.loss,
+      metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
+      testAccuracy: h.testAccuracy,
+      measured: metricsMeasured
+        ? { relativeGbops: h.relativeGbops, ...h.metrics }
+        : { relativeGbops: h.relativeGbops },
+      seconds: h.seconds,
+      samplesPerSecond: h.samplesPerSecond,
+    })),
+  };
 }
 
 /** The loop's view of a method: its loss, optimizer and evaluation. */

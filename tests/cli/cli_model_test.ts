@@ -9,25 +9,7 @@ import { loadQuantized } from "../../io/quantized.ts";
 import { loadSnapshot, saveSnapshot } from "../../io/snapshot.ts";
 import { assertBitwise, assertParamsBitwise } from "../_fixtures.ts";
 import { withTempDir } from "../_io_fixtures.ts";
-
-/** Runs `fn` with console output captured (the CLI prints progress and the report). */
-async function quietly<T>(fn: () => Promise<T>): Promise<{
-  value: T;
-  out: string;
-  err: string;
-}> {
-  const { log, error } = console;
-  let out = "";
-  let err = "";
-  console.log = (...a: unknown[]) => (out += a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => (err += a.join(" ") + "\n");
-  try {
-    return { value: await fn(), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+import { quietly } from "./_helpers.ts";
 
 /** Tiny runs: 64 images, batches of 16, one epoch, one thread. */
 const TINY = [

@@ -7,20 +7,7 @@ import {
 } from "../../cli/sweep.ts";
 import { parseReport } from "../../io/report_json.ts";
 import { VERSION } from "../../core/version.ts";
-
-/** Runs `fn` with console output captured. */
-async function quietly<T>(fn: () => Promise<T>) {
-  const [log, error] = [console.log, console.error];
-  let out = "";
-  let err = "";
-  console.log = (...a: unknown[]) => (out += a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => (err += a.join(" ") + "\n");
-  try {
-    return { value: await fn(), out, err };
-  } finally {
-    [console.log, console.error] = [log, error];
-  }
-}
+import { quietly } from "./_helpers.ts";
 
 Deno.test("gridPoints is the product of the grids, named key=value", () => {
   assert.deepEqual(gridPoints(["mu=0.1,0.01", "seed=0,1"]), [

@@ -3,26 +3,7 @@ import { DEFAULT_CONFIG, parseTrainArgs } from "../../cli/config.ts";
 import { trainCommand } from "../../cli/train.ts";
 import { parseReport } from "../../io/report.ts";
 import { loadSnapshot } from "../../io/snapshot.ts";
-
-/** Runs `fn` with console output captured (the CLI prints progress and the report). */
-async function quietly<T>(fn: () => Promise<T>): Promise<{
-  value: T;
-  out: string;
-  err: string;
-}> {
-  const log = console.log;
-  const error = console.error;
-  let out = "";
-  let err = "";
-  console.log = (...a: unknown[]) => (out += a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => (err += a.join(" ") + "\n");
-  try {
-    return { value: await fn(), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+import { quietly } from "./_helpers.ts";
 
 Deno.test("parseTrainArgs() defaults to the paper's recipe", async () => {
   const parsed = await parseTrainArgs([]);

@@ -12,7 +12,12 @@ import type { Dataset } from "../../data.ts";
 import type { OptimizerState } from "../../optim.ts";
 import { type HistoryEntry, historyEntry } from "../../report.ts";
 import type { RandomKey } from "../../rng.ts";
-import { checkImageShape, train, type TrainRun } from "../../train.ts";
+import {
+  checkImageShape,
+  train,
+  type TrainRun,
+  trainRunOf,
+} from "../../train.ts";
 import { bayesianBitsMethod } from "./method.ts";
 import { checkNumber, type GatedModel, type GatedState } from "./model.ts";
 
@@ -275,23 +280,7 @@ const PHASE_GROUPS: Record<TrainingPhase, (ranges: boolean) => string[]> = {
 
 /** A snapshot as the training loop's run. */
 function runOf(s: BayesianBitsSnapshot): TrainRun<GatedState> {
-  return {
-    method: s.method,
-    phase: s.phase,
-    epoch: s.epoch,
-    epochs: s.epochs,
-    state: s.state,
-    optimizerState: s.optimizerState,
-    history: s.history.map((h) => ({
-      epoch: h.epoch,
-      loss: h.loss,
-      metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
-      testAccuracy: h.testAccuracy,
-      measured: { relativeGbops: h.relativeGbops, ...h.metrics },
-      seconds: h.seconds,
-      samplesPerSecond: h.samplesPerSecond,
-    })),
-  };
+  return trainRunOf(s);
 }
 
 function checkTrainOptions(

@@ -15,7 +15,12 @@ import type { OptimizerState } from "../../optim.ts";
 import { type HistoryEntry, historyEntry } from "../../report.ts";
 import { foldIn, type RandomKey } from "../../rng.ts";
 import type { Tensor } from "../../tensor.ts";
-import { evaluateState, train, type TrainRun } from "../../train.ts";
+import {
+  evaluateState,
+  train,
+  type TrainRun,
+  trainRunOf,
+} from "../../train.ts";
 import { bsqMethod } from "./method.ts";
 import {
   type BsqModel,
@@ -186,23 +191,7 @@ export function bsqRuns(
 
 /** A snapshot as the training loop's run. */
 function runOf(s: BsqSnapshot): TrainRun<BsqState> {
-  return {
-    method: s.method,
-    phase: s.phase,
-    epoch: s.epoch,
-    epochs: s.epochs,
-    state: s.state,
-    optimizerState: s.optimizerState,
-    history: s.history.map((h) => ({
-      epoch: h.epoch,
-      loss: h.loss,
-      metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
-      testAccuracy: h.testAccuracy,
-      measured: { relativeGbops: h.relativeGbops },
-      seconds: h.seconds,
-      samplesPerSecond: h.samplesPerSecond,
-    })),
-  };
+  return trainRunOf(s, false);
 }
 
 /** Frees the tensors of `old` that `next` and `keep` do not hold. */

@@ -14,7 +14,7 @@ import type { MethodState } from "../../method.ts";
 import type { OptimizerState } from "../../optim.ts";
 import { type HistoryEntry, historyEntry } from "../../report.ts";
 import type { RandomKey } from "../../rng.ts";
-import { train, type TrainRun } from "../../train.ts";
+import { train, type TrainRun, trainRunOf } from "../../train.ts";
 import type { Assignment } from "./assign.ts";
 import { fracBitsMethod } from "./method.ts";
 import {
@@ -188,23 +188,7 @@ export async function trainFracBits(
 
 /** A snapshot as the training loop's run. */
 function runOf(s: FracBitsSnapshot): TrainRun<FracBitsState> {
-  return {
-    method: s.method,
-    phase: s.phase,
-    epoch: s.epoch,
-    epochs: s.epochs,
-    state: s.state,
-    optimizerState: s.optimizerState,
-    history: s.history.map((h) => ({
-      epoch: h.epoch,
-      loss: h.loss,
-      metrics: { crossEntropy: h.crossEntropy, ...h.metrics },
-      testAccuracy: h.testAccuracy,
-      measured: { relativeGbops: h.relativeGbops, ...h.metrics },
-      seconds: h.seconds,
-      samplesPerSecond: h.samplesPerSecond,
-    })),
-  };
+  return trainRunOf(s);
 }
 
 /**
