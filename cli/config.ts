@@ -186,6 +186,8 @@ Recipe options (also keys of --config, camelCase):
   --seed N                seed of init, shuffling and gate noise (default 0)
   --limit N               only the first N training and test images
   --post-training MODE    off (default), logits, logits+ranges: weights frozen
+  --target-gbops X        post-training: find mu (bisection over short runs of this
+                          post-training) so the model lands within 1 % below X % GBOPs
   --from FILE             start from a float checkpoint (from \`deno task float -- --out DIR\`)
 
 Run options:

@@ -51,6 +51,7 @@ import {
 } from "./config.ts";
 import { formatSeconds } from "./format.ts";
 import { loadFloat } from "./float_start.ts";
+import { checkTargetRun, searchTargetMu, targetOf } from "./target.ts";
 import { exportModel } from "./method_run.ts";
 import { provenance, usageStage } from "./usage.ts";
 import { mainPhaseOf, type RunRecord, storedRunOf } from "./run_record.ts";
@@ -266,6 +267,33 @@ async function initialState(run: Run, initKey: RandomKey): Promise<GatedState> {
   return await initGated(gated, float, first);
 }
 
+/**
+ * The run with the mu that lands its post-training within 1 % below
+ * `target` (see `cli/target.ts`), the search recorded in the report's facts.
+ */
+async function withTargetMu(run: Run, target: number): Promise<Run> {
+  const [initKey, mainKey] = splitKey(randomKey(run.config.seed), 3);
+  const found = await searchTargetMu({
+    target,
+    config: run.config,
+    data: run.data,
+    start: await initialState(run, initKey),
+    key: mainKey,
+    host: hostState,
+  });
+  const config = { ...run.config, mu: found.mu };
+  return {
+    ...run,
+    config,
+    gated: gatedModelOf(config),
+    provenance: {
+      ...run.provenance,
+      targetGbops: target,
+      targetRuns: found.runs,
+    },
+  };
+}
+
 /** Runs the phases left (all of them, or those after the checkpoint's). */
 async function runPhases(
   run: Run,
@@ -417,9 +445,13 @@ async function freshStart(
  * @throws {RunDirectoryLockedError} If another process writes into `--out`.
  */
 export async function trainCommand(args: string[]): Promise<number> {
+  const { target, rest } = await usageStage(() => targetOf(args));
   const parsed = await usageStage(async () => {
-    const p = await parseTrainArgs(args);
+    const p = await parseTrainArgs(rest);
     if (!p.help) checkRunFlags(p);
+    if (!p.help && target !== null) {
+      checkTargetRun(p.config, p.given, p.resume);
+    }
     return p;
   });
   if (parsed.help) {
@@ -456,7 +488,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   if (parsed.replace) {
     await dir.setAside(RUN_FILES);
   }
-  const run: Run = {
+  let run: Run = {
     args,
     parsed,
     out,
@@ -472,6 +504,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     earlierHistory: start.earlierHistory,
     provenance: await provenance(dev, parsed.threads),
   };
+  if (target !== null) run = await withTargetMu(run, target);
   console.error(
     `Bayesian Bits, ${
       MODELS[config.model].title
