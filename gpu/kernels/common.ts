@@ -229,3 +229,37 @@ export class GpuContext {
     );
   }
 }
+
+/**
+ * A kernel of one invocation per element (workgroups of 64): the prelude,
+ * the bindings `decl` declares (their kinds read from it), the family's
+ * `helpers`, and `body` run for element `e` below `pu(2u)`.
+ *
+ * @param name The entry point.
+ * @param decl The binding declarations.
+ * @param helpers WGSL functions the body uses.
+ * @param body The statements for element `e`.
+ * @returns The kernel source.
+ */
+export function perElementSource(
+  name: string,
+  decl: string,
+  helpers: string,
+  body: string,
+): KernelSource {
+  return {
+    name,
+    bindings: [...decl.matchAll(/var<storage, (read_write|read)>/g)].map((m) =>
+      m[1] === "read" ? "r" : "w"
+    ).join(""),
+    workgroup: 64,
+    code: PRELUDE_WGSL + decl + helpers + /* wgsl */ `
+@compute @workgroup_size(64)
+fn ${name}(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) l: u32) {
+  let e = linear(g, l, 64u);
+  if (e >= pu(2u)) { return; }
+  ${body}
+}
+`,
+  };
+}

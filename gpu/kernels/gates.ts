@@ -30,7 +30,7 @@ import {
   f32Word,
   type GpuContext,
   type KernelSource,
-  PRELUDE_WGSL,
+  perElementSource,
 } from "./common.ts";
 
 /** The smallest float32 logit `g` with `gateIsOn(g)` (monotonic in `g`). */
@@ -80,21 +80,7 @@ fn channels() -> u32 { return pu(3u); }
 `;
 
 function source(name: string, decl: string, body: string): KernelSource {
-  return {
-    name,
-    bindings: [...decl.matchAll(/var<storage, (read_write|read)>/g)].map((m) =>
-      m[1] === "read" ? "r" : "w"
-    ).join(""),
-    workgroup: 64,
-    code: PRELUDE_WGSL + decl + GATE_WGSL + /* wgsl */ `
-@compute @workgroup_size(64)
-fn ${name}(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) l: u32) {
-  let e = linear(g, l, 64u);
-  if (e >= pu(2u)) { return; }
-  ${body}
-}
-`,
-  };
+  return perElementSource(name, decl, GATE_WGSL, body);
 }
 
 const SAMPLE = source(

@@ -21,7 +21,7 @@ import {
   f32Word,
   type GpuContext,
   type KernelSource,
-  PRELUDE_WGSL,
+  perElementSource,
 } from "./common.ts";
 
 const HELPERS = /* wgsl */ `
@@ -38,21 +38,7 @@ fn decayed(grad: f32, theta: f32) -> vec2<f32> { return df_add(dfm(hyper(3u), th
 `;
 
 function source(name: string, decl: string, body: string): KernelSource {
-  return {
-    name,
-    bindings: [...decl.matchAll(/var<storage, (read_write|read)>/g)].map((m) =>
-      m[1] === "read" ? "r" : "w"
-    ).join(""),
-    workgroup: 64,
-    code: PRELUDE_WGSL + decl + HELPERS + /* wgsl */ `
-@compute @workgroup_size(64)
-fn ${name}(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) l: u32) {
-  let e = linear(g, l, 64u);
-  if (e >= pu(2u)) { return; }
-  ${body}
-}
-`,
-  };
+  return perElementSource(name, decl, HELPERS, body);
 }
 
 /** Words: 3-4 wd, 5-6 b1, 7-8 1 - b1, 9-10 b2, 11-12 1 - b2, 13 step, 14 c2, 15 eps. */

@@ -20,7 +20,11 @@
  */
 
 import type { Kernels, PoolGeometry } from "../../core/kernels.ts";
-import { type GpuContext, type KernelSource, PRELUDE_WGSL } from "./common.ts";
+import {
+  type GpuContext,
+  type KernelSource,
+  perElementSource,
+} from "./common.ts";
 
 const GEOMETRY = /* wgsl */ `
 fn ph() -> u32 { return pu(3u); }
@@ -33,21 +37,7 @@ fn pp() -> u32 { return pu(9u); }
 `;
 
 function source(name: string, decl: string, body: string): KernelSource {
-  return {
-    name,
-    bindings: [...decl.matchAll(/var<storage, (read_write|read)>/g)].map((m) =>
-      m[1] === "read" ? "r" : "w"
-    ).join(""),
-    workgroup: 64,
-    code: PRELUDE_WGSL + decl + GEOMETRY + /* wgsl */ `
-@compute @workgroup_size(64)
-fn ${name}(@builtin(workgroup_id) g: vec3<u32>, @builtin(local_invocation_index) l: u32) {
-  let e = linear(g, l, 64u);
-  if (e >= pu(2u)) { return; }
-  ${body}
-}
-`,
-  };
+  return perElementSource(name, decl, GEOMETRY, body);
 }
 
 const MAX_POOL = source(
